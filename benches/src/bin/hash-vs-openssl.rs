@@ -1,0 +1,152 @@
+//! `hash-vs-openssl [--size 1G] [--runs 5] [--file PATH] [--check]`: times `pdist hash FILE`
+//! against `openssl dgst -sha256 FILE` on the same file, side by side in one run, and prints
+//! the ratio of their speeds. The bar (BRIEF.md): pdist at least 1.6x openssl.
+//!
+//! Both read the same file from the page cache (it is read once first) and write their few
+//! lines of output to /dev/null; runs alternate between the two tools and the median of each
+//! is compared. `pdist` is found beside this program (build both with `cargo build --release`)
+//! or at `$PDIST_BIN`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use std::{env, fs, io};
+
+const BAR: f64 = 1.6;
+
+struct Opts {
+    size: u64,
+    runs: usize,
+    file: Option<PathBuf>,
+    check: bool,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        size: 1 << 30,
+        runs: 5,
+        file: None,
+        check: false,
+    };
+    let mut args = env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--size" => o.size = fixtures::parse_size(&val()?).ok_or("bad --size")?,
+            "--runs" => o.runs = val()?.parse().map_err(|_| "bad --runs")?,
+            "--file" => o.file = Some(PathBuf::from(val()?)),
+            "--check" => o.check = true,
+            "-h" | "--help" => {
+                println!("usage: hash-vs-openssl [--size 1G] [--runs 5] [--file PATH] [--check]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn pdist_bin() -> io::Result<PathBuf> {
+    if let Some(p) = env::var_os("PDIST_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = env::current_exe()?;
+    let p = exe.with_file_name("pdist");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(io::Error::other(format!(
+            "{} not found: build it with `cargo build --release -p pdist-cli` or set PDIST_BIN",
+            p.display()
+        )))
+    }
+}
+
+fn ensure_file(o: &Opts) -> io::Result<PathBuf> {
+    if let Some(f) = &o.file {
+        return Ok(f.clone());
+    }
+    let path = env::temp_dir().join(format!("pdist-bench-{}.bin", o.size));
+    if fs::metadata(&path).map(|m| m.len()).ok() != Some(o.size) {
+        eprintln!("writing {} bytes of test content to {}", o.size, path.display());
+        let tmp = path.with_extension("tmp");
+        let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        io::copy(&mut fixtures::ContentGen::new(42, o.size), &mut out)?;
+        drop(out);
+        fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+fn time(cmd: &mut Command) -> io::Result<Duration> {
+    let t = Instant::now();
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).status()?;
+    let d = t.elapsed();
+    if !status.success() {
+        return Err(io::Error::other(format!("{cmd:?} failed: {status}")));
+    }
+    Ok(d)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn run(o: &Opts) -> io::Result<bool> {
+    let pdist = pdist_bin()?;
+    let file = ensure_file(o)?;
+    let size = fs::metadata(&file)?.len();
+    // Warm the page cache so both tools read from memory.
+    io::copy(&mut fs::File::open(&file)?, &mut io::sink())?;
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("hash-vs-openssl: {size} bytes, {} runs each, {cores} cores, {cpu}", o.runs);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..o.runs {
+        theirs.push(time(Command::new("openssl").args(["dgst", "-sha256"]).arg(&file))?);
+        ours.push(time(Command::new(&pdist).arg("hash").arg(&file))?);
+    }
+    let (p, s) = (median(ours), median(theirs));
+    let gbps = |d: Duration| size as f64 / 1e9 / d.as_secs_f64();
+    println!("{:<28}{:>10}{:>10}", "tool", "median s", "GB/s");
+    println!(
+        "{:<28}{:>10.3}{:>10.2}",
+        "openssl dgst -sha256",
+        s.as_secs_f64(),
+        gbps(s)
+    );
+    println!("{:<28}{:>10.3}{:>10.2}", "pdist hash", p.as_secs_f64(), gbps(p));
+    let ratio = s.as_secs_f64() / p.as_secs_f64();
+    let pass = ratio >= BAR;
+    println!(
+        "ratio (pdist speed / openssl speed): {ratio:.2}x  (bar {BAR}x: {})",
+        if pass { "met" } else { "NOT met" }
+    );
+    Ok(pass)
+}
+
+fn main() {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("hash-vs-openssl: {e}");
+            std::process::exit(2);
+        }
+    };
+    match run(&opts) {
+        Ok(pass) => std::process::exit(if opts.check && !pass { 1 } else { 0 }),
+        Err(e) => {
+            eprintln!("hash-vs-openssl: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+

@@ -1,0 +1,2 @@
+//! pdist's benchmarks. `benches/` holds the criterion micro-benchmarks; `src/bin/` the programs
+//! that run whole scenarios side by side with the tool a user would otherwise use.

@@ -1,0 +1,89 @@
+//! Command-line arguments (clap derive). Every long option can also come from a `PDIST_*`
+//! environment variable; the conversion into engine options happens in the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// pdist: peer-assisted content distribution for local networks.
+#[derive(Debug, Parser)]
+#[command(name = "pdist", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Server secret key as hex (BranchCache's "server secret"; pdist's group secret). Without
+    /// it the open group's public constant is used, so every node computes the same content ID
+    /// for the same bytes.
+    #[arg(long, global = true, env = "PDIST_SECRET", value_name = "HEX", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Hashing threads (0: every core).
+    #[arg(long, global = true, env = "PDIST_THREADS", default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hash a file into content information: print its ticket, or write the content information
+    /// in pdist's own format or as BranchCache (MS-PCCRC V1/V2) does.
+    Hash(HashArgs),
+    /// Print the fields of content information in any format pdist reads (detected from the
+    /// bytes).
+    Inspect(InspectArgs),
+}
+
+/// Output formats of `pdist hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// pdist's own content information (self-verifying).
+    Native,
+    /// MS-PCCRC V1: 64 KiB blocks in 32 MiB segments, SHA-256.
+    PccrcV1,
+    /// MS-PCCRC V2: content-defined segments of at most 128 KiB, truncated SHA-512.
+    PccrcV2,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// The file to hash ('-' for standard input).
+    pub file: PathBuf,
+
+    /// Write content information in this format (to OUT, or to standard output). Without it,
+    /// print the ticket and a summary.
+    #[arg(long, short = 'f', value_enum, env = "PDIST_FORMAT")]
+    pub format: Option<OutputFormat>,
+
+    /// Where to write the content information ('-' for standard output).
+    #[arg(long, short = 'o', value_name = "OUT", requires = "format")]
+    pub output: Option<PathBuf>,
+
+    /// Describe only this byte range, as HTTP writes it: FIRST-LAST, both inclusive (MS-PCCRC
+    /// formats only).
+    #[arg(long, value_name = "FIRST-LAST", requires = "format")]
+    pub range: Option<String>,
+
+    /// Print the summary as JSON.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Content information to read ('-' for standard input).
+    pub file: PathBuf,
+
+    /// Print JSON instead of text.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
+
+    /// Also list every block hash.
+    #[arg(long)]
+    pub blocks: bool,
+}

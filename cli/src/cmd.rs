@@ -1,0 +1,41 @@
+//! One module per command; each turns its arguments into engine calls and prints the result.
+
+mod hash;
+mod inspect;
+
+use engine::ServerSecret;
+
+use crate::args::{Cli, Command, GlobalArgs};
+
+/// An argument value that parses but makes no sense (reported with exit code 65).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Runs the command `cli` names.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Hash(args) => hash::run(&cli.global, args),
+        Command::Inspect(args) => inspect::run(&cli.global, args),
+    }
+}
+
+/// The server secret from `--secret` / `PDIST_SECRET`, or the open group's.
+fn secret(global: &GlobalArgs) -> anyhow::Result<ServerSecret> {
+    match &global.secret {
+        None => Ok(ServerSecret::open_group()),
+        Some(hex) => ServerSecret::from_hex(hex.trim()).map_err(|e| {
+            UsageError(format!(
+                "--secret must be hex bytes (an even number of 0-9a-f digits): {e}"
+            ))
+            .into()
+        }),
+    }
+}
