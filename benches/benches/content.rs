@@ -30,7 +30,11 @@ fn content_info(c: &mut Criterion) {
             threads,
             ..HashOptions::default()
         };
-        let name = if threads == 0 { "all_cores" } else { "one_core" };
+        let name = if threads == 0 {
+            "all_cores"
+        } else {
+            "one_core"
+        };
         g.bench_with_input(BenchmarkId::new("1GiB", name), &opts, |b, opts| {
             b.iter(|| hash_reader(&data[..], &secret, opts, &mut |_| {}).unwrap())
         });
@@ -59,7 +63,11 @@ fn proofs(c: &mut Criterion) {
     let blocks = info.block_hashes(seg).to_vec();
     let verified = info.prove_segments(seg, 1).unwrap().verify(&id).unwrap();
     g.bench_function("block_hash_list", |b| {
-        b.iter(|| verified.verify_block_hashes(seg, black_box(&blocks)).unwrap())
+        b.iter(|| {
+            verified
+                .verify_block_hashes(seg, black_box(&blocks))
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -84,7 +92,9 @@ fn formats(c: &mut Criterion) {
     g.bench_function("v1_decode", |b| {
         b.iter(|| ContentInfoV1::decode(black_box(&v1_bytes)).unwrap())
     });
-    g.bench_function("v2_encode_64MiB", |b| b.iter(|| black_box(&v2_info).encode()));
+    g.bench_function("v2_encode_64MiB", |b| {
+        b.iter(|| black_box(&v2_info).encode())
+    });
     g.bench_function("v2_decode_64MiB", |b| {
         b.iter(|| v2::ContentInfoV2::decode(black_box(&v2_bytes)).unwrap())
     });

@@ -21,11 +21,23 @@ pub struct GlobalArgs {
     /// Server secret key as hex (BranchCache's "server secret"; pdist's group secret). Without
     /// it the open group's public constant is used, so every node computes the same content ID
     /// for the same bytes.
-    #[arg(long, global = true, env = "PDIST_SECRET", value_name = "HEX", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PDIST_SECRET",
+        value_name = "HEX",
+        hide_env_values = true
+    )]
     pub secret: Option<String>,
 
     /// Hashing threads (0: every core).
-    #[arg(long, global = true, env = "PDIST_THREADS", default_value_t = 0, value_name = "N")]
+    #[arg(
+        long,
+        global = true,
+        env = "PDIST_THREADS",
+        default_value_t = 0,
+        value_name = "N"
+    )]
     pub threads: usize,
 }
 

@@ -25,7 +25,9 @@ mod exit {
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.downcast_ref::<engine::DecodeError>().is_some()
-            || cause.downcast_ref::<engine::content::VerifyError>().is_some()
+            || cause
+                .downcast_ref::<engine::content::VerifyError>()
+                .is_some()
             || cause.downcast_ref::<cmd::UsageError>().is_some()
         {
             return exit::DATA_ERR;

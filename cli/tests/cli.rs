@@ -59,10 +59,14 @@ fn hash_prints_a_ticket_and_a_summary() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].starts_with("pd1") && lines[0].len() == 58, "{out}");
-    assert!(lines[1].starts_with("196613 bytes, 1 segments, 4 blocks, "), "{out}");
+    assert!(
+        lines[1].starts_with("196613 bytes, 1 segments, 4 blocks, "),
+        "{out}"
+    );
     assert!(lines[1].ends_with("MB/s"), "{out}");
 
-    let json: serde_json::Value = serde_json::from_str(&ok(run(&["hash", s(&f), "--json"]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(run(&["hash", s(&f), "--json"]))).unwrap();
     assert_eq!(json["ticket"], lines[0]);
     assert_eq!(json["size"], 196_613);
     assert_eq!(json["blocks"], 4);
@@ -74,7 +78,11 @@ fn secret_from_flag_or_environment_changes_the_ticket() {
     let f = dir.write("a.bin", b"hello");
     let open = ok(run(&["hash", s(&f)]));
     let flag = ok(run(&["--secret", "00ff", "hash", s(&f)]));
-    let env = ok(pdist().args(["hash", s(&f)]).env("PDIST_SECRET", "00ff").output().unwrap());
+    let env = ok(pdist()
+        .args(["hash", s(&f)])
+        .env("PDIST_SECRET", "00ff")
+        .output()
+        .unwrap());
     let first = |o: &str| o.lines().next().unwrap().to_string();
     assert_ne!(first(&open), first(&flag));
     assert_eq!(first(&flag), first(&env));
@@ -92,10 +100,20 @@ fn native_output_inspects_to_the_same_ticket() {
     let ticket = out.lines().next().unwrap();
     let text = ok(run(&["inspect", s(&ci)]));
     assert!(text.contains(ticket), "{text}");
-    assert!(text.contains("content length            200000 bytes"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&ok(run(&["inspect", s(&ci), "--json", "--blocks"]))).unwrap();
+    assert!(
+        text.contains("content length            200000 bytes"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(run(&["inspect", s(&ci), "--json", "--blocks"]))).unwrap();
     assert_eq!(json["ticket"], ticket);
-    assert_eq!(json["segments"][0]["block_hashes"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        json["segments"][0]["block_hashes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[test]
@@ -123,12 +141,26 @@ fn content_information_goes_to_stdout_and_the_summary_to_stderr() {
 
 #[test]
 fn pccrc_v1_of_the_iis_image_is_what_iis_sends() {
-    let Some(png) = fixtures::iis85_png() else { return };
+    let Some(png) = fixtures::iis85_png() else {
+        return;
+    };
     let dir = TestDir::new();
     let f = dir.write("iis-85.png", &png);
     let out = dir.path("v1.bin");
-    ok(run(&["hash", s(&f), "--format", "pccrc-v1", "--secret", vec::SERVER_SECRET, "-o", s(&out)]));
-    assert_eq!(hex::encode(std::fs::read(&out).unwrap()), vec::V1_CONTENT_INFO);
+    ok(run(&[
+        "hash",
+        s(&f),
+        "--format",
+        "pccrc-v1",
+        "--secret",
+        vec::SERVER_SECRET,
+        "-o",
+        s(&out),
+    ]));
+    assert_eq!(
+        hex::encode(std::fs::read(&out).unwrap()),
+        vec::V1_CONTENT_INFO
+    );
     let text = ok(run(&["inspect", s(&out), "--secret", vec::SERVER_SECRET]));
     assert!(text.contains(vec::V1_HOHODK), "{text}");
     assert!(text.contains("every Kp matches"), "{text}");
@@ -142,10 +174,23 @@ fn ranges_in_both_pccrc_versions() {
     let f = dir.write("a.bin", &fixtures::content(4, 500_000));
     for format in ["pccrc-v1", "pccrc-v2"] {
         let out = dir.path(format);
-        ok(run(&["hash", s(&f), "--format", format, "--range", "1000-199999", "-o", s(&out)]));
+        ok(run(&[
+            "hash",
+            s(&f),
+            "--format",
+            format,
+            "--range",
+            "1000-199999",
+            "-o",
+            s(&out),
+        ]));
         let json: serde_json::Value =
             serde_json::from_str(&ok(run(&["inspect", s(&out), "--json"]))).unwrap();
-        assert_eq!(json["range"], serde_json::json!([1000, 200_000]), "{format}");
+        assert_eq!(
+            json["range"],
+            serde_json::json!([1000, 200_000]),
+            "{format}"
+        );
     }
     let bad = run(&["hash", s(&f), "--format", "pccrc-v1", "--range", "0-999999"]);
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
@@ -169,7 +214,10 @@ fn malformed_input_gets_one_clear_line_and_a_data_error() {
             b[100] ^= 0x40;
             b
         }),
-        ("v1 truncated", vec::bytes(vec::V1_CONTENT_INFO)[..100].to_vec()),
+        (
+            "v1 truncated",
+            vec::bytes(vec::V1_CONTENT_INFO)[..100].to_vec(),
+        ),
         ("v2 bad algo", {
             let mut b = vec::bytes(vec::V2_CONTENT_INFO);
             b[2] = 0x01;
@@ -200,7 +248,12 @@ fn missing_files_and_directories() {
 
 #[test]
 fn help_on_every_command() {
-    for args in [&["--help"][..], &["hash", "--help"], &["inspect", "--help"], &["help"]] {
+    for args in [
+        &["--help"][..],
+        &["hash", "--help"],
+        &["inspect", "--help"],
+        &["help"],
+    ] {
         let text = ok(run(args));
         assert!(text.contains("Usage: pdist"), "{args:?}: {text}");
     }

@@ -1,7 +1,7 @@
 //! The content model: pure values in, pure values out (no tokio, no sockets).
 //!
 //! * [`layout`]: segment and block arithmetic, and the validated [`SegmentIdx`] / [`BlockIdx`].
-//! * [`hash`]: [`Hash`], [`ServerSecret`] and MS-PCCRC's key schedule (Ks, Kp, HoHoDk).
+//! * [`hash`]: [`Hash`](struct@Hash), [`ServerSecret`] and MS-PCCRC's key schedule (Ks, Kp, HoHoDk).
 //! * [`merkle`]: the tree over segment descriptors, with domain separation and guarded proofs.
 //! * [`id`]: [`ContentId`] and the printable [`Ticket`].
 //! * [`info`]: [`ContentInfo`], [`SegmentProof`] and the checks that move trust from a content ID

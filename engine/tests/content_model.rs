@@ -35,7 +35,10 @@ fn interesting_sizes_end_to_end() {
             let r = l.block_range(b);
             let mut bytes = data[r.start as usize..r.end as usize].to_vec();
             bytes[0] ^= 1;
-            assert!(matches!(info.verify_block(b, &bytes), Err(VerifyError::BlockHash { .. })));
+            assert!(matches!(
+                info.verify_block(b, &bytes),
+                Err(VerifyError::BlockHash { .. })
+            ));
             assert!(matches!(
                 info.verify_block(b, &bytes[1..]),
                 Err(VerifyError::BlockLength { .. })
@@ -87,7 +90,13 @@ fn proofs_from_another_content_fail() {
     let other = a.layout().segment(2).unwrap();
     assert!(v.verify_block_hashes(seg, a.block_hashes(other)).is_err());
     assert!(
-        verify_block_hashes(a.layout(), seg, a.descriptor(seg), &a.block_hashes(seg)[1..]).is_err()
+        verify_block_hashes(
+            a.layout(),
+            seg,
+            a.descriptor(seg),
+            &a.block_hashes(seg)[1..]
+        )
+        .is_err()
     );
 }
 

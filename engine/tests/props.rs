@@ -155,7 +155,9 @@ fn format_detection() {
         formats::decode_any(&native_bytes).unwrap(),
         formats::AnyContentInfo::Native(NativeMessage::ContentInfo(_))
     ));
-    let v1 = ContentInfoV1::from_content_info(&info, None).unwrap().encode();
+    let v1 = ContentInfoV1::from_content_info(&info, None)
+        .unwrap()
+        .encode();
     assert_eq!(formats::detect(&v1).unwrap(), formats::Format::PccrcV1);
     let err = formats::decode_any(b"GIF89a").unwrap_err();
     assert_eq!(err.offset, 0);

@@ -25,7 +25,10 @@ fn v1_vector_decodes_and_re_encodes() {
     let bytes = vec::bytes(vec::V1_CONTENT_INFO);
     let v1 = ContentInfoV1::decode(&bytes).unwrap();
     assert_eq!(v1.hash_algo, HashAlgo::Sha256);
-    assert_eq!((v1.offset_in_first_segment, v1.read_bytes_in_last_segment), (0, 0));
+    assert_eq!(
+        (v1.offset_in_first_segment, v1.read_bytes_in_last_segment),
+        (0, 0)
+    );
     assert_eq!(v1.segments.len(), 1);
     let s = &v1.segments[0];
     assert_eq!((s.offset, s.len, s.block_size), (0, 99_710, 65_536));
@@ -53,12 +56,17 @@ fn v1_segment_id_uses_the_utf16le_constant_with_nul() {
 
 #[test]
 fn v1_from_the_image_is_the_iis_bytes() {
-    let Some(png) = fixtures::iis85_png() else { return };
+    let Some(png) = fixtures::iis85_png() else {
+        return;
+    };
     let info = hash_reader(&png[..], &secret(), &HashOptions::default(), &mut |_| {}).unwrap();
     let v1 = ContentInfoV1::from_content_info(&info, None).unwrap();
     assert_eq!(hex::encode(v1.encode()), vec::V1_CONTENT_INFO);
     // The V1 bytes carry everything pdist's own model needs: the same content ID comes back.
-    let back = ContentInfoV1::decode(&v1.encode()).unwrap().to_content_info().unwrap();
+    let back = ContentInfoV1::decode(&v1.encode())
+        .unwrap()
+        .to_content_info()
+        .unwrap();
     assert_eq!(back.id(), info.id());
     assert_eq!(
         hex::encode(pdist_engine::content::sha256(&png).0),
@@ -86,7 +94,9 @@ fn v2_vector_decodes_and_re_encodes() {
 
 #[test]
 fn v2_from_the_image_with_windows_boundaries_is_the_iis_bytes() {
-    let Some(png) = fixtures::iis85_png() else { return };
+    let Some(png) = fixtures::iis85_png() else {
+        return;
+    };
     let mut b = V2Builder::new(&secret());
     let cut = vec::V2_SEGMENT_LENS[0] as usize;
     b.push_segment(&png[..cut]).unwrap();
@@ -94,7 +104,11 @@ fn v2_from_the_image_with_windows_boundaries_is_the_iis_bytes() {
     let v2 = b.finish();
     assert_eq!(hex::encode(v2.encode()), vec::V2_CONTENT_INFO);
     let hod0 = v2.segments().next().unwrap().hod;
-    assert_ne!(hod0, h(vec::WRONG_V2_HOD_SHA512_256), "SHA-512/256 is not V2's hash");
+    assert_ne!(
+        hod0,
+        h(vec::WRONG_V2_HOD_SHA512_256),
+        "SHA-512/256 is not V2's hash"
+    );
 }
 
 #[test]

@@ -68,7 +68,11 @@ fn ensure_file(o: &Opts) -> io::Result<PathBuf> {
     }
     let path = env::temp_dir().join(format!("pdist-bench-{}.bin", o.size));
     if fs::metadata(&path).map(|m| m.len()).ok() != Some(o.size) {
-        eprintln!("writing {} bytes of test content to {}", o.size, path.display());
+        eprintln!(
+            "writing {} bytes of test content to {}",
+            o.size,
+            path.display()
+        );
         let tmp = path.with_extension("tmp");
         let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
         io::copy(&mut fixtures::ContentGen::new(42, o.size), &mut out)?;
@@ -80,7 +84,10 @@ fn ensure_file(o: &Opts) -> io::Result<PathBuf> {
 
 fn time(cmd: &mut Command) -> io::Result<Duration> {
     let t = Instant::now();
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).status()?;
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()?;
     let d = t.elapsed();
     if !status.success() {
         return Err(io::Error::other(format!("{cmd:?} failed: {status}")));
@@ -108,10 +115,15 @@ fn run(o: &Opts) -> io::Result<bool> {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("hash-vs-openssl: {size} bytes, {} runs each, {cores} cores, {cpu}", o.runs);
+    println!(
+        "hash-vs-openssl: {size} bytes, {} runs each, {cores} cores, {cpu}",
+        o.runs
+    );
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..o.runs {
-        theirs.push(time(Command::new("openssl").args(["dgst", "-sha256"]).arg(&file))?);
+        theirs.push(time(
+            Command::new("openssl").args(["dgst", "-sha256"]).arg(&file),
+        )?);
         ours.push(time(Command::new(&pdist).arg("hash").arg(&file))?);
     }
     let (p, s) = (median(ours), median(theirs));
@@ -123,7 +135,12 @@ fn run(o: &Opts) -> io::Result<bool> {
         s.as_secs_f64(),
         gbps(s)
     );
-    println!("{:<28}{:>10.3}{:>10.2}", "pdist hash", p.as_secs_f64(), gbps(p));
+    println!(
+        "{:<28}{:>10.3}{:>10.2}",
+        "pdist hash",
+        p.as_secs_f64(),
+        gbps(p)
+    );
     let ratio = s.as_secs_f64() / p.as_secs_f64();
     let pass = ratio >= BAR;
     println!(
@@ -149,4 +166,3 @@ fn main() {
         }
     }
 }
-

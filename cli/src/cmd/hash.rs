@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use engine::content::{HashOptions, hash_reader};
+use engine::formats::Format;
 use engine::pccrc::{v1::ContentInfoV1, v2};
 
 use super::UsageError;
@@ -28,7 +29,9 @@ impl Summary {
     }
 
     fn line(&self) -> String {
-        let blocks = self.blocks.map_or(String::new(), |b| format!(", {b} blocks"));
+        let blocks = self
+            .blocks
+            .map_or(String::new(), |b| format!(", {b} blocks"));
         format!(
             "{} bytes, {} segments{blocks}, {:.3} s, {:.0} MB/s",
             self.size,
@@ -53,16 +56,21 @@ impl Summary {
 }
 
 fn format_name(f: OutputFormat) -> &'static str {
-    match f {
-        OutputFormat::Native => "native",
-        OutputFormat::PccrcV1 => "pccrc-v1",
-        OutputFormat::PccrcV2 => "pccrc-v2",
-    }
+    let engine_format = match f {
+        OutputFormat::Native => Format::Native,
+        OutputFormat::PccrcV1 => Format::PccrcV1,
+        OutputFormat::PccrcV2 => Format::PccrcV2,
+    };
+    engine_format.name()
 }
 
 /// Parses HTTP's `FIRST-LAST` (inclusive) into a half-open range.
 fn parse_range(s: &str) -> Result<Range<u64>, UsageError> {
-    let bad = || UsageError(format!("--range must be FIRST-LAST in bytes, both inclusive: {s:?}"));
+    let bad = || {
+        UsageError(format!(
+            "--range must be FIRST-LAST in bytes, both inclusive: {s:?}"
+        ))
+    };
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let first: u64 = a.trim().parse().map_err(|_| bad())?;
     let last: u64 = b.trim().parse().map_err(|_| bad())?;
@@ -78,7 +86,8 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
     if range.is_some() && args.format == Some(OutputFormat::Native) {
         return Err(UsageError("--range applies to pccrc-v1 and pccrc-v2 only".into()).into());
     }
-    let to_stdout = args.format.is_some() && args.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    let to_stdout =
+        args.format.is_some() && args.output.as_deref().is_none_or(|p| p == Path::new("-"));
     if to_stdout && io::stdout().is_terminal() {
         return Err(UsageError(
             "refusing to write binary content information to a terminal: use -o FILE or redirect"
@@ -122,7 +131,9 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
             };
             let bytes = match format {
                 None => None,
-                Some(OutputFormat::Native) => Some(engine::content::native::encode_content_info(&info)),
+                Some(OutputFormat::Native) => {
+                    Some(engine::content::native::encode_content_info(&info))
+                }
                 Some(_) => Some(
                     ContentInfoV1::from_content_info(&info, range)
                         .context("--range")?
@@ -143,7 +154,9 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
         }
     }
     let report = if args.json {
-        summary.json(args.format, args.output.as_deref()).to_string()
+        summary
+            .json(args.format, args.output.as_deref())
+            .to_string()
     } else {
         match &summary.ticket {
             Some(t) => format!("{t}\n{}", summary.line()),

@@ -70,7 +70,9 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
     } else {
         let mut t = Text { out: &mut stdout };
         match &decoded {
-            AnyContentInfo::Native(NativeMessage::ContentInfo(i)) => native_text(&mut t, i, args.blocks)?,
+            AnyContentInfo::Native(NativeMessage::ContentInfo(i)) => {
+                native_text(&mut t, i, args.blocks)?
+            }
             AnyContentInfo::Native(NativeMessage::SegmentProof(p)) => proof_text(&mut t, p)?,
             AnyContentInfo::V1(v1) => v1_text(&mut t, v1, args.blocks)?,
             AnyContentInfo::V2(v2) => v2_text(&mut t, v2)?,
@@ -174,7 +176,10 @@ fn proof_json(p: &SegmentProof) -> Value {
 
 fn proof_text(t: &mut Text<'_>, p: &SegmentProof) -> io::Result<()> {
     t.field("format", "pdist native v1, segment proof")?;
-    t.field("content length", format!("{} bytes", p.layout.content_len()))?;
+    t.field(
+        "content length",
+        format!("{} bytes", p.layout.content_len()),
+    )?;
     t.field(
         "segments",
         format!("{}..{}", p.first, p.first as usize + p.descriptors.len()),
@@ -190,7 +195,7 @@ fn proof_text(t: &mut Text<'_>, p: &SegmentProof) -> io::Result<()> {
 
 fn v1_json(v1: &ContentInfoV1, blocks: bool) -> Value {
     let ids = v1.segment_ids();
-    let d = v1.hash_algo.len();
+    let d = v1.hash_algo.digest_len();
     let segments: Vec<Value> = v1
         .segments
         .iter()
@@ -207,7 +212,12 @@ fn v1_json(v1: &ContentInfoV1, blocks: bool) -> Value {
                 "segment_id": ids.as_ref().map(|ids| ids[i]),
             });
             if blocks {
-                v["block_hashes"] = json!(s.block_hashes.chunks(d).map(hex::encode).collect::<Vec<_>>());
+                v["block_hashes"] = json!(
+                    s.block_hashes
+                        .chunks(d)
+                        .map(hex::encode)
+                        .collect::<Vec<_>>()
+                );
             }
             v
         })
@@ -236,14 +246,19 @@ fn v1_text(t: &mut Text<'_>, v1: &ContentInfoV1, blocks: bool) -> io::Result<()>
     t.field("dwReadBytesInLastSegment", v1.read_bytes_in_last_segment)?;
     t.field(
         "range",
-        format!("bytes {}..{} ({} bytes)", range.start, range.end, range.end - range.start),
+        format!(
+            "bytes {}..{} ({} bytes)",
+            range.start,
+            range.end,
+            range.end - range.start
+        ),
     )?;
     t.field("segments", v1.segments.len())?;
     if let Some(info) = v1.to_content_info() {
         t.field("pdist ticket", info.id().ticket())?;
     }
     let ids = v1.segment_ids();
-    let d = v1.hash_algo.len();
+    let d = v1.hash_algo.digest_len();
     for (i, s) in v1.segments.iter().enumerate() {
         writeln!(
             t.out,
@@ -308,7 +323,12 @@ fn v2_text(t: &mut Text<'_>, v2: &ContentInfoV2) -> io::Result<()> {
     t.field("ullLengthOfRange", v2.length_of_range)?;
     t.field(
         "range",
-        format!("bytes {}..{} ({} bytes)", range.start, range.end, range.end - range.start),
+        format!(
+            "bytes {}..{} ({} bytes)",
+            range.start,
+            range.end,
+            range.end - range.start
+        ),
     )?;
     t.field("chunks", v2.chunks.len())?;
     t.field("segments", v2.segments().count())?;

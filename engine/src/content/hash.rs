@@ -1,6 +1,6 @@
 //! Hash values and the MS-PCCRC key schedule over SHA-256.
 //!
-//! Owns the 32-byte [`Hash`] newtype, the [`ServerSecret`] (BranchCache's "server secret key", which
+//! Owns the 32-byte [`Hash`](struct@Hash) newtype, the [`ServerSecret`] (BranchCache's "server secret key", which
 //! for pdist is also the group secret), and the derivations of MS-PCCRC §2.2 for V1's SHA-256:
 //! `Ks = SHA-256(secret)`, `Kp = HMAC-SHA256(Ks, HoD)` and the public segment ID
 //! `HoHoDk = HMAC-SHA256(Kp, HoD ‖ "MS_P2P_CACHING\0" in UTF-16LE)`. The V2 forms (truncated

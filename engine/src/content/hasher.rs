@@ -167,7 +167,10 @@ fn hash_parallel(
             scope.spawn(move || {
                 loop {
                     // The lock is held only while waiting for the next job.
-                    let job = job_rx.lock().map_err(drop).and_then(|rx| rx.recv().map_err(drop));
+                    let job = job_rx
+                        .lock()
+                        .map_err(drop)
+                        .and_then(|rx| rx.recv().map_err(drop));
                     let Ok((seq, buf, n)) = job else { return };
                     let mut out = Vec::with_capacity(n.div_ceil(block_size));
                     hash_blocks(&buf[..n], block_size, &mut out);
@@ -197,18 +200,15 @@ fn feed_and_collect(
     progress: Progress<'_>,
 ) -> Result<u64, HashError> {
     let worker_gone = || io::Error::other("a hashing thread stopped unexpectedly");
+    // At most 2 * threads buffers exist: one per chunk in flight.
     let mut free: Vec<Vec<u8>> = Vec::new();
-    let mut buffers = 0;
     let (mut total, mut hashed) = (0u64, 0u64);
     let (mut next_seq, mut next_out, mut in_flight) = (0u64, 0u64, 0usize);
     let mut pending: BTreeMap<u64, Vec<Hash>> = BTreeMap::new();
     let mut eof = false;
     loop {
         while !eof && in_flight < 2 * threads {
-            let mut buf = free.pop().unwrap_or_else(|| {
-                buffers += 1;
-                vec![0u8; chunk_len]
-            });
+            let mut buf = free.pop().unwrap_or_else(|| vec![0u8; chunk_len]);
             let n = read_full(reader, &mut buf)?;
             add_len(&mut total, n)?;
             eof = n < chunk_len;
@@ -221,7 +221,6 @@ fn feed_and_collect(
             in_flight += 1;
         }
         if in_flight == 0 {
-            debug_assert!(buffers <= 2 * threads);
             return Ok(total);
         }
         let (seq, out, buf) = done_rx.recv().map_err(|_| worker_gone())?;

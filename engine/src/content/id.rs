@@ -74,7 +74,9 @@ pub enum TicketError {
     #[error("a ticket starts with '{TICKET_PREFIX}'")]
     Prefix,
     /// Characters outside lower-case base32, or the wrong length.
-    #[error("a ticket is '{TICKET_PREFIX}' and {expected} base32 characters (a-z, 2-7); this has {found} characters after the prefix, or others")]
+    #[error(
+        "a ticket is '{TICKET_PREFIX}' and {expected} base32 characters (a-z, 2-7); this has {found} characters after the prefix, or others"
+    )]
     Encoding {
         /// Characters expected after the prefix.
         expected: usize,
@@ -124,7 +126,9 @@ impl fmt::Display for Ticket {
         write!(
             f,
             "{TICKET_PREFIX}{}",
-            data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase()
+            data_encoding::BASE32_NOPAD
+                .encode(&raw)
+                .to_ascii_lowercase()
         )
     }
 }
@@ -133,7 +137,10 @@ impl FromStr for Ticket {
     type Err = TicketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s.trim().strip_prefix(TICKET_PREFIX).ok_or(TicketError::Prefix)?;
+        let body = s
+            .trim()
+            .strip_prefix(TICKET_PREFIX)
+            .ok_or(TicketError::Prefix)?;
         let bad = TicketError::Encoding {
             expected: ENCODED_LEN,
             found: body.len(),
@@ -164,7 +171,10 @@ mod tests {
         let t = ContentId(Hash([7; 32])).ticket().to_string();
         assert_eq!(t.len(), 3 + ENCODED_LEN);
         assert!(t.starts_with("pd1"));
-        assert_eq!(t.parse::<Ticket>().unwrap().content_id(), ContentId(Hash([7; 32])));
+        assert_eq!(
+            t.parse::<Ticket>().unwrap().content_id(),
+            ContentId(Hash([7; 32]))
+        );
         assert_eq!("xx".parse::<Ticket>(), Err(TicketError::Prefix));
         assert!(matches!(
             "pd1abc".parse::<Ticket>(),
@@ -187,7 +197,10 @@ mod tests {
             a,
             ContentId::compute(&Layout::with_params(10, 4096, 512).unwrap(), &root)
         );
-        assert_ne!(a, ContentId::compute(&Layout::new(10).unwrap(), &Hash([2; 32])));
+        assert_ne!(
+            a,
+            ContentId::compute(&Layout::new(10).unwrap(), &Hash([2; 32]))
+        );
     }
 
     proptest! {

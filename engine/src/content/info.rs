@@ -195,9 +195,10 @@ pub struct SegmentProof {
 impl SegmentProof {
     /// Checks the descriptors and the layout against `id`.
     pub fn verify(&self, id: &ContentId) -> Result<VerifiedSegments, VerifyError> {
-        let count = u32::try_from(self.descriptors.len()).map_err(|_| VerifyError::ProofIndices {
-            reason: "too many descriptors",
-        })?;
+        let count =
+            u32::try_from(self.descriptors.len()).map_err(|_| VerifyError::ProofIndices {
+                reason: "too many descriptors",
+            })?;
         let end = self
             .first
             .checked_add(count)

@@ -352,7 +352,10 @@ mod tests {
             let l = Layout::new(len).unwrap();
             let total: u64 = l.segments().map(|s| u64::from(l.segment_len(s))).sum();
             assert_eq!(total, len, "{why}");
-            let blocks: u64 = l.segments().map(|s| u64::from(l.blocks_in_segment(s))).sum();
+            let blocks: u64 = l
+                .segments()
+                .map(|s| u64::from(l.blocks_in_segment(s)))
+                .sum();
             assert_eq!(blocks, l.block_count(), "{why}");
         }
     }
@@ -376,8 +379,14 @@ mod tests {
         ));
         assert!(Layout::with_params(10, 0, 1).is_err());
         assert!(Layout::with_params(10, 1, 0).is_err());
-        assert!(Layout::with_params(1 << 30, 1, 1).is_err(), "too many blocks");
-        assert!(Layout::with_params(10, 16 << 20, 1024).is_err(), "segment over 4 GiB");
+        assert!(
+            Layout::with_params(1 << 30, 1, 1).is_err(),
+            "too many blocks"
+        );
+        assert!(
+            Layout::with_params(10, 16 << 20, 1024).is_err(),
+            "segment over 4 GiB"
+        );
     }
 
     fn small_layout() -> impl Strategy<Value = Layout> {

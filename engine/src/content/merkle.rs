@@ -71,7 +71,12 @@ pub(crate) struct SegmentTree {
 
 impl std::fmt::Debug for SegmentTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SegmentTree({} leaves, root {})", self.leaves, self.root())
+        write!(
+            f,
+            "SegmentTree({} leaves, root {})",
+            self.leaves,
+            self.root()
+        )
     }
 }
 
@@ -191,7 +196,10 @@ mod tests {
         assert!(matches!(r, Err(VerifyError::ProofIndices { .. })));
         let r = root_from_proof(4, &[0, 1], &[l[0]], &proof);
         assert!(matches!(r, Err(VerifyError::ProofIndices { .. })));
-        assert_eq!(root_from_proof(4, &[0, 1], &l[..2], &proof).unwrap(), tree.root());
+        assert_eq!(
+            root_from_proof(4, &[0, 1], &l[..2], &proof).unwrap(),
+            tree.root()
+        );
     }
 
     #[test]

@@ -30,9 +30,7 @@
 use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range};
 
 use super::layout::{MAX_BLOCKS, MAX_SEGMENTS};
-use super::{
-    ContentId, ContentInfo, Hash, Layout, SegmentDescriptor, SegmentProof, VerifyError,
-};
+use super::{ContentId, ContentInfo, Hash, Layout, SegmentDescriptor, SegmentProof, VerifyError};
 
 /// First four bytes of every native message.
 pub const MAGIC: &[u8; 4] = b"PDCI";

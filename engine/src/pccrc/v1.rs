@@ -65,7 +65,7 @@ impl HashAlgo {
     }
 
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             HashAlgo::Sha256 => 32,
             HashAlgo::Sha384 => 48,
@@ -102,7 +102,7 @@ pub struct SegmentV1 {
 impl SegmentV1 {
     /// Number of listed block hashes.
     pub fn listed_blocks(&self, algo: HashAlgo) -> usize {
-        self.block_hashes.len() / algo.len()
+        self.block_hashes.len() / algo.digest_len()
     }
 
     /// Blocks the whole segment has.
@@ -263,7 +263,7 @@ impl ContentInfoV1 {
 
     /// The V1 bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let d = self.hash_algo.len();
+        let d = self.hash_algo.digest_len();
         let blocks: usize = self.segments.iter().map(|s| s.block_hashes.len()).sum();
         let mut out = Vec::with_capacity(18 + self.segments.len() * (20 + 2 * d) + blocks);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -306,7 +306,7 @@ impl ContentInfoV1 {
                 value: u64::from(algo_id),
             },
         ))?;
-        let d = algo.len();
+        let d = algo.digest_len();
         let offset_first = r.u32_le("dwOffsetInFirstSegment")?;
         let read_last = r.u32_le("dwReadBytesInLastSegment")?;
         let count = r.u32_le("cSegments")?;
@@ -365,7 +365,7 @@ fn read_description(
         Some(p) => {
             // Every segment but the last is a full 32 MiB.
             check_eq(
-                at - 24 - 2 * d,
+                at - (16 + 2 * d) + 8,
                 "cbSegment of a segment that is not the last",
                 u64::from(p.len),
                 u64::from(SEGMENT_SIZE),
@@ -380,7 +380,13 @@ fn read_description(
     }
     let len_at = r.pos();
     let len = r.u32_le("cbSegment")?;
-    check_range(len_at, "cbSegment", u64::from(len), 1, u64::from(SEGMENT_SIZE))?;
+    check_range(
+        len_at,
+        "cbSegment",
+        u64::from(len),
+        1,
+        u64::from(SEGMENT_SIZE),
+    )?;
     if offset > MAX_CONTENT_LEN - u64::from(len) {
         return Err(DecodeError::at(
             at,

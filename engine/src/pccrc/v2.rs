@@ -18,8 +18,8 @@ use std::io::Read;
 
 use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range};
 use crate::content::layout::MAX_CONTENT_LEN;
-use crate::content::{HashError, LayoutError, hash};
 use crate::content::{Hash, ServerSecret, VerifyError};
+use crate::content::{HashError, LayoutError, hash};
 
 /// `bHashAlgo`: SHA-512 cut to 256 bits, the only value V2 defines.
 pub const HASH_ALGO_SHA512_TRUNC: u8 = 0x04;
@@ -277,7 +277,7 @@ impl ContentInfoV2 {
             check_eq(type_at, "bChunkType", u64::from(kind), 0)?;
             let len_at = r.pos();
             let data_len = r.u32_be("dwChunkDataLength")?;
-            if data_len == 0 || data_len as usize % SEGMENT_RECORD_LEN != 0 {
+            if data_len == 0 || !(data_len as usize).is_multiple_of(SEGMENT_RECORD_LEN) {
                 return Err(DecodeError::at(
                     len_at,
                     DecodeErrorKind::Mismatch {
@@ -292,7 +292,13 @@ impl ContentInfoV2 {
             for _ in 0..data_len as usize / SEGMENT_RECORD_LEN {
                 let at = r.pos();
                 let len = r.u32_be("cbSegment")?;
-                check_range(at, "cbSegment", u64::from(len), 1, u64::from(MAX_SEGMENT_LEN))?;
+                check_range(
+                    at,
+                    "cbSegment",
+                    u64::from(len),
+                    1,
+                    u64::from(MAX_SEGMENT_LEN),
+                )?;
                 total += u64::from(len);
                 check_range(at, "end of segment", start + total, 0, MAX_CONTENT_LEN)?;
                 segments.push(SegmentV2 {
