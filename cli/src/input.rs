@@ -29,8 +29,16 @@ impl std::error::Error for InputError {}
 
 /// Opens `path` for reading ('-' is standard input).
 pub fn open(path: &Path) -> Result<Box<dyn Read>, InputError> {
+    match open_file(path)? {
+        Some(file) => Ok(Box::new(file)),
+        None => Ok(Box::new(io::stdin().lock())),
+    }
+}
+
+/// Opens `path` as a file; `None` for '-' (standard input).
+pub fn open_file(path: &Path) -> Result<Option<File>, InputError> {
     if path == Path::new("-") {
-        return Ok(Box::new(io::stdin().lock()));
+        return Ok(None);
     }
     let file = File::open(path).map_err(|source| InputError::Open {
         path: path.to_owned(),
@@ -42,7 +50,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>, InputError> {
             source: io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
         });
     }
-    Ok(Box::new(file))
+    Ok(Some(file))
 }
 
 /// Reads all of `path`, refusing more than `max` bytes (without reading them).

@@ -24,7 +24,7 @@ pub use hash::{
     HASH_LEN, Hash, OPEN_GROUP_SECRET, ServerSecret, hash_of_data, segment_id, segment_secret,
     sha256,
 };
-pub use hasher::{HashError, HashOptions, Progress, hash_reader};
+pub use hasher::{HashError, HashOptions, Progress, hash_file, hash_reader};
 pub use id::{ContentId, Ticket, TicketError};
 pub use info::{ContentInfo, SegmentDescriptor, SegmentProof, VerifiedSegments};
 pub use layout::{BlockIdx, Layout, LayoutError, SegmentIdx};

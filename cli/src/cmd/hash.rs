@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use engine::content::{HashOptions, hash_reader};
+use engine::content::{HashOptions, hash_file, hash_reader};
 use engine::formats::Format;
 use engine::pccrc::{v1::ContentInfoV1, v2};
 
@@ -95,12 +95,11 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let reader = input::open(&args.file)?;
     let what = || format!("hashing {}", args.file.display());
     let started = Instant::now();
     let (bytes, summary) = match args.format {
         Some(OutputFormat::PccrcV2) => {
-            let v2 = v2::hash_reader_v2(reader, &secret).with_context(what)?;
+            let v2 = v2::hash_reader_v2(input::open(&args.file)?, &secret).with_context(what)?;
             let size = v2.listed_len();
             let v2 = match range {
                 Some(r) => v2.slice(r.start, r.end - r.start).context("--range")?,
@@ -120,7 +119,11 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
                 threads: global.threads,
                 ..HashOptions::default()
             };
-            let info = hash_reader(reader, &secret, &opts, &mut |_| {}).with_context(what)?;
+            let info = match input::open_file(&args.file)? {
+                Some(file) => hash_file(&file, &secret, &opts, &mut |_| {}),
+                None => hash_reader(input::open(&args.file)?, &secret, &opts, &mut |_| {}),
+            }
+            .with_context(what)?;
             let layout = info.layout();
             let summary = Summary {
                 ticket: Some(info.id().ticket().to_string()),

@@ -1,20 +1,23 @@
 //! Builds [`ContentInfo`] from a `Read`: streaming, in constant memory, on every core.
 //!
-//! The calling thread reads fixed-size chunks (a whole number of blocks, 4 MiB by default) into
-//! a small pool of buffers and hands them to worker threads, which hash the blocks; results are
-//! put back in order as they come in. Memory is the buffer pool (two chunks per worker) plus the
-//! block hashes themselves (32 bytes per 64 KiB block, 1/2048 of the content), whatever the
-//! content's size. Plain std threads, scoped to the call: no runtime, nothing left behind.
+//! Work is cut into chunks of a whole number of blocks (1 MiB). For a regular file,
+//! [`hash_file`] lets every worker read its own chunks with positional reads and hash them; for
+//! a stream, [`hash_reader`] reads on the calling thread into a small pool of buffers that
+//! workers hash. Either way results are put back in order as they come in, and memory is a few
+//! chunks plus the block hashes themselves (32 bytes per 64 KiB block, 1/2048 of the content),
+//! whatever the content's size. Plain std threads, scoped to the call: no runtime, nothing left
+//! behind.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::sync::{Mutex, mpsc};
 
 use super::layout::{BLOCK_SIZE, BLOCKS_PER_SEGMENT, MAX_CONTENT_LEN};
 use super::{ContentInfo, Hash, Layout, LayoutError, ServerSecret, VerifyError, sha256};
 
-/// Bytes read and hashed as one unit of work.
-const CHUNK_BYTES: usize = 4 << 20;
+/// Bytes read and hashed as one unit of work: small enough to stay in a core's L2 cache between
+/// the copy out of the page cache and the hash (measured: 1 MiB beats 4 MiB by a few percent).
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// Callback with the number of bytes hashed so far (in content order).
 pub type Progress<'a> = &'a mut dyn FnMut(u64);
@@ -91,6 +94,121 @@ pub fn hash_reader<R: Read>(
     };
     let layout = Layout::with_params(total, opts.block_size, opts.blocks_per_segment)?;
     Ok(ContentInfo::build(layout, hashes, secret)?)
+}
+
+/// Hashes a file. On Unix every worker reads its own chunks with positional reads, so the copy
+/// out of the page cache is spread over all cores as well as the hashing (about 40% faster than
+/// one reading thread feeding the workers, on 2 cores). The file must not change meanwhile: a
+/// change of length is reported as an error. Pipes and devices are read as a stream.
+pub fn hash_file(
+    file: &std::fs::File,
+    secret: &ServerSecret,
+    opts: &HashOptions,
+    progress: Progress<'_>,
+) -> Result<ContentInfo, HashError> {
+    if !file.metadata()?.is_file() {
+        return hash_reader(file, secret, opts, progress);
+    }
+    #[cfg(unix)]
+    {
+        let len = file.metadata()?.len();
+        let layout = Layout::with_params(len, opts.block_size, opts.blocks_per_segment)?;
+        let block_size = opts.block_size as usize;
+        let chunk_len = block_size * (CHUNK_BYTES / block_size).max(1);
+        let threads = opts.thread_count();
+        if threads > 1 && len > chunk_len as u64 {
+            let hashes =
+                positional::hash_chunks(file, len, chunk_len, block_size, threads, progress)?;
+            if file.metadata()?.len() != len {
+                return Err(changed().into());
+            }
+            return Ok(ContentInfo::build(layout, hashes, secret)?);
+        }
+    }
+    // The whole file, wherever its cursor was.
+    let mut reader = file;
+    reader.seek(io::SeekFrom::Start(0))?;
+    let info = hash_reader(reader, secret, opts, progress)?;
+    if file.metadata()?.len() != info.layout().content_len() {
+        return Err(changed().into());
+    }
+    Ok(info)
+}
+
+fn changed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file changed while it was being hashed",
+    )
+}
+
+#[cfg(unix)]
+mod positional {
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc;
+
+    use super::{Hash, HashError, Progress, changed, hash_blocks};
+
+    /// Block hashes of `file`'s first `len` bytes: workers claim chunks in order, read them with
+    /// `pread` into a buffer of their own and hash them; this thread puts results in order.
+    pub(super) fn hash_chunks(
+        file: &std::fs::File,
+        len: u64,
+        chunk_len: usize,
+        block_size: usize,
+        threads: usize,
+        progress: Progress<'_>,
+    ) -> Result<Vec<Hash>, HashError> {
+        let chunks = len.div_ceil(chunk_len as u64);
+        let next = AtomicU64::new(0);
+        let (tx, rx) = mpsc::channel::<(u64, io::Result<Vec<Hash>>)>();
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(chunks as usize) {
+                let (tx, next) = (tx.clone(), &next);
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; chunk_len];
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= chunks {
+                            return;
+                        }
+                        let offset = i * chunk_len as u64;
+                        let n = (len - offset).min(chunk_len as u64) as usize;
+                        let result = match file.read_exact_at(&mut buf[..n], offset) {
+                            Ok(()) => {
+                                let mut out = Vec::with_capacity(n.div_ceil(block_size));
+                                hash_blocks(&buf[..n], block_size, &mut out);
+                                Ok(out)
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(changed()),
+                            Err(e) => Err(e),
+                        };
+                        // The collector is gone after an error: stop.
+                        if tx.send((i, result)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            // Workers claim chunks in order, so at most `threads` results wait here.
+            let mut pending = BTreeMap::new();
+            let mut hashes = Vec::with_capacity(len.div_ceil(block_size as u64) as usize);
+            let mut next_out = 0u64;
+            for (i, result) in rx {
+                pending.insert(i, result?);
+                while let Some(out) = pending.remove(&next_out) {
+                    hashes.extend_from_slice(&out);
+                    next_out += 1;
+                }
+                progress((next_out * chunk_len as u64).min(len));
+            }
+            Ok(hashes)
+        })
+    }
 }
 
 fn hash_blocks(data: &[u8], block_size: usize, out: &mut Vec<Hash>) {
@@ -272,6 +390,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(last, data.len() as u64);
+    }
+
+    #[test]
+    fn file_and_reader_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0u64, 1, 4 << 20, (4 << 20) + 1, 9 << 20] {
+            let data = fixtures::content(len, len);
+            let path = dir.path().join("f");
+            std::fs::write(&path, &data).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            for threads in [1, 2, 3] {
+                let opts = HashOptions {
+                    threads,
+                    ..HashOptions::default()
+                };
+                let mut last = 0;
+                let a = hash_file(&file, &ServerSecret::open_group(), &opts, &mut |n| last = n)
+                    .unwrap();
+                let b = info(&data, 1, BLOCK_SIZE, BLOCKS_PER_SEGMENT);
+                assert_eq!(a.id(), b.id(), "len {len} threads {threads}");
+                assert_eq!(last, len, "progress ends at the length");
+            }
+        }
     }
 
     #[test]
