@@ -12,5 +12,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 profile=default
 [ -n "${CI:-}" ] && profile=ci
-cargo nextest run --workspace --profile "$profile" "$@"
+# Doc tests first: nextest's summary must be the last word.
 cargo test --workspace --doc --quiet
+cargo nextest run --workspace --profile "$profile" "$@"

@@ -11,6 +11,28 @@
 //! * [`formats`]: recognising and decoding any of the three formats.
 //! * [`codec`]: the bounds-checked reader every decoder uses, and [`DecodeError`].
 //!
+//! # Example
+//!
+//! Hash content, print its ticket, and check one segment's descriptor against the content ID
+//! alone, as a fetcher does with a descriptor from an untrusted peer:
+//!
+//! ```
+//! use pdist_engine::content::{HashOptions, ServerSecret, hash_reader};
+//!
+//! let data = vec![7u8; 100_000];
+//! let info = hash_reader(&data[..], &ServerSecret::open_group(), &HashOptions::default(), &mut |_| {})?;
+//! let ticket = info.id().ticket().to_string();
+//! assert!(ticket.starts_with("pd1"));
+//!
+//! // Elsewhere: only the ticket is trusted.
+//! let id = ticket.parse::<pdist_engine::Ticket>()?.content_id();
+//! let seg = info.layout().segment(0)?;
+//! let proof = info.prove_segments(seg, 1).expect("segment 0 exists");
+//! let verified = proof.verify(&id)?;
+//! verified.verify_block_hashes(seg, info.block_hashes(seg))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Everything here is pure (bytes or `Read` in, values out; no async runtime, no sockets), so it
 //! is property-tested and fuzzed (`fuzz/` at the repository root). The design and the formats are
 //! described in `DESIGN.md`.

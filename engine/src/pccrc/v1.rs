@@ -13,6 +13,21 @@
 //! IIS sends for a whole file). Block-hash lists start at block 0 of each segment; only the last
 //! segment's list may stop early, after the last block the range touches.
 //!
+//! ```
+//! use pdist_engine::content::{HashOptions, ServerSecret, hash_reader};
+//! use pdist_engine::pccrc::v1::ContentInfoV1;
+//!
+//! let secret = ServerSecret::from_hex("00112233")?;
+//! let data = vec![1u8; 200_000];
+//! let info = hash_reader(&data[..], &secret, &HashOptions::default(), &mut |_| {})?;
+//! // What a BranchCache server sends for bytes 1000..=5999 of this content.
+//! let v1 = ContentInfoV1::from_content_info(&info, Some(1000..6000))?;
+//! let decoded = ContentInfoV1::decode(&v1.encode())?;
+//! assert_eq!(decoded.range(), 1000..6000);
+//! decoded.verify_secret(&secret)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Decoding checks every field against these rules: segments are contiguous, segment-aligned and
 //! full except the last; blocks are 64 KiB; counts fit the bytes that remain; and where a
 //! segment's block list is complete its HoD must equal the hash of its block hashes.
