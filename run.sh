@@ -20,6 +20,8 @@ fi
 echo "\$ pdist hash $sample"
 "$bin/pdist" hash "$sample"
 echo
-echo "\$ pdist hash $sample --format pccrc-v1 -o sample.pccrc && pdist inspect sample.pccrc | head"
-"$bin/pdist" hash "$sample" --format pccrc-v1 -o "$PDIST_CACHE/sample.pccrc" >/dev/null
-"$bin/pdist" inspect "$PDIST_CACHE/sample.pccrc" | head -n 12
+v1="$PDIST_CACHE/sample.pccrc"
+echo "\$ pdist hash $sample --format pccrc-v1 -o $v1"
+"$bin/pdist" hash "$sample" --format pccrc-v1 -o "$v1" >/dev/null
+echo "\$ pdist inspect $v1 | head -n 12"
+"$bin/pdist" inspect "$v1" | head -n 12

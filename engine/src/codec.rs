@@ -217,6 +217,11 @@ impl<'a> ByteReader<'a> {
     }
 }
 
+/// A field holding a version, algorithm or kind this decoder does not know.
+pub(crate) fn unsupported(offset: usize, field: &'static str, value: u64) -> DecodeError {
+    DecodeError::at(offset, DecodeErrorKind::Unsupported { field, value })
+}
+
 /// Checks `value` against `min..=max`, naming the field and its offset on failure.
 pub(crate) fn check_range(
     offset: usize,

@@ -86,6 +86,10 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn range_text(r: &std::ops::Range<u64>) -> String {
+    format!("bytes {}..{} ({} bytes)", r.start, r.end, r.end - r.start)
+}
+
 fn native_json(info: &ContentInfo, blocks: bool) -> Value {
     let l = info.layout();
     let segments: Vec<Value> = l
@@ -240,19 +244,11 @@ fn v1_text(t: &mut Text<'_>, v1: &ContentInfoV1, blocks: bool) -> io::Result<()>
     t.field("format", "MS-PCCRC content information V1 (0x0100)")?;
     t.field(
         "hash algorithm",
-        format!("{:?} ({:#06x})", v1.hash_algo, v1.hash_algo.id()),
+        format!("{} ({:#06x})", v1.hash_algo.name(), v1.hash_algo.id()),
     )?;
     t.field("dwOffsetInFirstSegment", v1.offset_in_first_segment)?;
     t.field("dwReadBytesInLastSegment", v1.read_bytes_in_last_segment)?;
-    t.field(
-        "range",
-        format!(
-            "bytes {}..{} ({} bytes)",
-            range.start,
-            range.end,
-            range.end - range.start
-        ),
-    )?;
+    t.field("range", range_text(&range))?;
     t.field("segments", v1.segments.len())?;
     if let Some(info) = v1.to_content_info() {
         t.field("pdist ticket", info.id().ticket())?;
@@ -321,15 +317,7 @@ fn v2_text(t: &mut Text<'_>, v2: &ContentInfoV2) -> io::Result<()> {
     t.field("ullIndexOfFirstSegment", v2.index_of_first_segment)?;
     t.field("dwOffsetInFirstSegment", v2.offset_in_first_segment)?;
     t.field("ullLengthOfRange", v2.length_of_range)?;
-    t.field(
-        "range",
-        format!(
-            "bytes {}..{} ({} bytes)",
-            range.start,
-            range.end,
-            range.end - range.start
-        ),
-    )?;
+    t.field("range", range_text(&range))?;
     t.field("chunks", v2.chunks.len())?;
     t.field("segments", v2.segments().count())?;
     let mut offset = v2.start_in_content;

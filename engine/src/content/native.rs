@@ -27,7 +27,7 @@
 //! each segment's block hashes against its HoD, and the content ID rebuilt from the descriptors
 //! against the one it carries, so any change to any byte is caught.
 
-use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range};
+use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range, unsupported};
 
 use super::layout::{MAX_BLOCKS, MAX_SEGMENTS};
 use super::{ContentId, ContentInfo, Hash, Layout, SegmentDescriptor, SegmentProof, VerifyError};
@@ -173,23 +173,11 @@ fn read_header(r: &mut ByteReader<'_>) -> Result<(u8, Layout), DecodeError> {
     }
     let version = r.u8("format version")?;
     if version != FORMAT_VERSION {
-        return Err(DecodeError::at(
-            4,
-            DecodeErrorKind::Unsupported {
-                field: "format version",
-                value: u64::from(version),
-            },
-        ));
+        return Err(unsupported(4, "format version", u64::from(version)));
     }
     let kind = r.u8("kind")?;
     if kind != KIND_CONTENT_INFO && kind != KIND_SEGMENT_PROOF {
-        return Err(DecodeError::at(
-            5,
-            DecodeErrorKind::Unsupported {
-                field: "kind",
-                value: u64::from(kind),
-            },
-        ));
+        return Err(unsupported(5, "kind", u64::from(kind)));
     }
     let block_size = r.u32_be("block size")?;
     let per_segment = r.u32_be("blocks per segment")?;

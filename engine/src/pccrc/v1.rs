@@ -37,7 +37,7 @@ use std::ops::Range;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::PccrcError;
-use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range};
+use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range, unsupported};
 use crate::content::layout::{BLOCK_SIZE, MAX_CONTENT_LEN, SEGMENT_SIZE};
 use crate::content::{ContentInfo, Hash, Layout, SegmentDescriptor, VerifyError, hash};
 
@@ -67,6 +67,15 @@ impl HashAlgo {
             HashAlgo::Sha256 => 0x800C,
             HashAlgo::Sha384 => 0x800D,
             HashAlgo::Sha512 => 0x800E,
+        }
+    }
+
+    /// The algorithm's name ("SHA-256", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Sha256 => "SHA-256",
+            HashAlgo::Sha384 => "SHA-384",
+            HashAlgo::Sha512 => "SHA-512",
         }
     }
 
@@ -305,22 +314,11 @@ impl ContentInfoV1 {
         let mut r = ByteReader::new(bytes, MAX_V1_LEN)?;
         let version = r.u16_le("Version")?;
         if version != VERSION {
-            return Err(DecodeError::at(
-                0,
-                DecodeErrorKind::Unsupported {
-                    field: "Version",
-                    value: u64::from(version),
-                },
-            ));
+            return Err(unsupported(0, "Version", u64::from(version)));
         }
         let algo_id = r.u32_le("dwHashAlgo")?;
-        let algo = HashAlgo::from_id(algo_id).ok_or(DecodeError::at(
-            2,
-            DecodeErrorKind::Unsupported {
-                field: "dwHashAlgo",
-                value: u64::from(algo_id),
-            },
-        ))?;
+        let algo =
+            HashAlgo::from_id(algo_id).ok_or(unsupported(2, "dwHashAlgo", u64::from(algo_id)))?;
         let d = algo.digest_len();
         let offset_first = r.u32_le("dwOffsetInFirstSegment")?;
         let read_last = r.u32_le("dwReadBytesInLastSegment")?;

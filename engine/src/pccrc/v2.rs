@@ -16,7 +16,7 @@
 
 use std::io::Read;
 
-use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range};
+use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range, unsupported};
 use crate::content::layout::MAX_CONTENT_LEN;
 use crate::content::{Hash, ServerSecret, VerifyError};
 use crate::content::{HashError, LayoutError, hash};
@@ -244,23 +244,15 @@ impl ContentInfoV2 {
         let minor = r.u8("bMinorVersion")?;
         let major = r.u8("bMajorVersion")?;
         if (major, minor) != (2, 0) {
-            return Err(DecodeError::at(
+            return Err(unsupported(
                 0,
-                DecodeErrorKind::Unsupported {
-                    field: "version",
-                    value: u64::from(major) << 8 | u64::from(minor),
-                },
+                "version",
+                u64::from(major) << 8 | u64::from(minor),
             ));
         }
         let algo = r.u8("bHashAlgo")?;
         if algo != HASH_ALGO_SHA512_TRUNC {
-            return Err(DecodeError::at(
-                2,
-                DecodeErrorKind::Unsupported {
-                    field: "bHashAlgo",
-                    value: u64::from(algo),
-                },
-            ));
+            return Err(unsupported(2, "bHashAlgo", u64::from(algo)));
         }
         let start = r.u64_be("ullStartInContent")?;
         check_range(3, "ullStartInContent", start, 0, MAX_CONTENT_LEN)?;
