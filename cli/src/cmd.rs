@@ -7,7 +7,7 @@ use engine::ServerSecret;
 
 use crate::args::{Cli, Command, GlobalArgs};
 
-/// An argument value that parses but makes no sense (reported with exit code 65).
+/// An argument value that parses but makes no sense (reported with exit code 2, like clap's).
 #[derive(Debug)]
 pub struct UsageError(pub String);
 

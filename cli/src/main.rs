@@ -5,7 +5,7 @@ mod args;
 mod cmd;
 mod input;
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,6 +14,8 @@ use clap::Parser;
 mod exit {
     /// Any other failure.
     pub const FAILURE: u8 = 1;
+    /// Arguments that make no sense (clap uses the same code for the ones it rejects).
+    pub const USAGE: u8 = 2;
     /// Malformed content information or another malformed input (EX_DATAERR).
     pub const DATA_ERR: u8 = 65;
     /// An input file that cannot be opened (EX_NOINPUT).
@@ -24,11 +26,13 @@ mod exit {
 
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause.downcast_ref::<cmd::UsageError>().is_some() {
+            return exit::USAGE;
+        }
         if cause.downcast_ref::<engine::DecodeError>().is_some()
             || cause
                 .downcast_ref::<engine::content::VerifyError>()
                 .is_some()
-            || cause.downcast_ref::<cmd::UsageError>().is_some()
         {
             return exit::DATA_ERR;
         }
@@ -61,7 +65,8 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the context chain, outermost first.
             let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
-            eprintln!("pdist: {}", msg.join(": "));
+            // If even stderr is gone there is no one left to tell.
+            let _ = writeln!(io::stderr().lock(), "pdist: {}", msg.join(": "));
             ExitCode::from(exit_code(&e))
         }
     }

@@ -87,7 +87,7 @@ fn secret_from_flag_or_environment_changes_the_ticket() {
     assert_ne!(first(&open), first(&flag));
     assert_eq!(first(&flag), first(&env));
     let bad = run(&["hash", s(&f), "--secret", "xyz"]);
-    assert_eq!(bad.status.code(), Some(65));
+    assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--secret must be hex"));
 }
 
@@ -193,7 +193,7 @@ fn ranges_in_both_pccrc_versions() {
         );
     }
     let bad = run(&["hash", s(&f), "--format", "pccrc-v1", "--range", "0-999999"]);
-    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("range"));
 }
 
@@ -259,4 +259,22 @@ fn help_on_every_command() {
     }
     let out = run(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    let dir = TestDir::new();
+    let f = dir.write("a.bin", &fixtures::content(6, 3_000_000));
+    let mut child = pdist()
+        .args(["hash", s(&f)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before pdist writes its summary (or after: both must be clean).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }

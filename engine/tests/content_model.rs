@@ -117,3 +117,30 @@ fn a_group_secret_changes_the_content_id_and_nothing_else() {
     let again = hash_reader(&data[..], &ServerSecret::open_group(), &one, &mut |_| {}).unwrap();
     assert_eq!(again.id(), open.id());
 }
+
+#[test]
+fn a_v1_range_ending_on_a_segment_boundary_is_not_the_whole_content() {
+    // Regression (review of the foundation issue): V1 cannot carry the content length, so only
+    // dwReadBytesInLastSegment = 0 may be read as "this is the whole content".
+    let secret = ServerSecret::open_group();
+    let (_, info) = hashed(2 * fixtures::SEGMENT + 10, &secret);
+    let prefix = ContentInfoV1::from_content_info(&info, Some(0..fixtures::SEGMENT)).unwrap();
+    let decoded = ContentInfoV1::decode(&prefix.encode()).unwrap();
+    assert!(!decoded.is_complete());
+    assert!(decoded.to_content_info().is_none());
+    let whole = ContentInfoV1::from_content_info(&info, None).unwrap();
+    assert!(whole.is_complete());
+}
+
+#[test]
+fn segment_secrets_check_against_the_secret() {
+    use pdist_engine::content::info::verify_segment_secrets;
+    let group = ServerSecret::new(b"group".to_vec());
+    let (_, info) = hashed(3 * fixtures::SEGMENT, &group);
+    verify_segment_secrets(info.descriptors(), 0, &group).unwrap();
+    let err = verify_segment_secrets(&info.descriptors()[1..], 1, &ServerSecret::open_group());
+    assert!(matches!(
+        err,
+        Err(VerifyError::SegmentSecret { segment: 1, .. })
+    ));
+}

@@ -102,7 +102,9 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
             let v2 = v2::hash_reader_v2(input::open(&args.file)?, &secret).with_context(what)?;
             let size = v2.listed_len();
             let v2 = match range {
-                Some(r) => v2.slice(r.start, r.end - r.start).context("--range")?,
+                Some(r) => v2
+                    .slice(r.start, r.end - r.start)
+                    .map_err(|e| UsageError(format!("--range: {e}")))?,
                 None => v2,
             };
             let summary = Summary {
@@ -139,7 +141,7 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
                 }
                 Some(_) => Some(
                     ContentInfoV1::from_content_info(&info, range)
-                        .context("--range")?
+                        .map_err(|e| UsageError(format!("--range: {e}")))?
                         .encode(),
                 ),
             };
@@ -166,32 +168,35 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
             None => summary.line(),
         }
     };
-    // The summary goes to stderr when stdout carries the content information.
+    // The summary goes to stderr when stdout carries the content information. Written with
+    // `writeln!`, not `println!`, so that a closed pipe is an error to report, not a panic.
     if to_stdout {
-        eprintln!("{report}");
+        writeln!(io::stderr().lock(), "{report}")?;
     } else {
-        println!("{report}");
+        writeln!(io::stdout().lock(), "{report}")?;
     }
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it, so a reader never sees half.
+/// Writes `bytes` to `path` through a new temporary file beside it (random name, created
+/// exclusively), synced, renamed over `path`, and the directory synced: a reader sees the old
+/// file or the whole new one, also after a crash.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp = PathBuf::from(path);
-    let name = path
-        .file_name()
-        .map(|n| format!(".{}.pdist-tmp", n.to_string_lossy()))
-        .unwrap_or_else(|| ".pdist-tmp".into());
-    tmp.set_file_name(name);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let result = (|| -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".pdist-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        // The rename is durable once the directory is.
+        fs::File::open(&dir)?.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
     result.with_context(|| format!("writing {}", path.display()))
 }
 

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use engine::content::info::verify_segment_secrets;
 use engine::content::native::NativeMessage;
 use engine::content::{ContentInfo, SegmentProof};
 use engine::formats::{self, AnyContentInfo, MAX_CONTENT_INFO_LEN};
@@ -27,7 +28,7 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
     let bytes = input::read_capped(&args.file, MAX_CONTENT_INFO_LEN)?;
     let name = args.file.display().to_string();
     let decoded = formats::decode_any(&bytes).map_err(|e| anyhow::Error::new(e).context(name))?;
-    // With an explicit secret, check every Kp against it.
+    // With an explicit secret, check every Kp against it (`None`: nothing was checked).
     let secret_checked = match &global.secret {
         None => None,
         Some(_) => {
@@ -36,19 +37,12 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
                 AnyContentInfo::V1(v1) => v1.verify_secret(&secret)?,
                 AnyContentInfo::V2(v2) => v2.verify_secret(&secret)?,
                 AnyContentInfo::Native(NativeMessage::ContentInfo(info)) => {
-                    let rebuilt = ContentInfo::build(
-                        *info.layout(),
-                        info.all_block_hashes().to_vec(),
-                        &secret,
-                    )?;
-                    if rebuilt.id() != info.id() {
-                        anyhow::bail!(engine::content::VerifyError::ContentId {
-                            expected: info.id(),
-                            actual: rebuilt.id()
-                        });
-                    }
+                    verify_segment_secrets(info.descriptors(), 0, &secret)?
                 }
-                _ => {}
+                AnyContentInfo::Native(NativeMessage::SegmentProof(p)) => {
+                    verify_segment_secrets(&p.descriptors, p.first, &secret)?
+                }
+                _ => anyhow::bail!("this content information cannot be checked against a secret"),
             }
             Some(true)
         }

@@ -25,7 +25,8 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64);
 /// How to hash.
 #[derive(Debug, Clone)]
 pub struct HashOptions {
-    /// Hashing threads; 0 (the default) uses every core the process may run on.
+    /// Hashing threads; 0 (the default) uses every core the process may run on. At most four
+    /// per core are used whatever the value.
     pub threads: usize,
     /// Block size in bytes. Default 64 KiB (MS-PCCRC V1); other values are for tests.
     pub block_size: u32,
@@ -45,9 +46,10 @@ impl Default for HashOptions {
 
 impl HashOptions {
     fn thread_count(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+            0 => cores,
+            n => n.min(4 * cores),
         }
     }
 }
@@ -62,6 +64,14 @@ pub enum HashError {
     /// The content is too large, or the layout parameters are invalid.
     #[error("{0}")]
     Layout(#[from] LayoutError),
+    /// MS-PCCRC V2 content information would exceed its size limit.
+    #[error(
+        "the content needs more than {max} V2 segments, the most one V2 content information holds"
+    )]
+    TooManySegments {
+        /// Most segments allowed.
+        max: usize,
+    },
     /// Internal inconsistency while assembling (a bug, reported rather than panicking).
     #[error("{0}")]
     Verify(#[from] VerifyError),
@@ -106,7 +116,9 @@ pub fn hash_file(
     opts: &HashOptions,
     progress: Progress<'_>,
 ) -> Result<ContentInfo, HashError> {
-    if !file.metadata()?.is_file() {
+    // Pipes, devices, and files whose size the kernel reports as 0 (procfs) are streams.
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
         return hash_reader(file, secret, opts, progress);
     }
     #[cfg(unix)]

@@ -136,11 +136,19 @@ impl ContentInfo {
     }
 
     /// One segment's descriptor.
+    ///
+    /// # Panics
+    ///
+    /// If `seg` comes from another layout and is out of range for this one.
     pub fn descriptor(&self, seg: SegmentIdx) -> &SegmentDescriptor {
         &self.descriptors[seg.get() as usize]
     }
 
     /// One segment's block hashes.
+    ///
+    /// # Panics
+    ///
+    /// If `seg` comes from another layout and is out of range for this one.
     pub fn block_hashes(&self, seg: SegmentIdx) -> &[Hash] {
         &self.block_hashes[block_span(&self.layout, seg)]
     }
@@ -151,6 +159,10 @@ impl ContentInfo {
     }
 
     /// Checks a block's bytes against its block hash.
+    ///
+    /// # Panics
+    ///
+    /// If `block` comes from another layout and is out of range for this one.
     pub fn verify_block(&self, block: BlockIdx, data: &[u8]) -> Result<(), VerifyError> {
         verify_block(
             &self.layout,
@@ -266,6 +278,27 @@ impl VerifiedSegments {
         })?;
         verify_block_hashes(&self.layout, seg, d, hashes)
     }
+}
+
+/// Checks that every descriptor's Kp is the one `secret` gives for its HoD (segments are
+/// numbered from `first` in the error).
+pub fn verify_segment_secrets(
+    descriptors: &[SegmentDescriptor],
+    first: u32,
+    secret: &ServerSecret,
+) -> Result<(), VerifyError> {
+    let ks = secret.ks_v1();
+    for (i, d) in descriptors.iter().enumerate() {
+        let expected = segment_secret(&ks, &d.hod);
+        if expected != d.kp {
+            return Err(VerifyError::SegmentSecret {
+                segment: first.saturating_add(i as u32),
+                expected,
+                actual: d.kp,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks a segment's block hashes against its descriptor's HoD (count first, then hash).

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::PccrcError;
 use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_eq, check_range, unsupported};
+use crate::content::info::verify_segment_secrets;
 use crate::content::layout::{BLOCK_SIZE, MAX_CONTENT_LEN, SEGMENT_SIZE};
 use crate::content::{ContentInfo, Hash, Layout, SegmentDescriptor, VerifyError, hash};
 
@@ -221,15 +222,14 @@ impl ContentInfoV1 {
         start..end
     }
 
-    /// True when this lists the whole content from byte 0 with every block hash.
+    /// True when this lists the whole content from byte 0 with every block hash. V1 does not
+    /// carry the content's length: only `dwReadBytesInLastSegment` = 0 (what IIS sends for a
+    /// whole file) says that the last listed segment ends the content, so a range that happens
+    /// to end on a segment boundary is not complete.
     pub fn is_complete(&self) -> bool {
-        let range = self.range();
-        let last_full = self
-            .segments
-            .last()
-            .is_none_or(|s| range.end == s.offset + u64::from(s.len));
-        range.start == 0
-            && last_full
+        self.read_bytes_in_last_segment == 0
+            && self.offset_in_first_segment == 0
+            && self.segments.first().is_none_or(|s| s.offset == 0)
             && self
                 .segments
                 .iter()
@@ -260,21 +260,15 @@ impl ContentInfoV1 {
 
     /// Checks every segment's Kp against a server secret (SHA-256 content information only).
     pub fn verify_secret(&self, secret: &hash::ServerSecret) -> Result<(), VerifyError> {
-        let ks = secret.ks_v1();
-        for (i, s) in self.segments.iter().enumerate() {
-            let d = descriptor(s).ok_or(VerifyError::Unsupported {
+        let descriptors = self
+            .segments
+            .iter()
+            .map(descriptor)
+            .collect::<Option<Vec<_>>>()
+            .ok_or(VerifyError::Unsupported {
                 what: "checking Kp of SHA-384/512 content information",
             })?;
-            let expected = hash::segment_secret(&ks, &d.hod);
-            if expected != d.kp {
-                return Err(VerifyError::SegmentSecret {
-                    segment: i as u32,
-                    expected,
-                    actual: d.kp,
-                });
-            }
-        }
-        Ok(())
+        verify_segment_secrets(&descriptors, 0, secret)
     }
 
     /// The public segment IDs (HoHoDk), for SHA-256 content information.

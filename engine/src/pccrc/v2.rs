@@ -31,8 +31,9 @@ pub const CDC_MIN: u32 = 32 * 1024;
 pub const CDC_AVG: u32 = 64 * 1024;
 const HEADER_LEN: usize = 31;
 const SEGMENT_RECORD_LEN: usize = 68;
-/// Largest V2 content information accepted: 1 GiB (content of 1 TiB cut at the minimum size
-/// needs about 2.2 GiB, which no real V2 producer emits in one response).
+/// Largest V2 content information accepted or produced: 1 GiB, about 15.8 million segments
+/// (roughly 1 TiB of content at the 64 KiB average segment size). Hashing refuses content that
+/// would need more.
 pub const MAX_V2_LEN: usize = 1 << 30;
 
 /// One V2 segment.
@@ -144,6 +145,12 @@ pub fn hash_reader_v2<R: Read>(
             .into());
         }
         builder.push_segment(&chunk.data)?;
+        // Keep the encoding within what the decoder accepts.
+        if HEADER_LEN + 5 + builder.segments.len() * SEGMENT_RECORD_LEN > MAX_V2_LEN {
+            return Err(HashError::TooManySegments {
+                max: (MAX_V2_LEN - HEADER_LEN - 5) / SEGMENT_RECORD_LEN,
+            });
+        }
     }
     Ok(builder.finish())
 }
