@@ -127,3 +127,66 @@ fn v2_range_of_the_spec_example() {
     assert_eq!(r.range(), 100 * 1024..110 * 1024);
     assert_eq!(ContentInfoV2::decode(&r.encode()).unwrap(), r);
 }
+
+/// V1 with SHA-384 or SHA-512 (Windows peers accept only SHA-256, but the format allows them and
+/// pdist decodes them): a two-segment content, complete, built by hand.
+fn v1_with(algo: HashAlgo) -> Vec<u8> {
+    use sha2::Digest;
+    let digest = |data: &[u8]| -> Vec<u8> {
+        match algo {
+            HashAlgo::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            HashAlgo::Sha512 => sha2::Sha512::digest(data).to_vec(),
+            _ => sha2::Sha256::digest(data).to_vec(),
+        }
+    };
+    let seg_lens = [32u32 << 20, 70_000];
+    let mut segments = Vec::new();
+    let mut offset = 0u64;
+    for (i, &len) in seg_lens.iter().enumerate() {
+        let blocks = len.div_ceil(65_536);
+        let hashes: Vec<u8> = (0..blocks)
+            .flat_map(|b| digest(&[i as u8, b as u8]))
+            .collect();
+        let hod = digest(&hashes);
+        segments.push(pdist_engine::pccrc::v1::SegmentV1 {
+            offset,
+            len,
+            block_size: 65_536,
+            kp: digest(&hod),
+            hod,
+            block_hashes: hashes,
+        });
+        offset += u64::from(len);
+    }
+    ContentInfoV1 {
+        hash_algo: algo,
+        offset_in_first_segment: 0,
+        read_bytes_in_last_segment: 0,
+        segments,
+    }
+    .encode()
+}
+
+#[test]
+fn v1_sha384_and_sha512_decode() {
+    for (algo, id) in [(HashAlgo::Sha384, 0x800D), (HashAlgo::Sha512, 0x800E)] {
+        let bytes = v1_with(algo);
+        assert_eq!(u32::from_le_bytes(bytes[2..6].try_into().unwrap()), id);
+        let v1 = ContentInfoV1::decode(&bytes).unwrap();
+        assert_eq!(v1.hash_algo, algo);
+        assert_eq!(v1.segments[0].hod.len(), algo.digest_len());
+        assert_eq!(v1.range(), 0..(32 << 20) + 70_000);
+        assert!(v1.is_complete());
+        assert_eq!(v1.encode(), bytes);
+        // pdist's own model is SHA-256: no conversion, no HoHoDk, and a clear refusal to check Kp.
+        assert!(v1.to_content_info().is_none());
+        assert!(v1.segment_ids().is_none());
+        assert!(v1.verify_secret(&secret()).is_err());
+        // A corrupted block hash no longer hashes to the segment's HoD.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let err = ContentInfoV1::decode(&bad).unwrap_err();
+        assert!(err.to_string().contains("HoD"), "{err}");
+    }
+}
