@@ -10,6 +10,7 @@
 //! * [`pccrc`]: MS-PCCRC V1 and V2 content information, byte for byte as BranchCache writes it.
 //! * [`formats`]: recognising and decoding any of the three formats.
 //! * [`codec`]: the bounds-checked reader every decoder uses, and [`DecodeError`].
+//! * [`store`]: the [`store::SegmentStore`] trait, RocksDB-backed and in-memory.
 //!
 //! # Example
 //!
@@ -43,6 +44,7 @@ pub mod codec;
 pub mod content;
 pub mod formats;
 pub mod pccrc;
+pub mod store;
 
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use content::{ContentId, ContentInfo, Hash, Layout, ServerSecret, Ticket};

@@ -69,6 +69,13 @@ impl serde::Serialize for Hash {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Hash::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> Hash {
     Hash(Sha256::digest(data).into())

@@ -24,7 +24,9 @@ pub const TICKET_PREFIX: &str = "pd1";
 const CHECKSUM_LEN: usize = 2;
 
 /// The identity of one content under one server secret.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ContentId(pub Hash);
 
 impl ContentId {

@@ -1,0 +1,254 @@
+//! Where a node keeps content information and blocks: the [`SegmentStore`] trait, which speaks
+//! pdist's domain (content IDs, segments, blocks) and not any database's, and its two
+//! implementations, run through one conformance suite:
+//!
+//! * [`MemStore`]: in memory, the test twin;
+//! * [`RocksStore`] (feature `rocksdb`): RocksDB for metadata, plain files for block bytes.
+//!
+//! Rules every implementation keeps (DESIGN.md, "Store"):
+//!
+//! * A block is stored only after it has been checked against its content information, and it is
+//!   marked present only once its bytes are durable. Nothing unverified is ever served.
+//! * Content published in place costs only metadata: its blocks are read from the original file
+//!   and checked again on every read; a file that changed (size, modification time, or a block
+//!   that no longer matches) has its blocks marked missing, never served wrong.
+//! * The same content ID is stored once, however often it is added.
+
+pub mod blockset;
+pub mod mem;
+#[cfg(feature = "rocksdb")]
+pub mod rocks;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use blockset::BlockSet;
+pub use mem::MemStore;
+#[cfg(feature = "rocksdb")]
+pub use rocks::{RocksStore, RocksStoreOptions};
+
+use crate::content::{BlockIdx, ContentId, ContentInfo, SegmentIdx, VerifyError};
+
+/// Where a content's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Origin {
+    /// Published in place: the bytes stay in the user's file, which must not change.
+    Published {
+        /// Absolute path of the file.
+        path: PathBuf,
+        /// Its size when it was hashed.
+        size: u64,
+        /// Its modification time when it was hashed, in nanoseconds since the Unix epoch.
+        mtime_ns: i64,
+    },
+    /// Published with its bytes copied into the store.
+    Copied,
+    /// Fetched from peers or an origin, block by block.
+    Fetched,
+}
+
+/// What the store knows about one content, besides its content information.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContentRecord {
+    /// The content ID.
+    pub id: ContentId,
+    /// A name for people (the file name it was published or fetched as).
+    pub name: String,
+    /// Content length in bytes.
+    pub len: u64,
+    /// Blocks in the content.
+    pub blocks_total: u64,
+    /// Blocks present and verified.
+    pub blocks_present: u64,
+    /// Where the bytes come from.
+    pub origin: Origin,
+    /// Pinned content is never evicted.
+    pub pinned: bool,
+    /// Last time it was added or read, in milliseconds since the Unix epoch.
+    pub last_used_ms: u64,
+}
+
+/// Space the store uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Contents known.
+    pub contents: u64,
+    /// Bytes of blocks held in the store itself (fetched or copied content).
+    pub stored_bytes: u64,
+    /// Bytes of content published in place (not held by the store).
+    pub in_place_bytes: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No content with this ID.
+    #[error("no content {id} in the store")]
+    UnknownContent {
+        /// The ID asked for.
+        id: ContentId,
+    },
+    /// Bytes offered for a block do not check out against the content information.
+    #[error("block rejected: {0}")]
+    Verify(#[from] VerifyError),
+    /// Reading or writing files failed (the source says why: e.g. no space left on device).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Backend(String),
+    /// Stored data is damaged (a record that does not decode).
+    #[error("corrupt store record {key}: {reason}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A node's store of content information and verified blocks.
+///
+/// Methods take `&self` and are safe to call from many threads. They block (disk I/O); async
+/// callers use `spawn_blocking`.
+pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Adds content information. Returns `false` when the content was already known (it is
+    /// stored once; the first name and origin stay, except that publishing in place or copying
+    /// upgrades fetched content). Content published in place has every block present at once.
+    fn put_content(
+        &self,
+        info: &ContentInfo,
+        name: &str,
+        origin: Origin,
+    ) -> Result<bool, StoreError>;
+
+    /// The content information of `id`.
+    fn content_info(&self, id: &ContentId) -> Result<Option<Arc<ContentInfo>>, StoreError>;
+
+    /// The record of `id`.
+    fn record(&self, id: &ContentId) -> Result<Option<ContentRecord>, StoreError>;
+
+    /// Every content, in no particular order.
+    fn list(&self) -> Result<Vec<ContentRecord>, StoreError>;
+
+    /// Stores a block after checking it against the content information; it is marked present
+    /// only once its bytes are durable. Storing a block already present does nothing.
+    fn put_block(&self, id: &ContentId, block: BlockIdx, data: &[u8]) -> Result<(), StoreError>;
+
+    /// A present block's bytes, or `None` when it is not present. Blocks of content published in
+    /// place are read from the file and checked again; a block that no longer matches is marked
+    /// missing and `None` is returned.
+    fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Which blocks of a segment are present and verified.
+    fn present(&self, id: &ContentId, seg: SegmentIdx) -> Result<BlockSet, StoreError>;
+
+    /// Marks a block missing (its bytes turned out wrong or gone).
+    fn mark_missing(&self, id: &ContentId, block: BlockIdx) -> Result<(), StoreError>;
+
+    /// Pins or unpins content.
+    fn set_pinned(&self, id: &ContentId, pinned: bool) -> Result<(), StoreError>;
+
+    /// Removes content and its stored blocks. Returns `false` when it was not there.
+    fn remove(&self, id: &ContentId) -> Result<bool, StoreError>;
+
+    /// Space used.
+    fn usage(&self) -> Result<Usage, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The origin of a file published in place, from its metadata.
+pub fn published_origin(path: &std::path::Path) -> Result<Origin, StoreError> {
+    let ctx = || format!("reading metadata of {}", path.display());
+    let path = std::fs::canonicalize(path).map_err(|e| StoreError::io(ctx(), e))?;
+    let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(ctx(), e))?;
+    Ok(Origin::Published {
+        size: meta.len(),
+        mtime_ns: mtime_ns(&meta),
+        path,
+    })
+}
+
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        },
+        Err(_) => 0,
+    }
+}
+
+/// Reads and checks one block of a file published in place. `Ok(None)` when the file changed
+/// or the block no longer matches (the caller marks it missing).
+pub(crate) fn read_published_block(
+    info: &ContentInfo,
+    origin: &Origin,
+    block: BlockIdx,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Origin::Published {
+        path,
+        size,
+        mtime_ns: mtime,
+    } = origin
+    else {
+        return Ok(None);
+    };
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(None);
+    };
+    let Ok(meta) = file.metadata() else {
+        return Ok(None);
+    };
+    if meta.len() != *size || mtime_ns(&meta) != *mtime {
+        return Ok(None);
+    }
+    let layout = info.layout();
+    let mut buf = vec![0u8; layout.block_len(block) as usize];
+    if read_exact_at(&file, &mut buf, layout.block_offset(block)).is_err() {
+        return Ok(None);
+    }
+    Ok(info.verify_block(block, &buf).is_ok().then_some(buf))
+}
+
+/// Positional read of exactly `buf.len()` bytes.
+pub(crate) fn read_exact_at(
+    file: &std::fs::File,
+    buf: &mut [u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek};
+        let mut f = file;
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}

@@ -1,0 +1,485 @@
+//! [`RocksStore`]: RocksDB for metadata, one plain file per segment for block bytes.
+//!
+//! Column families, keys laid out for prefix scans (content ID first, big-endian indices):
+//!
+//! | family    | key                    | value                                          |
+//! |-----------|------------------------|------------------------------------------------|
+//! | `info`    | content ID             | native content information (self-verifying)    |
+//! | `record`  | content ID             | [`ContentRecord`] as JSON                      |
+//! | `present` | content ID ‖ segment   | [`BlockSet`] bitmap of present, verified blocks |
+//!
+//! Block bytes live in `blocks/<content ID hex>/<segment, 8 hex digits>`, each block at its
+//! offset within the segment. Ordering (DESIGN.md, "Store"): a block's bytes are written and
+//! `fdatasync`ed (and a new file's directory entry synced) before the bitmap that marks it
+//! present is written with a synced WAL write. A crash in between leaves bytes that nothing
+//! marks present: they are overwritten when the block is stored again, never served.
+//! RocksDB's lock file makes a second process opening the same directory fail cleanly.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use super::{
+    BlockSet, ContentRecord, Origin, SegmentStore, StoreError, Usage, now_ms, read_published_block,
+};
+use crate::content::native;
+use crate::content::{BlockIdx, ContentId, ContentInfo, SegmentIdx};
+
+const CF_INFO: &str = "info";
+const CF_RECORD: &str = "record";
+const CF_PRESENT: &str = "present";
+/// RocksDB's own write buffer for our small metadata: 16 MiB per column family.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Decoded content information kept in memory: at most this many contents (each holds its
+/// block hashes: 512 KiB per GiB of content).
+const INFO_CACHE_ENTRIES: usize = 32;
+
+/// How to open a [`RocksStore`].
+#[derive(Debug, Clone)]
+pub struct RocksStoreOptions {
+    /// Sync every metadata write and block file (default `true`). Only tests and benchmarks of
+    /// raw speed turn this off; a crash may then lose recent blocks (never serve wrong ones).
+    pub sync: bool,
+}
+
+impl Default for RocksStoreOptions {
+    fn default() -> Self {
+        RocksStoreOptions { sync: true }
+    }
+}
+
+/// The RocksDB-backed [`SegmentStore`].
+pub struct RocksStore {
+    db: DB,
+    blocks_dir: PathBuf,
+    opts: RocksStoreOptions,
+    /// Serialises read-modify-write of records and bitmaps.
+    write_lock: Mutex<()>,
+    /// Decoded content information (decoding re-verifies it, so it is done once per content).
+    infos: Mutex<HashMap<ContentId, Arc<ContentInfo>>>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+fn backend(e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(e.into_string())
+}
+
+fn present_key(id: &ContentId, seg: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(&id.0.0);
+    k[32..].copy_from_slice(&seg.to_be_bytes());
+    k
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store in `dir`. A directory another process has open is
+    /// refused with an error that says so.
+    pub fn open(dir: &Path, opts: RocksStoreOptions) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir)
+            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        let cfs = [CF_INFO, CF_RECORD, CF_PRESENT].map(|name| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            ColumnFamilyDescriptor::new(name, o)
+        });
+        let db_path = dir.join("db");
+        let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(|e| {
+            let msg = e.into_string();
+            if msg.contains("lock") {
+                StoreError::Backend(format!(
+                    "{} is in use by another pdist process ({msg})",
+                    dir.display()
+                ))
+            } else {
+                StoreError::Backend(msg)
+            }
+        })?;
+        let blocks_dir = dir.join("blocks");
+        fs::create_dir_all(&blocks_dir)
+            .map_err(|e| StoreError::io(format!("creating {}", blocks_dir.display()), e))?;
+        Ok(RocksStore {
+            db,
+            blocks_dir,
+            opts,
+            write_lock: Mutex::new(()),
+            infos: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    fn cache_info(&self, info: Arc<ContentInfo>) {
+        let mut cache = lock(&self.infos);
+        if cache.len() >= INFO_CACHE_ENTRIES {
+            // Crude but bounded: drop one entry (decoding it again costs well under a
+            // millisecond per GiB of content).
+            if let Some(k) = cache.keys().next().copied() {
+                cache.remove(&k);
+            }
+        }
+        cache.insert(info.id(), info);
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.opts.sync);
+        self.db.write_opt(batch, &w).map_err(backend)
+    }
+
+    fn load_record(&self, id: &ContentId) -> Result<Option<ContentRecord>, StoreError> {
+        let Some(bytes) = self
+            .db
+            .get_cf(self.cf(CF_RECORD), id.0.0)
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: format!("record/{id}"),
+                reason: e.to_string(),
+            })
+    }
+
+    fn record_or_unknown(&self, id: &ContentId) -> Result<ContentRecord, StoreError> {
+        self.load_record(id)?
+            .ok_or(StoreError::UnknownContent { id: *id })
+    }
+
+    fn put_record(batch: &mut WriteBatch, cf: &rocksdb::ColumnFamily, r: &ContentRecord) {
+        let json = serde_json::to_vec(r).expect("records serialise");
+        batch.put_cf(cf, r.id.0.0, json);
+    }
+
+    fn info_or_unknown(&self, id: &ContentId) -> Result<Arc<ContentInfo>, StoreError> {
+        self.content_info(id)?
+            .ok_or(StoreError::UnknownContent { id: *id })
+    }
+
+    fn segment_path(&self, id: &ContentId, seg: SegmentIdx) -> PathBuf {
+        self.blocks_dir
+            .join(id.0.to_hex())
+            .join(format!("{:08x}", seg.get()))
+    }
+
+    /// Writes a block into its segment file and makes it durable (file data, and the directory
+    /// entries of a file or directory created for it).
+    fn write_block_file(
+        &self,
+        info: &ContentInfo,
+        block: BlockIdx,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = self.segment_path(&info.id(), block.segment());
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        let dir = path.parent().expect("segment files have a parent");
+        let new_dir = !dir.exists();
+        if new_dir {
+            fs::create_dir_all(dir)
+                .map_err(|e| StoreError::io(ctx("creating the folder of"), e))?;
+        }
+        let new_file = !path.exists();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(ctx("opening"), e))?;
+        let layout = info.layout();
+        let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
+        write_all_at(&file, data, offset).map_err(|e| StoreError::io(ctx("writing"), e))?;
+        if self.opts.sync {
+            file.sync_data()
+                .map_err(|e| StoreError::io(ctx("syncing"), e))?;
+            if new_file {
+                sync_dir(dir).map_err(|e| StoreError::io(ctx("syncing the folder of"), e))?;
+            }
+            if new_dir {
+                sync_dir(&self.blocks_dir)
+                    .map_err(|e| StoreError::io(ctx("syncing the blocks folder for"), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_all_at(file: &fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, Write};
+        let mut f = file;
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        f.write_all(data)
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+impl SegmentStore for RocksStore {
+    fn put_content(
+        &self,
+        info: &ContentInfo,
+        name: &str,
+        origin: Origin,
+    ) -> Result<bool, StoreError> {
+        let _w = lock(&self.write_lock);
+        let id = info.id();
+        let published = matches!(origin, Origin::Published { .. });
+        let layout = info.layout();
+        let mut batch = WriteBatch::default();
+        let full_sets = |batch: &mut WriteBatch| {
+            for seg in layout.segments() {
+                let set = BlockSet::full(layout.blocks_in_segment(seg));
+                batch.put_cf(
+                    self.cf(CF_PRESENT),
+                    present_key(&id, seg.get()),
+                    set.to_bytes(),
+                );
+            }
+        };
+        if let Some(mut r) = self.load_record(&id)? {
+            r.last_used_ms = now_ms();
+            if published && !matches!(r.origin, Origin::Published { .. }) {
+                // Bytes now come from the user's file: stored copies are no longer needed.
+                r.origin = origin;
+                r.blocks_present = layout.block_count();
+                full_sets(&mut batch);
+                Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+                self.write(batch)?;
+                let _ = fs::remove_dir_all(self.blocks_dir.join(id.0.to_hex()));
+            } else {
+                Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+                self.write(batch)?;
+            }
+            return Ok(false);
+        }
+        let record = ContentRecord {
+            id,
+            name: name.to_string(),
+            len: layout.content_len(),
+            blocks_total: layout.block_count(),
+            blocks_present: if published { layout.block_count() } else { 0 },
+            origin,
+            pinned: false,
+            last_used_ms: now_ms(),
+        };
+        batch.put_cf(self.cf(CF_INFO), id.0.0, native::encode_content_info(info));
+        if published {
+            full_sets(&mut batch);
+        }
+        Self::put_record(&mut batch, self.cf(CF_RECORD), &record);
+        self.write(batch)?;
+        self.cache_info(Arc::new(info.clone()));
+        Ok(true)
+    }
+
+    fn content_info(&self, id: &ContentId) -> Result<Option<Arc<ContentInfo>>, StoreError> {
+        if let Some(info) = lock(&self.infos).get(id) {
+            return Ok(Some(info.clone()));
+        }
+        let Some(bytes) = self.db.get_cf(self.cf(CF_INFO), id.0.0).map_err(backend)? else {
+            return Ok(None);
+        };
+        let info =
+            native::decode_content_info_for(&bytes, id).map_err(|e| StoreError::Corrupt {
+                key: format!("info/{id}"),
+                reason: e.to_string(),
+            })?;
+        let info = Arc::new(info);
+        self.cache_info(info.clone());
+        Ok(Some(info))
+    }
+
+    fn record(&self, id: &ContentId) -> Result<Option<ContentRecord>, StoreError> {
+        self.load_record(id)
+    }
+
+    fn list(&self) -> Result<Vec<ContentRecord>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(CF_RECORD), IteratorMode::Start)
+            .map(|item| {
+                let (key, value) = item.map_err(backend)?;
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    key: format!("record/{}", hex::encode(key)),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    fn put_block(&self, id: &ContentId, block: BlockIdx, data: &[u8]) -> Result<(), StoreError> {
+        let info = self.info_or_unknown(id)?;
+        info.verify_block(block, data)?;
+        let seg = block.segment();
+        if self.present(id, seg)?.contains(block.index_in_segment()) {
+            return Ok(());
+        }
+        // Bytes first, durable; only then the bit that says they are there.
+        self.write_block_file(&info, block, data)?;
+        let _w = lock(&self.write_lock);
+        let mut set = self.present(id, seg)?;
+        if !set.insert(block.index_in_segment()) {
+            return Ok(());
+        }
+        let mut r = self.record_or_unknown(id)?;
+        r.blocks_present += 1;
+        r.last_used_ms = now_ms();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_PRESENT),
+            present_key(id, seg.get()),
+            set.to_bytes(),
+        );
+        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+        self.write(batch)
+    }
+
+    fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError> {
+        let info = self.info_or_unknown(id)?;
+        if !self
+            .present(id, block.segment())?
+            .contains(block.index_in_segment())
+        {
+            return Ok(None);
+        }
+        let record = self.record_or_unknown(id)?;
+        let bytes = if matches!(record.origin, Origin::Published { .. }) {
+            read_published_block(&info, &record.origin, block)?
+        } else {
+            let path = self.segment_path(id, block.segment());
+            let layout = info.layout();
+            let mut buf = vec![0u8; layout.block_len(block) as usize];
+            let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
+            let read =
+                fs::File::open(&path).and_then(|f| super::read_exact_at(&f, &mut buf, offset));
+            read.is_ok().then_some(buf)
+        };
+        if bytes.is_none() {
+            self.mark_missing(id, block)?;
+        }
+        Ok(bytes)
+    }
+
+    fn present(&self, id: &ContentId, seg: SegmentIdx) -> Result<BlockSet, StoreError> {
+        let info = self.info_or_unknown(id)?;
+        let n = info.layout().blocks_in_segment(seg);
+        match self
+            .db
+            .get_cf(self.cf(CF_PRESENT), present_key(id, seg.get()))
+            .map_err(backend)?
+        {
+            None => Ok(BlockSet::new(n)),
+            Some(bytes) => BlockSet::from_bytes(&bytes, n).ok_or_else(|| StoreError::Corrupt {
+                key: format!("present/{id}/{}", seg.get()),
+                reason: format!("{} bytes for {n} blocks", bytes.len()),
+            }),
+        }
+    }
+
+    fn mark_missing(&self, id: &ContentId, block: BlockIdx) -> Result<(), StoreError> {
+        let _w = lock(&self.write_lock);
+        let seg = block.segment();
+        let mut set = self.present(id, seg)?;
+        if !set.remove(block.index_in_segment()) {
+            return Ok(());
+        }
+        let mut r = self.record_or_unknown(id)?;
+        r.blocks_present -= 1;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_PRESENT),
+            present_key(id, seg.get()),
+            set.to_bytes(),
+        );
+        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+        self.write(batch)
+    }
+
+    fn set_pinned(&self, id: &ContentId, pinned: bool) -> Result<(), StoreError> {
+        let _w = lock(&self.write_lock);
+        let mut r = self.record_or_unknown(id)?;
+        r.pinned = pinned;
+        let mut batch = WriteBatch::default();
+        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+        self.write(batch)
+    }
+
+    fn remove(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let _w = lock(&self.write_lock);
+        let Some(info) = self.content_info(id)? else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_INFO), id.0.0);
+        batch.delete_cf(self.cf(CF_RECORD), id.0.0);
+        let segments = info.layout().segment_count();
+        batch.delete_range_cf(
+            self.cf(CF_PRESENT),
+            present_key(id, 0),
+            present_key(id, segments),
+        );
+        // Metadata first: once it is gone no block is marked present, so removing the files
+        // afterwards (or a crash before) never leaves a present block without bytes.
+        self.write(batch)?;
+        lock(&self.infos).remove(id);
+        let dir = self.blocks_dir.join(id.0.to_hex());
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(StoreError::io(format!("removing {}", dir.display()), e)),
+        }
+    }
+
+    fn usage(&self) -> Result<Usage, StoreError> {
+        let mut u = Usage::default();
+        for r in self.list()? {
+            u.contents += 1;
+            match r.origin {
+                Origin::Published { .. } => u.in_place_bytes += r.len,
+                _ => {
+                    let info = self.info_or_unknown(&r.id)?;
+                    let bs = u64::from(info.layout().block_size());
+                    u.stored_bytes += (r.blocks_present * bs).min(r.len);
+                }
+            }
+        }
+        Ok(u)
+    }
+}

@@ -1,0 +1,240 @@
+//! One conformance suite, run against every SegmentStore: the in-memory twin and RocksDB.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use pdist_engine::content::{ContentInfo, HashOptions, ServerSecret, hash_reader};
+use pdist_engine::store::{MemStore, Origin, SegmentStore, StoreError, published_origin};
+
+fn info_for(data: &[u8]) -> ContentInfo {
+    hash_reader(
+        data,
+        &ServerSecret::open_group(),
+        &HashOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+fn block_bytes<'a>(info: &ContentInfo, data: &'a [u8], global: u64) -> &'a [u8] {
+    let r = info
+        .layout()
+        .block_range(info.layout().block_at(global).unwrap());
+    &data[r.start as usize..r.end as usize]
+}
+
+/// Every behaviour a store must have. `dir` is scratch space for published files.
+fn conformance(store: &dyn SegmentStore, dir: &Path) {
+    fetched_blocks(store);
+    published_in_place(store, dir);
+    unknown_content(store);
+}
+
+fn fetched_blocks(store: &dyn SegmentStore) {
+    let data = fixtures::content(11, 3 * 65_536 + 100);
+    let info = info_for(&data);
+    let id = info.id();
+    assert!(store.put_content(&info, "a.bin", Origin::Fetched).unwrap());
+    assert!(
+        !store
+            .put_content(&info, "other-name", Origin::Fetched)
+            .unwrap(),
+        "stored once"
+    );
+    let r = store.record(&id).unwrap().unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.len, r.blocks_total, r.blocks_present),
+        ("a.bin", 196_708, 4, 0)
+    );
+    assert_eq!(store.content_info(&id).unwrap().unwrap().id(), id);
+    assert!(store.list().unwrap().iter().any(|r| r.id == id));
+
+    let seg = info.layout().segment(0).unwrap();
+    let b1 = info.layout().block_at(1).unwrap();
+    assert_eq!(store.get_block(&id, b1).unwrap(), None);
+    // Wrong bytes are refused and nothing becomes present.
+    let mut wrong = block_bytes(&info, &data, 1).to_vec();
+    wrong[7] ^= 1;
+    assert!(matches!(
+        store.put_block(&id, b1, &wrong),
+        Err(StoreError::Verify(_))
+    ));
+    assert_eq!(store.present(&id, seg).unwrap().count(), 0);
+    // Right bytes are stored, served, and counted once.
+    store
+        .put_block(&id, b1, block_bytes(&info, &data, 1))
+        .unwrap();
+    store
+        .put_block(&id, b1, block_bytes(&info, &data, 1))
+        .unwrap();
+    let present = store.present(&id, seg).unwrap();
+    assert_eq!(present.iter().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        store.get_block(&id, b1).unwrap().as_deref(),
+        Some(block_bytes(&info, &data, 1))
+    );
+    let last = info.layout().block_at(3).unwrap();
+    store
+        .put_block(&id, last, block_bytes(&info, &data, 3))
+        .unwrap();
+    assert_eq!(
+        store.get_block(&id, last).unwrap().unwrap().len(),
+        100,
+        "short last block"
+    );
+    assert_eq!(store.record(&id).unwrap().unwrap().blocks_present, 2);
+    assert!(store.usage().unwrap().stored_bytes >= 65_636);
+
+    store.mark_missing(&id, b1).unwrap();
+    assert_eq!(store.get_block(&id, b1).unwrap(), None);
+    assert_eq!(store.record(&id).unwrap().unwrap().blocks_present, 1);
+
+    store.set_pinned(&id, true).unwrap();
+    assert!(store.record(&id).unwrap().unwrap().pinned);
+    assert!(store.remove(&id).unwrap());
+    assert!(!store.remove(&id).unwrap());
+    assert!(store.record(&id).unwrap().is_none());
+    assert!(matches!(
+        store.put_block(&id, b1, block_bytes(&info, &data, 1)),
+        Err(StoreError::UnknownContent { .. })
+    ));
+}
+
+fn published_in_place(store: &dyn SegmentStore, dir: &Path) {
+    let data = fixtures::content(12, 200_000);
+    let path = dir.join("published.bin");
+    std::fs::write(&path, &data).unwrap();
+    let info = info_for(&data);
+    let id = info.id();
+    let origin = published_origin(&path).unwrap();
+    assert!(store.put_content(&info, "published.bin", origin).unwrap());
+    let r = store.record(&id).unwrap().unwrap();
+    assert_eq!(r.blocks_present, 4, "published content is present at once");
+    assert!(store.usage().unwrap().in_place_bytes >= 200_000);
+    let b0 = info.layout().block_at(0).unwrap();
+    let b2 = info.layout().block_at(2).unwrap();
+    assert_eq!(
+        store.get_block(&id, b0).unwrap().as_deref(),
+        Some(block_bytes(&info, &data, 0))
+    );
+
+    // Same size, same modification time, different bytes: caught by the hash on read.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut changed = data.clone();
+    changed[2 * 65_536 + 5] ^= 0xff;
+    std::fs::write(&path, &changed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(
+        store.get_block(&id, b2).unwrap(),
+        None,
+        "a changed block is never served"
+    );
+    assert!(
+        !store.present(&id, b2.segment()).unwrap().contains(2),
+        "and is marked missing"
+    );
+    assert!(
+        store.get_block(&id, b0).unwrap().is_some(),
+        "unchanged blocks still serve"
+    );
+
+    // A file whose size or time changed serves nothing.
+    std::fs::write(&path, &data[..1000]).unwrap();
+    assert_eq!(store.get_block(&id, b0).unwrap(), None);
+
+    // Fetched content that is then published becomes fully present.
+    let data2 = fixtures::content(13, 70_000);
+    let info2 = info_for(&data2);
+    store.put_content(&info2, "x", Origin::Fetched).unwrap();
+    let path2 = dir.join("x.bin");
+    std::fs::write(&path2, &data2).unwrap();
+    assert!(
+        !store
+            .put_content(&info2, "x", published_origin(&path2).unwrap())
+            .unwrap()
+    );
+    assert_eq!(
+        store.record(&info2.id()).unwrap().unwrap().blocks_present,
+        2
+    );
+    assert!(store.remove(&id).unwrap() && store.remove(&info2.id()).unwrap());
+}
+
+fn unknown_content(store: &dyn SegmentStore) {
+    let info = info_for(b"never stored");
+    let id = info.id();
+    let b = info.layout().block_at(0).unwrap();
+    assert!(store.content_info(&id).unwrap().is_none());
+    assert!(matches!(
+        store.get_block(&id, b),
+        Err(StoreError::UnknownContent { .. })
+    ));
+    assert!(matches!(
+        store.set_pinned(&id, true),
+        Err(StoreError::UnknownContent { .. })
+    ));
+}
+
+#[test]
+fn mem_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&MemStore::new(), dir.path());
+}
+
+#[cfg(feature = "rocksdb")]
+mod rocks {
+    use super::*;
+    use pdist_engine::store::{RocksStore, RocksStoreOptions};
+
+    #[test]
+    fn rocks_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            RocksStore::open(&dir.path().join("store"), RocksStoreOptions::default()).unwrap();
+        conformance(&store, dir.path());
+    }
+
+    #[test]
+    fn rocks_store_survives_reopen_and_refuses_a_second_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let data = fixtures::content(14, 150_000);
+        let info = info_for(&data);
+        let id = info.id();
+        {
+            let store = RocksStore::open(&path, RocksStoreOptions::default()).unwrap();
+            store.put_content(&info, "a", Origin::Fetched).unwrap();
+            for g in [0u64, 2] {
+                let b = info.layout().block_at(g).unwrap();
+                store
+                    .put_block(&id, b, block_bytes(&info, &data, g))
+                    .unwrap();
+            }
+            store.set_pinned(&id, true).unwrap();
+            let second = RocksStore::open(&path, RocksStoreOptions::default()).unwrap_err();
+            assert!(
+                second.to_string().contains("in use by another pdist"),
+                "{second}"
+            );
+        }
+        let store = Arc::new(RocksStore::open(&path, RocksStoreOptions::default()).unwrap());
+        let r = store.record(&id).unwrap().unwrap();
+        assert_eq!((r.blocks_present, r.pinned), (2, true));
+        let seg = info.layout().segment(0).unwrap();
+        assert_eq!(
+            store.present(&id, seg).unwrap().iter().collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        let b2 = info.layout().block_at(2).unwrap();
+        assert_eq!(
+            store.get_block(&id, b2).unwrap().as_deref(),
+            Some(block_bytes(&info, &data, 2))
+        );
+        assert_eq!(store.content_info(&id).unwrap().unwrap().id(), id);
+    }
+}
