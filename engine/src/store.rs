@@ -15,6 +15,7 @@
 //! * The same content ID is stored once, however often it is added.
 
 pub mod blockset;
+pub mod evict;
 pub mod mem;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use blockset::BlockSet;
+pub use evict::{Lease, Leases, evict_to};
 pub use mem::MemStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksStore, RocksStoreOptions};
@@ -162,6 +164,11 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Marks a block missing (its bytes turned out wrong or gone).
     fn mark_missing(&self, id: &ContentId, block: BlockIdx) -> Result<(), StoreError>;
+
+    /// Re-hashes whatever bytes the store or the published file holds for a block and sets its
+    /// present bit to match: `true` when the block is now present. This repairs the present-map
+    /// after a crash (bytes written but not yet marked) or a file that was restored.
+    fn repair_block(&self, id: &ContentId, block: BlockIdx) -> Result<bool, StoreError>;
 
     /// Pins or unpins content.
     fn set_pinned(&self, id: &ContentId, pinned: bool) -> Result<(), StoreError>;

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pdist_engine::content::{ContentInfo, HashOptions, ServerSecret, hash_reader};
-use pdist_engine::store::{MemStore, Origin, SegmentStore, StoreError, published_origin};
+use pdist_engine::store::{
+    Leases, MemStore, Origin, SegmentStore, StoreError, evict_to, published_origin,
+};
 
 fn info_for(data: &[u8]) -> ContentInfo {
     hash_reader(
@@ -28,6 +30,111 @@ fn conformance(store: &dyn SegmentStore, dir: &Path) {
     fetched_blocks(store);
     published_in_place(store, dir);
     unknown_content(store);
+    repair(store, dir);
+    eviction(store, dir);
+}
+
+/// Content with every block stored.
+fn stored(store: &dyn SegmentStore, seed: u64, len: u64) -> (Vec<u8>, ContentInfo) {
+    let data = fixtures::content(seed, len);
+    let info = info_for(&data);
+    store
+        .put_content(&info, &format!("c{seed}"), Origin::Fetched)
+        .unwrap();
+    for g in 0..info.layout().block_count() {
+        let b = info.layout().block_at(g).unwrap();
+        store
+            .put_block(&info.id(), b, block_bytes(&info, &data, g))
+            .unwrap();
+    }
+    (data, info)
+}
+
+fn repair(store: &dyn SegmentStore, dir: &Path) {
+    // Stored bytes that were marked missing come back once re-hashed.
+    let (_, info) = stored(store, 21, 100_000);
+    let id = info.id();
+    let b = info.layout().block_at(1).unwrap();
+    store.mark_missing(&id, b).unwrap();
+    assert!(store.get_block(&id, b).unwrap().is_none());
+    assert!(store.repair_block(&id, b).unwrap());
+    assert!(store.get_block(&id, b).unwrap().is_some());
+    assert_eq!(store.record(&id).unwrap().unwrap().blocks_present, 2);
+    store.remove(&id).unwrap();
+
+    // A published file that changed and was restored: missing, then present again.
+    let data = fixtures::content(22, 100_000);
+    let path = dir.join("restored.bin");
+    std::fs::write(&path, &data).unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let info = info_for(&data);
+    let id = info.id();
+    store
+        .put_content(&info, "restored.bin", published_origin(&path).unwrap())
+        .unwrap();
+    let mut bad = data.clone();
+    bad[0] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let b0 = info.layout().block_at(0).unwrap();
+    assert!(!store.repair_block(&id, b0).unwrap());
+    assert!(store.get_block(&id, b0).unwrap().is_none());
+    std::fs::write(&path, &data).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert!(store.repair_block(&id, b0).unwrap());
+    assert_eq!(
+        store.get_block(&id, b0).unwrap().as_deref(),
+        Some(&data[..65_536])
+    );
+    store.remove(&id).unwrap();
+}
+
+fn eviction(store: &dyn SegmentStore, dir: &Path) {
+    let leases = Leases::new();
+    let (_, old) = stored(store, 31, 200_000);
+    std::thread::sleep(std::time::Duration::from_millis(3)); // distinct last-used times
+    let (_, pinned) = stored(store, 32, 200_000);
+    store.set_pinned(&pinned.id(), true).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let (_, in_use) = stored(store, 33, 200_000);
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let (_, newest) = stored(store, 34, 200_000);
+    let data = fixtures::content(35, 300_000);
+    let path = dir.join("in-place.bin");
+    std::fs::write(&path, &data).unwrap();
+    let published = info_for(&data);
+    store
+        .put_content(&published, "in-place.bin", published_origin(&path).unwrap())
+        .unwrap();
+    assert_eq!(store.usage().unwrap().stored_bytes, 800_000);
+
+    let lease = leases.lease(in_use.id());
+    // Room for two contents: the oldest unpinned one goes; the one in use is skipped, so the
+    // newest goes too; pinned and published content stay.
+    let removed = evict_to(store, 400_000, &leases).unwrap();
+    assert_eq!(removed, vec![old.id(), newest.id()]);
+    let ids: Vec<_> = store.list().unwrap().into_iter().map(|r| r.id).collect();
+    for kept in [pinned.id(), in_use.id(), published.id()] {
+        assert!(ids.contains(&kept));
+    }
+    assert_eq!(store.usage().unwrap().stored_bytes, 400_000);
+    // Nothing more can go while the lease is held; once dropped, it can.
+    assert!(evict_to(store, 0, &leases).unwrap().is_empty());
+    drop(lease);
+    assert_eq!(evict_to(store, 0, &leases).unwrap(), vec![in_use.id()]);
+    for id in [pinned.id(), published.id()] {
+        store.remove(&id).unwrap();
+    }
 }
 
 fn fetched_blocks(store: &dyn SegmentStore) {

@@ -140,7 +140,9 @@ impl SegmentStore for MemStore {
                 return Ok(None);
             }
             e.record.last_used_ms = now_ms();
-            if let Some(bytes) = e.blocks.get(&block.global()) {
+            if let Some(bytes) = e.blocks.get(&block.global())
+                && !matches!(e.record.origin, Origin::Published { .. })
+            {
                 return Ok(Some(bytes.clone()));
             }
             (e.info.clone(), e.record.origin.clone())
@@ -161,11 +163,37 @@ impl SegmentStore for MemStore {
     fn mark_missing(&self, id: &ContentId, block: BlockIdx) -> Result<(), StoreError> {
         let mut map = self.lock();
         let e = Self::entry(&mut map, id)?;
+        // The bytes stay (as a file's would): `repair_block` may find them good again.
         if e.present[block.segment().get() as usize].remove(block.index_in_segment()) {
             e.record.blocks_present -= 1;
-            e.blocks.remove(&block.global());
         }
         Ok(())
+    }
+
+    fn repair_block(&self, id: &ContentId, block: BlockIdx) -> Result<bool, StoreError> {
+        let (info, origin, stored) = {
+            let mut map = self.lock();
+            let e = Self::entry(&mut map, id)?;
+            let stored = e.blocks.get(&block.global()).cloned();
+            (e.info.clone(), e.record.origin.clone(), stored)
+        };
+        let good = match stored {
+            Some(bytes) => info.verify_block(block, &bytes).is_ok(),
+            None => read_published_block(&info, &origin, block)?.is_some(),
+        };
+        let mut map = self.lock();
+        let e = Self::entry(&mut map, id)?;
+        let set = &mut e.present[block.segment().get() as usize];
+        let i = block.index_in_segment();
+        if good && set.insert(i) {
+            e.record.blocks_present += 1;
+        } else if !good {
+            e.blocks.remove(&block.global());
+            if set.remove(i) {
+                e.record.blocks_present -= 1;
+            }
+        }
+        Ok(good)
     }
 
     fn set_pinned(&self, id: &ContentId, pinned: bool) -> Result<(), StoreError> {

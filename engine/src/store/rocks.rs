@@ -226,6 +226,19 @@ impl RocksStore {
     }
 }
 
+impl RocksStore {
+    /// The bytes in a block's place in its segment file, if the file has them (unchecked).
+    fn read_stored(&self, info: &ContentInfo, block: BlockIdx) -> Option<Vec<u8>> {
+        let path = self.segment_path(&info.id(), block.segment());
+        let layout = info.layout();
+        let mut buf = vec![0u8; layout.block_len(block) as usize];
+        let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
+        let file = fs::File::open(path).ok()?;
+        super::read_exact_at(&file, &mut buf, offset).ok()?;
+        Some(buf)
+    }
+}
+
 fn write_all_at(file: &fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -430,6 +443,41 @@ impl SegmentStore for RocksStore {
         );
         Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
         self.write(batch)
+    }
+
+    fn repair_block(&self, id: &ContentId, block: BlockIdx) -> Result<bool, StoreError> {
+        let info = self.info_or_unknown(id)?;
+        let record = self.record_or_unknown(id)?;
+        let good = match &record.origin {
+            Origin::Published { .. } => {
+                read_published_block(&info, &record.origin, block)?.is_some()
+            }
+            _ => self
+                .read_stored(&info, block)
+                .is_some_and(|bytes| info.verify_block(block, &bytes).is_ok()),
+        };
+        let _w = lock(&self.write_lock);
+        let seg = block.segment();
+        let mut set = self.present(id, seg)?;
+        let i = block.index_in_segment();
+        let changed = if good { set.insert(i) } else { set.remove(i) };
+        if changed {
+            let mut r = self.record_or_unknown(id)?;
+            if good {
+                r.blocks_present += 1;
+            } else {
+                r.blocks_present -= 1;
+            }
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                self.cf(CF_PRESENT),
+                present_key(id, seg.get()),
+                set.to_bytes(),
+            );
+            Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+            self.write(batch)?;
+        }
+        Ok(good)
     }
 
     fn set_pinned(&self, id: &ContentId, pinned: bool) -> Result<(), StoreError> {
