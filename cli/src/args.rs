@@ -30,6 +30,10 @@ pub struct GlobalArgs {
     )]
     pub secret: Option<String>,
 
+    /// Where the store keeps its data (default: $XDG_DATA_HOME/pdist, or ~/.local/share/pdist).
+    #[arg(long, global = true, env = "PDIST_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// Hashing threads (0: every core).
     #[arg(
         long,
@@ -49,6 +53,54 @@ pub enum Command {
     /// Print the fields of content information in any format pdist reads (detected from the
     /// bytes).
     Inspect(InspectArgs),
+    /// Publish files: hash them, register them in the store (in place, without copying, unless
+    /// --copy) and print a ticket for each.
+    Publish(PublishArgs),
+    /// List the contents in the store.
+    Ls(LsArgs),
+    /// Remove contents from the store (files published in place are left alone).
+    Rm(RmArgs),
+    /// Re-hash stored and published blocks, report, and repair the record of which are present.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Files to publish.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Copy the bytes into the store (pinned) instead of serving them from the file.
+    #[arg(long)]
+    pub copy: bool,
+
+    /// Print JSON.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print JSON.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Tickets of the contents to remove.
+    #[arg(required = true)]
+    pub tickets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this content (default: every content in the store).
+    pub ticket: Option<String>,
+
+    /// Print JSON.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
 }
 
 /// Output formats of `pdist hash`.

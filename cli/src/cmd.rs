@@ -2,6 +2,7 @@
 
 mod hash;
 mod inspect;
+mod store;
 
 use engine::ServerSecret;
 
@@ -24,6 +25,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Hash(args) => hash::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),
+        Command::Publish(args) => store::publish(&cli.global, args),
+        Command::Ls(args) => store::ls(&cli.global, args),
+        Command::Rm(args) => store::rm(&cli.global, args),
+        Command::Verify(args) => store::verify(&cli.global, args),
     }
 }
 

@@ -131,9 +131,12 @@ impl StoreError {
 /// Methods take `&self` and are safe to call from many threads. They block (disk I/O); async
 /// callers use `spawn_blocking`.
 pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Adds content information. Returns `false` when the content was already known (it is
-    /// stored once; the first name and origin stay, except that publishing in place or copying
-    /// upgrades fetched content). Content published in place has every block present at once.
+    /// Adds content information. Returns `false` when the content was already known: it is
+    /// stored once and keeps its first name; its origin changes as a user would expect
+    /// (publishing a file again points at that file and makes every block present; `--copy`
+    /// turns published or fetched content into copied content, whose blocks are present once
+    /// copied; fetching what is here changes nothing). Content published in place has every
+    /// block present at once.
     fn put_content(
         &self,
         info: &ContentInfo,
@@ -178,6 +181,29 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Space used.
     fn usage(&self) -> Result<Usage, StoreError>;
+}
+
+/// What adding known content with a new origin does to its record (the same rule for every
+/// store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OriginChange {
+    /// Nothing changes but the last-used time (fetching what is already here, or publishing in
+    /// place what is already copied).
+    Keep,
+    /// The bytes now come from a (re-)published file: every block is present, stored copies go.
+    InPlace(Origin),
+    /// The bytes are being copied into the store: stored blocks stay present, blocks that came
+    /// from a published file are not present until copied.
+    Copy,
+}
+
+pub(crate) fn origin_change(existing: &Origin, new: Origin) -> OriginChange {
+    match (existing, new) {
+        (_, Origin::Fetched) | (Origin::Copied, Origin::Published { .. }) => OriginChange::Keep,
+        (_, new @ Origin::Published { .. }) => OriginChange::InPlace(new),
+        (Origin::Copied, Origin::Copied) => OriginChange::Keep,
+        (_, Origin::Copied) => OriginChange::Copy,
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -269,6 +269,34 @@ fn published_in_place(store: &dyn SegmentStore, dir: &Path) {
         store.record(&info2.id()).unwrap().unwrap().blocks_present,
         2
     );
+    // Copying published content: blocks are present once copied, and the file may then go.
+    let r2 = store.put_content(&info2, "x", Origin::Copied).unwrap();
+    assert!(!r2);
+    assert_eq!(
+        store.record(&info2.id()).unwrap().unwrap().blocks_present,
+        0
+    );
+    for g in 0..2 {
+        let b = info2.layout().block_at(g).unwrap();
+        store
+            .put_block(&info2.id(), b, block_bytes(&info2, &data2, g))
+            .unwrap();
+    }
+    std::fs::remove_file(&path2).unwrap();
+    let b1 = info2.layout().block_at(1).unwrap();
+    assert_eq!(
+        store.get_block(&info2.id(), b1).unwrap().as_deref(),
+        Some(block_bytes(&info2, &data2, 1))
+    );
+    // Publishing in place what is already copied keeps the copy.
+    std::fs::write(&path2, &data2).unwrap();
+    store
+        .put_content(&info2, "x", published_origin(&path2).unwrap())
+        .unwrap();
+    assert_eq!(
+        store.record(&info2.id()).unwrap().unwrap().origin,
+        Origin::Copied
+    );
     assert!(store.remove(&id).unwrap() && store.remove(&info2.id()).unwrap());
 }
 

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    BlockSet, ContentRecord, Origin, SegmentStore, StoreError, Usage, now_ms, read_published_block,
+    BlockSet, ContentRecord, Origin, OriginChange, SegmentStore, StoreError, Usage, now_ms,
+    origin_change, read_published_block,
 };
 use crate::content::{BlockIdx, ContentId, ContentInfo, SegmentIdx};
 
@@ -74,12 +75,21 @@ impl SegmentStore for MemStore {
         let published = matches!(origin, Origin::Published { .. });
         if let Some(e) = map.get_mut(&info.id()) {
             e.record.last_used_ms = now_ms();
-            if published && !matches!(e.record.origin, Origin::Published { .. }) {
-                e.record.origin = origin;
-                e.present = present_sets(info, true);
-                e.blocks.clear();
-                e.record.blocks_present = count_present(&e.present);
+            match origin_change(&e.record.origin, origin) {
+                OriginChange::Keep => {}
+                OriginChange::InPlace(origin) => {
+                    e.record.origin = origin;
+                    e.present = present_sets(info, true);
+                    e.blocks.clear();
+                }
+                OriginChange::Copy => {
+                    if matches!(e.record.origin, Origin::Published { .. }) {
+                        e.present = present_sets(info, false);
+                    }
+                    e.record.origin = Origin::Copied;
+                }
             }
+            e.record.blocks_present = count_present(&e.present);
             return Ok(false);
         }
         let present = present_sets(info, published);

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use super::{
-    BlockSet, ContentRecord, Origin, SegmentStore, StoreError, Usage, now_ms, read_published_block,
+    BlockSet, ContentRecord, Origin, OriginChange, SegmentStore, StoreError, Usage, now_ms,
+    origin_change, read_published_block,
 };
 use crate::content::native;
 use crate::content::{BlockIdx, ContentId, ContentInfo, SegmentIdx};
@@ -289,17 +290,32 @@ impl SegmentStore for RocksStore {
         };
         if let Some(mut r) = self.load_record(&id)? {
             r.last_used_ms = now_ms();
-            if published && !matches!(r.origin, Origin::Published { .. }) {
-                // Bytes now come from the user's file: stored copies are no longer needed.
-                r.origin = origin;
-                r.blocks_present = layout.block_count();
-                full_sets(&mut batch);
-                Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
-                self.write(batch)?;
+            let mut drop_files = false;
+            match origin_change(&r.origin, origin) {
+                OriginChange::Keep => {}
+                OriginChange::InPlace(origin) => {
+                    // Bytes now come from the user's file: stored copies are no longer needed.
+                    r.origin = origin;
+                    r.blocks_present = layout.block_count();
+                    full_sets(&mut batch);
+                    drop_files = true;
+                }
+                OriginChange::Copy => {
+                    if matches!(r.origin, Origin::Published { .. }) {
+                        r.blocks_present = 0;
+                        batch.delete_range_cf(
+                            self.cf(CF_PRESENT),
+                            present_key(&id, 0),
+                            present_key(&id, layout.segment_count()),
+                        );
+                    }
+                    r.origin = Origin::Copied;
+                }
+            }
+            Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+            self.write(batch)?;
+            if drop_files {
                 let _ = fs::remove_dir_all(self.blocks_dir.join(id.0.to_hex()));
-            } else {
-                Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
-                self.write(batch)?;
             }
             return Ok(false);
         }
