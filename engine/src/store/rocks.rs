@@ -519,16 +519,18 @@ impl SegmentStore for RocksStore {
             present_key(id, 0),
             present_key(id, segments),
         );
-        // Metadata first: once it is gone no block is marked present, so removing the files
-        // afterwards (or a crash before) never leaves a present block without bytes.
-        self.write(batch)?;
-        lock(&self.infos).remove(id);
+        // Files first: a full disk may refuse even the metadata write (RocksDB's WAL), and
+        // removing is how a user makes room. A block whose file is gone reads as missing (and is
+        // marked so), never as wrong bytes, so a crash or a failed write in between is safe.
         let dir = self.blocks_dir.join(id.0.to_hex());
         match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(StoreError::io(format!("removing {}", dir.display()), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(format!("removing {}", dir.display()), e)),
         }
+        lock(&self.infos).remove(id);
+        self.write(batch)?;
+        Ok(true)
     }
 
     fn usage(&self) -> Result<Usage, StoreError> {
