@@ -83,7 +83,7 @@ fn sigkill_at_random_points_never_leaves_a_wrong_block() {
         .unwrap()
         .parse()
         .unwrap();
-    const ROUNDS: usize = 12;
+    const ROUNDS: usize = 16;
     for round in 0..ROUNDS {
         let mut cmd = pdist();
         cmd.arg("publish");
@@ -92,13 +92,24 @@ fn sigkill_at_random_points_never_leaves_a_wrong_block() {
         }
         cmd.arg(&small).arg(&big);
         let mut child = cmd.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(next() % 250));
+        std::thread::sleep(Duration::from_millis(next() % 400));
         let _ = child.kill(); // SIGKILL on Unix; it may already have finished.
         child.wait().unwrap();
         let present = check_store(&data, round);
         eprintln!("round {round}: {present} blocks present after the kill");
         if present == 384 + 5 {
-            // Complete: start the big file over, so that later kills land mid-copy again.
+            // Complete: remove the big file with `pdist rm`, killed at a random moment too, so
+            // that later kills land mid-copy again.
+            let mut rm = pdist()
+                .arg("rm")
+                .arg(big_ticket.to_string())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_micros(next() % 20_000));
+            let _ = rm.kill();
+            rm.wait().unwrap();
+            let present = check_store(&data, round);
+            eprintln!("round {round}: {present} blocks present after killing rm");
             let store = RocksStore::open(&data, Default::default()).unwrap();
             store.remove(&big_ticket.content_id()).unwrap();
         }

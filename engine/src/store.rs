@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use blockset::BlockSet;
-pub use evict::{Lease, Leases, evict_to};
+pub use evict::{CappedStore, Lease, Leases, evict_to};
 pub use mem::MemStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksStore, RocksStoreOptions};

@@ -47,7 +47,7 @@ impl Leases {
 
     /// Runs `remove` unless `id` is in use, holding the lease table meanwhile so that no lease
     /// can be taken half-way. `Ok(false)` when it was in use.
-    fn remove_unless_in_use(
+    pub(crate) fn remove_unless_in_use(
         &self,
         id: &ContentId,
         remove: impl FnOnce() -> Result<bool, StoreError>,
@@ -104,4 +104,129 @@ pub fn evict_to(
         }
     }
     Ok(removed)
+}
+
+/// A store with a size cap: after blocks are added it evicts least-recently-used content (see
+/// [`evict_to`]) so that the bytes it holds stay near `cap`. The check runs every
+/// [`CappedStore::CHECK_EVERY`] blocks, so the cap may be passed by that many blocks for a moment.
+/// The content being written is leased while eviction runs, so it is never evicted under its
+/// own writer; [`SegmentStore::remove`] through this store also refuses (returns `false`) while
+/// the content is leased.
+#[derive(Debug)]
+pub struct CappedStore<S> {
+    inner: S,
+    cap: u64,
+    leases: Leases,
+    puts: std::sync::atomic::AtomicU64,
+}
+
+impl<S: SegmentStore> CappedStore<S> {
+    /// Blocks stored between two eviction checks (64 blocks: 4 MiB).
+    pub const CHECK_EVERY: u64 = 64;
+
+    /// Wraps `inner`, keeping the bytes it holds at most `cap` (bytes).
+    pub fn new(inner: S, cap: u64, leases: Leases) -> Self {
+        CappedStore {
+            inner,
+            cap,
+            leases,
+            puts: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The leases that protect content in use from eviction.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: SegmentStore> SegmentStore for CappedStore<S> {
+    fn put_content(
+        &self,
+        info: &crate::content::ContentInfo,
+        name: &str,
+        origin: Origin,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_content(info, name, origin)
+    }
+
+    fn content_info(
+        &self,
+        id: &ContentId,
+    ) -> Result<Option<Arc<crate::content::ContentInfo>>, StoreError> {
+        self.inner.content_info(id)
+    }
+
+    fn record(&self, id: &ContentId) -> Result<Option<super::ContentRecord>, StoreError> {
+        self.inner.record(id)
+    }
+
+    fn list(&self) -> Result<Vec<super::ContentRecord>, StoreError> {
+        self.inner.list()
+    }
+
+    fn put_block(
+        &self,
+        id: &ContentId,
+        block: crate::content::BlockIdx,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner.put_block(id, block, data)?;
+        let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n.is_multiple_of(Self::CHECK_EVERY) {
+            let _writing = self.leases.lease(*id);
+            evict_to(&self.inner, self.cap, &self.leases)?;
+        }
+        Ok(())
+    }
+
+    fn get_block(
+        &self,
+        id: &ContentId,
+        block: crate::content::BlockIdx,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_block(id, block)
+    }
+
+    fn present(
+        &self,
+        id: &ContentId,
+        seg: crate::content::SegmentIdx,
+    ) -> Result<super::BlockSet, StoreError> {
+        self.inner.present(id, seg)
+    }
+
+    fn mark_missing(
+        &self,
+        id: &ContentId,
+        block: crate::content::BlockIdx,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_missing(id, block)
+    }
+
+    fn repair_block(
+        &self,
+        id: &ContentId,
+        block: crate::content::BlockIdx,
+    ) -> Result<bool, StoreError> {
+        self.inner.repair_block(id, block)
+    }
+
+    fn set_pinned(&self, id: &ContentId, pinned: bool) -> Result<(), StoreError> {
+        self.inner.set_pinned(id, pinned)
+    }
+
+    fn remove(&self, id: &ContentId) -> Result<bool, StoreError> {
+        self.leases
+            .remove_unless_in_use(id, || self.inner.remove(id))
+    }
+
+    fn usage(&self) -> Result<super::Usage, StoreError> {
+        self.inner.usage()
+    }
 }

@@ -116,13 +116,55 @@ impl RocksStore {
         let blocks_dir = dir.join("blocks");
         fs::create_dir_all(&blocks_dir)
             .map_err(|e| StoreError::io(format!("creating {}", blocks_dir.display()), e))?;
-        Ok(RocksStore {
+        let store = RocksStore {
             db,
             blocks_dir,
             opts,
             write_lock: Mutex::new(()),
             infos: Mutex::new(HashMap::new()),
-        })
+        };
+        store.reconcile()?;
+        Ok(store)
+    }
+
+    /// Makes metadata and block files agree after a crash: present bits of a segment whose
+    /// file is gone are cleared (a crash inside `remove`), and block folders of content the
+    /// database does not know are deleted (a crash inside `put_block` racing a removal).
+    /// Costs one `stat` per stored segment.
+    fn reconcile(&self) -> Result<(), StoreError> {
+        let records = self.list()?;
+        for r in &records {
+            if matches!(r.origin, Origin::Published { .. }) {
+                continue;
+            }
+            let info = self.info_or_unknown(&r.id)?;
+            let mut lost = 0u64;
+            let mut batch = WriteBatch::default();
+            for seg in info.layout().segments() {
+                let set = self.present(&r.id, seg)?;
+                if set.count() > 0 && !self.segment_path(&r.id, seg).exists() {
+                    lost += u64::from(set.count());
+                    batch.delete_cf(self.cf(CF_PRESENT), present_key(&r.id, seg.get()));
+                }
+            }
+            if lost > 0 {
+                let mut r = r.clone();
+                r.blocks_present -= lost;
+                Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+                self.write(batch)?;
+            }
+        }
+        let known: std::collections::HashSet<String> =
+            records.iter().map(|r| r.id.0.to_hex()).collect();
+        let entries = fs::read_dir(&self.blocks_dir)
+            .map_err(|e| StoreError::io(format!("listing {}", self.blocks_dir.display()), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -510,18 +552,23 @@ impl SegmentStore for RocksStore {
         let Some(info) = self.content_info(id)? else {
             return Ok(false);
         };
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_INFO), id.0.0);
-        batch.delete_cf(self.cf(CF_RECORD), id.0.0);
         let segments = info.layout().segment_count();
-        batch.delete_range_cf(
-            self.cf(CF_PRESENT),
-            present_key(id, 0),
-            present_key(id, segments),
-        );
-        // Files first: a full disk may refuse even the metadata write (RocksDB's WAL), and
-        // removing is how a user makes room. A block whose file is gone reads as missing (and is
-        // marked so), never as wrong bytes, so a crash or a failed write in between is safe.
+        let batch = || {
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(self.cf(CF_INFO), id.0.0);
+            batch.delete_cf(self.cf(CF_RECORD), id.0.0);
+            batch.delete_range_cf(
+                self.cf(CF_PRESENT),
+                present_key(id, 0),
+                present_key(id, segments),
+            );
+            batch
+        };
+        // Files first: a full disk refuses even a metadata write (RocksDB's WAL), and RocksDB
+        // then refuses every later write until it is reopened, while removing is how a user
+        // makes room. A crash between the two leaves present bits whose files are gone:
+        // `reconcile` clears them at the next open, and until then such blocks read as
+        // missing (and are marked so), never as wrong bytes.
         let dir = self.blocks_dir.join(id.0.to_hex());
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -529,7 +576,7 @@ impl SegmentStore for RocksStore {
             Err(e) => return Err(StoreError::io(format!("removing {}", dir.display()), e)),
         }
         lock(&self.infos).remove(id);
-        self.write(batch)?;
+        self.write(batch())?;
         Ok(true)
     }
 
