@@ -267,6 +267,30 @@ pub(crate) fn read_published_block(
     Ok(info.verify_block(block, &buf).is_ok().then_some(buf))
 }
 
+/// Stores every block of `file` (whose content information is `info`) in `store`, each checked
+/// on the way in; blocks already present are skipped, so an interrupted copy resumes.
+pub fn copy_file_blocks(
+    store: &dyn SegmentStore,
+    info: &ContentInfo,
+    file: &std::fs::File,
+) -> Result<(), StoreError> {
+    let layout = info.layout();
+    let mut buf = vec![0u8; layout.block_size() as usize];
+    for seg in layout.segments() {
+        let present = store.present(&info.id(), seg)?;
+        for block in layout.blocks(seg) {
+            if present.contains(block.index_in_segment()) {
+                continue;
+            }
+            let bytes = &mut buf[..layout.block_len(block) as usize];
+            read_exact_at(file, bytes, layout.block_offset(block))
+                .map_err(|e| StoreError::io("reading the file to copy", e))?;
+            store.put_block(&info.id(), block, bytes)?;
+        }
+    }
+    Ok(())
+}
+
 /// Positional read of exactly `buf.len()` bytes.
 pub(crate) fn read_exact_at(
     file: &std::fs::File,

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use engine::content::{HashOptions, Ticket, hash_file};
-use engine::store::{Origin, RocksStore, RocksStoreOptions, SegmentStore, published_origin};
+use engine::store::{
+    Origin, RocksStore, RocksStoreOptions, SegmentStore, copy_file_blocks, published_origin,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -93,7 +95,7 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
             let new = store
                 .put_content(&info, &name, Origin::Copied)
                 .with_context(ctx)?;
-            copy_blocks(&store, &info, &file).with_context(ctx)?;
+            copy_file_blocks(&store, &info, &file).with_context(ctx)?;
             store.set_pinned(&info.id(), true).with_context(ctx)?;
             new
         } else {
@@ -115,37 +117,6 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::Value::Array(json_rows))?;
     }
     Ok(())
-}
-
-/// Stores every block of `file` (checked against `info` on the way in).
-fn copy_blocks(
-    store: &RocksStore,
-    info: &engine::ContentInfo,
-    file: &std::fs::File,
-) -> anyhow::Result<()> {
-    let layout = info.layout();
-    let mut buf = vec![0u8; layout.block_size() as usize];
-    for g in 0..layout.block_count() {
-        let block = layout.block_at(g)?;
-        let bytes = &mut buf[..layout.block_len(block) as usize];
-        read_exact_at(file, bytes, layout.block_offset(block))?;
-        store.put_block(&info.id(), block, bytes)?;
-    }
-    Ok(())
-}
-
-fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-    }
-    #[cfg(not(unix))]
-    {
-        use std::io::{Read, Seek};
-        let mut f = file;
-        f.seek(io::SeekFrom::Start(offset))?;
-        f.read_exact(buf)
-    }
 }
 
 fn human_bytes(n: u64) -> String {

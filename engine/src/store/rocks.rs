@@ -270,6 +270,43 @@ impl RocksStore {
 }
 
 impl RocksStore {
+    /// Sets or clears a block's present bit and the record's count in one synced batch; the
+    /// caller holds `write_lock`. Returns whether anything changed.
+    fn set_present(
+        &self,
+        id: &ContentId,
+        block: BlockIdx,
+        present: bool,
+    ) -> Result<bool, StoreError> {
+        let seg = block.segment();
+        let mut set = self.present(id, seg)?;
+        let i = block.index_in_segment();
+        let changed = if present {
+            set.insert(i)
+        } else {
+            set.remove(i)
+        };
+        if !changed {
+            return Ok(false);
+        }
+        let mut r = self.record_or_unknown(id)?;
+        if present {
+            r.blocks_present += 1;
+            r.last_used_ms = now_ms();
+        } else {
+            r.blocks_present -= 1;
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_PRESENT),
+            present_key(id, seg.get()),
+            set.to_bytes(),
+        );
+        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+        self.write(batch)?;
+        Ok(true)
+    }
+
     /// The bytes in a block's place in its segment file, if the file has them (unchecked).
     fn read_stored(&self, info: &ContentInfo, block: BlockIdx) -> Option<Vec<u8>> {
         let path = self.segment_path(&info.id(), block.segment());
@@ -425,21 +462,7 @@ impl SegmentStore for RocksStore {
         // Bytes first, durable; only then the bit that says they are there.
         self.write_block_file(&info, block, data)?;
         let _w = lock(&self.write_lock);
-        let mut set = self.present(id, seg)?;
-        if !set.insert(block.index_in_segment()) {
-            return Ok(());
-        }
-        let mut r = self.record_or_unknown(id)?;
-        r.blocks_present += 1;
-        r.last_used_ms = now_ms();
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(CF_PRESENT),
-            present_key(id, seg.get()),
-            set.to_bytes(),
-        );
-        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
-        self.write(batch)
+        self.set_present(id, block, true).map(drop)
     }
 
     fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError> {
@@ -486,21 +509,7 @@ impl SegmentStore for RocksStore {
 
     fn mark_missing(&self, id: &ContentId, block: BlockIdx) -> Result<(), StoreError> {
         let _w = lock(&self.write_lock);
-        let seg = block.segment();
-        let mut set = self.present(id, seg)?;
-        if !set.remove(block.index_in_segment()) {
-            return Ok(());
-        }
-        let mut r = self.record_or_unknown(id)?;
-        r.blocks_present -= 1;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(CF_PRESENT),
-            present_key(id, seg.get()),
-            set.to_bytes(),
-        );
-        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
-        self.write(batch)
+        self.set_present(id, block, false).map(drop)
     }
 
     fn repair_block(&self, id: &ContentId, block: BlockIdx) -> Result<bool, StoreError> {
@@ -515,26 +524,7 @@ impl SegmentStore for RocksStore {
                 .is_some_and(|bytes| info.verify_block(block, &bytes).is_ok()),
         };
         let _w = lock(&self.write_lock);
-        let seg = block.segment();
-        let mut set = self.present(id, seg)?;
-        let i = block.index_in_segment();
-        let changed = if good { set.insert(i) } else { set.remove(i) };
-        if changed {
-            let mut r = self.record_or_unknown(id)?;
-            if good {
-                r.blocks_present += 1;
-            } else {
-                r.blocks_present -= 1;
-            }
-            let mut batch = WriteBatch::default();
-            batch.put_cf(
-                self.cf(CF_PRESENT),
-                present_key(id, seg.get()),
-                set.to_bytes(),
-            );
-            Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
-            self.write(batch)?;
-        }
+        self.set_present(id, block, good)?;
         Ok(good)
     }
 
