@@ -34,6 +34,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "PDIST_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Most bytes the store may hold for content it keeps copies of (e.g. 200G, 512M); past it,
+    /// least-recently-used content that is neither pinned nor published in place is evicted.
+    /// Unlimited by default.
+    #[arg(long, global = true, env = "PDIST_CACHE_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: Option<u64>,
+
     /// Hashing threads (0: every core).
     #[arg(
         long,
@@ -43,6 +49,23 @@ pub struct GlobalArgs {
         value_name = "N"
     )]
     pub threads: usize,
+}
+
+/// Parses a byte count with an optional K, M, G or T suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size (a number with an optional K, M, G or T)"))
 }
 
 #[derive(Debug, Subcommand)]

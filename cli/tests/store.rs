@@ -167,3 +167,54 @@ fn a_second_process_gets_a_clear_error() {
     drop(store);
     env.ok(&["ls"]);
 }
+
+#[test]
+fn cache_size_evicts_least_recently_used_fetched_content() {
+    use engine::store::{Origin, RocksStore, SegmentStore};
+    let env = Env::new();
+    // Two fetched contents of 1 MiB, complete, as a node would have stored them.
+    let mut fetched = Vec::new();
+    {
+        let store = RocksStore::open(&env.data(), Default::default()).unwrap();
+        for seed in [10, 11] {
+            let data = fixtures::content(seed, 1 << 20);
+            let info = engine::content::hash_reader(
+                &data[..],
+                &engine::ServerSecret::open_group(),
+                &Default::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+            store
+                .put_content(&info, "fetched", Origin::Fetched)
+                .unwrap();
+            for g in 0..16 {
+                let b = info.layout().block_at(g).unwrap();
+                let r = info.layout().block_range(b);
+                store
+                    .put_block(&info.id(), b, &data[r.start as usize..r.end as usize])
+                    .unwrap();
+            }
+            fetched.push(info.id().ticket().to_string());
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+    }
+    // Copying 5 MiB under a 6 MiB cap makes room by evicting the older fetched content only.
+    let c = env.file("c.bin", &fixtures::content(12, 5 << 20));
+    env.ok(&["--cache-size", "6M", "publish", "--copy", s(&c)]);
+    let ls = env.json(&["ls", "--json"]);
+    let tickets: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ticket"].as_str().unwrap())
+        .collect();
+    assert_eq!(tickets.len(), 2, "{ls}");
+    assert!(
+        !tickets.contains(&fetched[0].as_str()),
+        "the least recently used went"
+    );
+    assert!(tickets.contains(&fetched[1].as_str()));
+    let bad = env.pdist(&["--cache-size", "12X", "ls"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use engine::content::{HashOptions, Ticket, hash_file};
 use engine::store::{
-    Origin, RocksStore, RocksStoreOptions, SegmentStore, copy_file_blocks, published_origin,
+    CappedStore, Leases, Origin, RocksStore, RocksStoreOptions, SegmentStore, copy_file_blocks,
+    published_origin,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -31,10 +32,15 @@ fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/pdist"))
 }
 
-fn open_store(global: &GlobalArgs) -> anyhow::Result<RocksStore> {
+/// The store in the data directory, capped by `--cache-size` when given.
+fn open_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn SegmentStore>> {
     let dir = data_dir(global)?;
-    RocksStore::open(&dir, RocksStoreOptions::default())
-        .with_context(|| format!("opening the store in {}", dir.display()))
+    let store = RocksStore::open(&dir, RocksStoreOptions::default())
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    Ok(match global.cache_size {
+        Some(cap) => Box::new(CappedStore::new(store, cap, Leases::new())),
+        None => Box::new(store),
+    })
 }
 
 fn parse_ticket(s: &str) -> anyhow::Result<Ticket> {
@@ -95,7 +101,7 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
             let new = store
                 .put_content(&info, &name, Origin::Copied)
                 .with_context(ctx)?;
-            copy_file_blocks(&store, &info, &file).with_context(ctx)?;
+            copy_file_blocks(store.as_ref(), &info, &file).with_context(ctx)?;
             store.set_pinned(&info.id(), true).with_context(ctx)?;
             new
         } else {

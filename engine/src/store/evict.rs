@@ -108,7 +108,8 @@ pub fn evict_to(
 
 /// A store with a size cap: after blocks are added it evicts least-recently-used content (see
 /// [`evict_to`]) so that the bytes it holds stay near `cap`. The check runs every
-/// [`CappedStore::CHECK_EVERY`] blocks, so the cap may be passed by that many blocks for a moment.
+/// [`CappedStore::CHECK_EVERY`] blocks and whenever a block completes the end of a segment, so
+/// the cap may be passed by that many blocks for a moment.
 /// The content being written is leased while eviction runs, so it is never evicted under its
 /// own writer; [`SegmentStore::remove`] through this store also refuses (returns `false`) while
 /// the content is leased.
@@ -178,7 +179,10 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.put_block(id, block, data)?;
         let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if n.is_multiple_of(Self::CHECK_EVERY) {
+        let ends_segment = self.inner.content_info(id)?.is_some_and(|info| {
+            block.index_in_segment() + 1 == info.layout().blocks_in_segment(block.segment())
+        });
+        if n.is_multiple_of(Self::CHECK_EVERY) || ends_segment {
             let _writing = self.leases.lease(*id);
             evict_to(&self.inner, self.cap, &self.leases)?;
         }
