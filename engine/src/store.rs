@@ -107,6 +107,12 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Backend(String),
+    /// Content published in place takes its blocks from its file, not from `put_block`.
+    #[error("content {id} is published in place: its blocks come from its file")]
+    PublishedInPlace {
+        /// The content.
+        id: ContentId,
+    },
     /// Stored data is damaged (a record that does not decode).
     #[error("corrupt store record {key}: {reason}")]
     Corrupt {
@@ -154,12 +160,14 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
     fn list(&self) -> Result<Vec<ContentRecord>, StoreError>;
 
     /// Stores a block after checking it against the content information; it is marked present
-    /// only once its bytes are durable. Storing a block already present does nothing.
+    /// only once its bytes are durable. Storing a block already present does nothing. Content
+    /// published in place refuses ([`StoreError::PublishedInPlace`]).
     fn put_block(&self, id: &ContentId, block: BlockIdx, data: &[u8]) -> Result<(), StoreError>;
 
-    /// A present block's bytes, or `None` when it is not present. Blocks of content published in
-    /// place are read from the file and checked again; a block that no longer matches is marked
-    /// missing and `None` is returned.
+    /// A present block's bytes, or `None` when it is not present. Every block is checked against
+    /// its hash as it is read (from the store, or from the file of content published in place);
+    /// a block that no longer matches, or whose bytes are gone, is marked missing and `None` is
+    /// returned.
     fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Which blocks of a segment are present and verified.
@@ -250,21 +258,26 @@ pub(crate) fn read_published_block(
     else {
         return Ok(None);
     };
-    let Ok(file) = std::fs::File::open(path) else {
-        return Ok(None);
+    let ctx = || format!("reading {}", path.display());
+    // Only a definite answer marks a block missing: the file is gone, changed, shorter, or the
+    // bytes do not match. Anything else (no file descriptors left, permissions) is an error
+    // for the caller, and the block stays present.
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(ctx(), e)),
     };
-    let Ok(meta) = file.metadata() else {
-        return Ok(None);
-    };
+    let meta = file.metadata().map_err(|e| StoreError::io(ctx(), e))?;
     if meta.len() != *size || mtime_ns(&meta) != *mtime {
         return Ok(None);
     }
     let layout = info.layout();
     let mut buf = vec![0u8; layout.block_len(block) as usize];
-    if read_exact_at(&file, &mut buf, layout.block_offset(block)).is_err() {
-        return Ok(None);
+    match read_exact_at(&file, &mut buf, layout.block_offset(block)) {
+        Ok(()) => Ok(info.verify_block(block, &buf).is_ok().then_some(buf)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(StoreError::io(ctx(), e)),
     }
-    Ok(info.verify_block(block, &buf).is_ok().then_some(buf))
 }
 
 /// Stores every block of `file` (whose content information is `info`) in `store`, each checked

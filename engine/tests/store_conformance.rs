@@ -190,11 +190,20 @@ fn fetched_blocks(store: &dyn SegmentStore) {
         "short last block"
     );
     assert_eq!(store.record(&id).unwrap().unwrap().blocks_present, 2);
-    assert!(store.usage().unwrap().stored_bytes >= 65_636);
+    assert_eq!(
+        store.usage().unwrap().stored_bytes,
+        65_536 + 100,
+        "a short last block counts its bytes"
+    );
 
     store.mark_missing(&id, b1).unwrap();
     assert_eq!(store.get_block(&id, b1).unwrap(), None);
     assert_eq!(store.record(&id).unwrap().unwrap().blocks_present, 1);
+    assert_eq!(
+        store.usage().unwrap().stored_bytes,
+        100,
+        "missing blocks do not count"
+    );
 
     store.set_pinned(&id, true).unwrap();
     assert!(store.record(&id).unwrap().unwrap().pinned);
@@ -224,6 +233,10 @@ fn published_in_place(store: &dyn SegmentStore, dir: &Path) {
         store.get_block(&id, b0).unwrap().as_deref(),
         Some(block_bytes(&info, &data, 0))
     );
+    assert!(matches!(
+        store.put_block(&id, b0, block_bytes(&info, &data, 0)),
+        Err(StoreError::PublishedInPlace { .. })
+    ));
 
     // Same size, same modification time, different bytes: caught by the hash on read.
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
@@ -315,10 +328,9 @@ fn unknown_content(store: &dyn SegmentStore) {
     ));
 }
 
-#[test]
-fn a_capped_store_evicts_past_its_cap_but_not_what_it_is_writing() {
+fn capped<S: SegmentStore>(inner: S) {
     use pdist_engine::store::CappedStore;
-    let store = CappedStore::new(MemStore::new(), 10 << 20, Leases::new());
+    let store = CappedStore::new(inner, 10 << 20, Leases::new());
     // Four contents of 6 MiB (96 blocks each, past the 64-block check interval).
     let mut ids = Vec::new();
     for seed in 0..4 {
@@ -348,6 +360,11 @@ fn a_capped_store_evicts_past_its_cap_but_not_what_it_is_writing() {
 }
 
 #[test]
+fn a_capped_store_evicts_past_its_cap_but_not_what_it_is_writing() {
+    capped(MemStore::new());
+}
+
+#[test]
 fn mem_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     conformance(&MemStore::new(), dir.path());
@@ -357,6 +374,41 @@ fn mem_store_conforms() {
 mod rocks {
     use super::*;
     use pdist_engine::store::{RocksStore, RocksStoreOptions};
+
+    #[test]
+    fn a_capped_rocks_store_evicts_past_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        capped(RocksStore::open(dir.path(), RocksStoreOptions { sync: false }).unwrap());
+    }
+
+    #[test]
+    fn stored_bytes_are_checked_on_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), RocksStoreOptions::default()).unwrap();
+        let (data, info) = stored(&store, 60, 200_000);
+        let id = info.id();
+        // Damage block 1 on disk behind the store's back (bit rot, a stray write).
+        let seg_file = dir
+            .path()
+            .join("blocks")
+            .join(id.0.to_hex())
+            .join("00000000");
+        let mut bytes = std::fs::read(&seg_file).unwrap();
+        bytes[65_536 + 10] ^= 0x20;
+        std::fs::write(&seg_file, &bytes).unwrap();
+        let b1 = info.layout().block_at(1).unwrap();
+        assert_eq!(
+            store.get_block(&id, b1).unwrap(),
+            None,
+            "wrong bytes are never served"
+        );
+        assert!(!store.present(&id, b1.segment()).unwrap().contains(1));
+        // Stored again, it serves again.
+        store
+            .put_block(&id, b1, block_bytes(&info, &data, 1))
+            .unwrap();
+        assert!(store.get_block(&id, b1).unwrap().is_some());
+    }
 
     #[test]
     fn rocks_store_conforms() {

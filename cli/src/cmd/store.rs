@@ -101,8 +101,10 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
             let new = store
                 .put_content(&info, &name, Origin::Copied)
                 .with_context(ctx)?;
-            copy_file_blocks(store.as_ref(), &info, &file).with_context(ctx)?;
+            // Pinned first: a copy that fails half-way (disk full, file changed) is kept for a
+            // later run to resume, not evicted.
             store.set_pinned(&info.id(), true).with_context(ctx)?;
+            copy_file_blocks(store.as_ref(), &info, &file).with_context(ctx)?;
             new
         } else {
             store.put_content(&info, &name, origin).with_context(ctx)?
@@ -210,13 +212,17 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let store = open_store(global)?;
     let mut out = io::stdout().lock();
-    let mut missing = Vec::new();
+    let (mut missing, mut failed) = (Vec::new(), Vec::new());
     for t in tickets {
-        if store.remove(&t.content_id())? {
-            writeln!(out, "removed {t}")?;
-        } else {
-            missing.push(t.to_string());
+        // Go on with the others when one fails; report everything at the end.
+        match store.remove(&t.content_id()) {
+            Ok(true) => writeln!(out, "removed {t}")?,
+            Ok(false) => missing.push(t.to_string()),
+            Err(e) => failed.push(format!("removing {t}: {e}")),
         }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("; "));
     }
     if !missing.is_empty() {
         anyhow::bail!("not in the store: {}", missing.join(", "));

@@ -81,6 +81,9 @@ impl Drop for Lease {
 /// Removes least-recently-used content that is neither pinned, nor published in place, nor in
 /// use, until the bytes the store holds are at most `cap`. Returns what was removed, oldest
 /// first. Content in use stays even if the cap cannot be met without it.
+///
+/// Pass the store itself, never a [`CappedStore`] sharing `leases` (its `remove` takes the same
+/// lease table and would wait for itself).
 pub fn evict_to(
     store: &dyn SegmentStore,
     cap: u64,
@@ -98,7 +101,20 @@ pub fn evict_to(
         if stored <= cap {
             break;
         }
-        if leases.remove_unless_in_use(&r.id, || store.remove(&r.id))? {
+        // The list may be stale: pinned or published since? Then it stays.
+        let still_evictable = || -> Result<bool, StoreError> {
+            Ok(store
+                .record(&r.id)?
+                .is_some_and(|now| !now.pinned && !matches!(now.origin, Origin::Published { .. })))
+        };
+        let remove = || {
+            if still_evictable()? {
+                store.remove(&r.id)
+            } else {
+                Ok(false)
+            }
+        };
+        if leases.remove_unless_in_use(&r.id, remove)? {
             stored = store.usage()?.stored_bytes;
             removed.push(r.id);
         }
@@ -177,13 +193,15 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
         block: crate::content::BlockIdx,
         data: &[u8],
     ) -> Result<(), StoreError> {
+        // Leased while it is written, so that no eviction (from this writer or another) can
+        // remove it under the write.
+        let _writing = self.leases.lease(*id);
         self.inner.put_block(id, block, data)?;
         let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let ends_segment = self.inner.content_info(id)?.is_some_and(|info| {
             block.index_in_segment() + 1 == info.layout().blocks_in_segment(block.segment())
         });
         if n.is_multiple_of(Self::CHECK_EVERY) || ends_segment {
-            let _writing = self.leases.lease(*id);
             evict_to(&self.inner, self.cap, &self.leases)?;
         }
         Ok(())

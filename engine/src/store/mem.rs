@@ -131,6 +131,9 @@ impl SegmentStore for MemStore {
         let mut map = self.lock();
         let e = Self::entry(&mut map, id)?;
         e.info.verify_block(block, data)?;
+        if matches!(e.record.origin, Origin::Published { .. }) {
+            return Err(StoreError::PublishedInPlace { id: *id });
+        }
         let seg = &mut e.present[block.segment().get() as usize];
         if seg.contains(block.index_in_segment()) {
             return Ok(());
@@ -223,7 +226,17 @@ impl SegmentStore for MemStore {
             ..Usage::default()
         };
         for e in map.values() {
-            u.stored_bytes += e.blocks.values().map(|b| b.len() as u64).sum::<u64>();
+            let layout = e.info.layout();
+            u.stored_bytes += e
+                .blocks
+                .iter()
+                .filter(|&(&g, _)| {
+                    layout.block_at(g).is_ok_and(|b| {
+                        e.present[b.segment().get() as usize].contains(b.index_in_segment())
+                    })
+                })
+                .map(|(_, b)| b.len() as u64)
+                .sum::<u64>();
             if matches!(e.record.origin, Origin::Published { .. }) {
                 u.in_place_bytes += e.record.len;
             }

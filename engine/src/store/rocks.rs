@@ -37,12 +37,15 @@ const WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// Decoded content information kept in memory: at most this many contents (each holds its
 /// block hashes: 512 KiB per GiB of content).
 const INFO_CACHE_ENTRIES: usize = 32;
+/// Reads update a content's last-used time at most this often (milliseconds).
+const TOUCH_INTERVAL_MS: u64 = 1000;
 
 /// How to open a [`RocksStore`].
 #[derive(Debug, Clone)]
 pub struct RocksStoreOptions {
     /// Sync every metadata write and block file (default `true`). Only tests and benchmarks of
-    /// raw speed turn this off; a crash may then lose recent blocks (never serve wrong ones).
+    /// raw speed turn this off; a power loss may then lose recent blocks or leave their bytes
+    /// wrong, which the hash check on every read turns into missing blocks, never wrong ones.
     pub sync: bool,
 }
 
@@ -81,6 +84,17 @@ fn present_key(id: &ContentId, seg: u32) -> [u8; 36] {
     k[..32].copy_from_slice(&id.0.0);
     k[32..].copy_from_slice(&seg.to_be_bytes());
     k
+}
+
+/// Caches decoded content information. Crude but bounded: past the limit one entry goes
+/// (decoding it again costs well under a millisecond per GiB of content).
+fn cache_insert(cache: &mut HashMap<ContentId, Arc<ContentInfo>>, info: Arc<ContentInfo>) {
+    if cache.len() >= INFO_CACHE_ENTRIES
+        && let Some(k) = cache.keys().next().copied()
+    {
+        cache.remove(&k);
+    }
+    cache.insert(info.id(), info);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,24 +152,30 @@ impl RocksStore {
                 continue;
             }
             let info = self.info_or_unknown(&r.id)?;
-            let mut lost = 0u64;
+            let mut present = 0u64;
             let mut batch = WriteBatch::default();
             for seg in info.layout().segments() {
                 let set = self.present(&r.id, seg)?;
                 if set.count() > 0 && !self.segment_path(&r.id, seg).exists() {
-                    lost += u64::from(set.count());
                     batch.delete_cf(self.cf(CF_PRESENT), present_key(&r.id, seg.get()));
+                } else {
+                    present += u64::from(set.count());
                 }
             }
-            if lost > 0 {
+            // The count is rebuilt from the bitmaps, whatever it said.
+            if present != r.blocks_present || !batch.is_empty() {
                 let mut r = r.clone();
-                r.blocks_present -= lost;
+                r.blocks_present = present;
                 Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
                 self.write(batch)?;
             }
         }
-        let known: std::collections::HashSet<String> =
-            records.iter().map(|r| r.id.0.to_hex()).collect();
+        // Content published in place has no block folder; one left by a crash goes too.
+        let known: std::collections::HashSet<String> = records
+            .iter()
+            .filter(|r| !matches!(r.origin, Origin::Published { .. }))
+            .map(|r| r.id.0.to_hex())
+            .collect();
         let entries = fs::read_dir(&self.blocks_dir)
             .map_err(|e| StoreError::io(format!("listing {}", self.blocks_dir.display()), e))?;
         for entry in entries.flatten() {
@@ -171,18 +191,6 @@ impl RocksStore {
         self.db
             .cf_handle(name)
             .expect("column families are created at open")
-    }
-
-    fn cache_info(&self, info: Arc<ContentInfo>) {
-        let mut cache = lock(&self.infos);
-        if cache.len() >= INFO_CACHE_ENTRIES {
-            // Crude but bounded: drop one entry (decoding it again costs well under a
-            // millisecond per GiB of content).
-            if let Some(k) = cache.keys().next().copied() {
-                cache.remove(&k);
-            }
-        }
-        cache.insert(info.id(), info);
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -307,15 +315,67 @@ impl RocksStore {
         Ok(true)
     }
 
-    /// The bytes in a block's place in its segment file, if the file has them (unchecked).
-    fn read_stored(&self, info: &ContentInfo, block: BlockIdx) -> Option<Vec<u8>> {
+    /// The bytes in a block's place in its segment file (unchecked); `None` when the file or
+    /// that part of it does not exist.
+    fn read_stored(
+        &self,
+        info: &ContentInfo,
+        block: BlockIdx,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.segment_path(&info.id(), block.segment());
         let layout = info.layout();
         let mut buf = vec![0u8; layout.block_len(block) as usize];
         let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
-        let file = fs::File::open(path).ok()?;
-        super::read_exact_at(&file, &mut buf, offset).ok()?;
-        Some(buf)
+        let read = fs::File::open(&path).and_then(|f| super::read_exact_at(&f, &mut buf, offset));
+        match read {
+            Ok(()) => Ok(Some(buf)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Bytes of the `present` blocks of `info`: full blocks, except a present short last block.
+    fn present_bytes(&self, info: &ContentInfo, present: u64) -> Result<u64, StoreError> {
+        let layout = info.layout();
+        let mut bytes = present * u64::from(layout.block_size());
+        if let Some(last) = layout.block_count().checked_sub(1) {
+            let last = layout
+                .block_at(last)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let short = layout.block_size() - layout.block_len(last);
+            if short > 0
+                && self
+                    .present(&info.id(), last.segment())?
+                    .contains(last.index_in_segment())
+            {
+                bytes -= u64::from(short);
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Records a read for least-recently-used eviction: at most once a second per content, and
+    /// without a sync (losing it in a crash costs nothing but eviction order).
+    fn touch(&self, record: &ContentRecord) -> Result<(), StoreError> {
+        let now = now_ms();
+        if now < record.last_used_ms + TOUCH_INTERVAL_MS {
+            return Ok(());
+        }
+        let _w = lock(&self.write_lock);
+        let Some(mut r) = self.load_record(&record.id)? else {
+            return Ok(());
+        };
+        r.last_used_ms = now;
+        let mut batch = WriteBatch::default();
+        Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
+        self.db.write(batch).map_err(backend)
     }
 }
 
@@ -414,12 +474,15 @@ impl SegmentStore for RocksStore {
         }
         Self::put_record(&mut batch, self.cf(CF_RECORD), &record);
         self.write(batch)?;
-        self.cache_info(Arc::new(info.clone()));
+        cache_insert(&mut lock(&self.infos), Arc::new(info.clone()));
         Ok(true)
     }
 
     fn content_info(&self, id: &ContentId) -> Result<Option<Arc<ContentInfo>>, StoreError> {
-        if let Some(info) = lock(&self.infos).get(id) {
+        // The cache lock is held across the database read, so that `remove` (which drops the
+        // entry after its write) cannot be overtaken by a stale insert.
+        let mut cache = lock(&self.infos);
+        if let Some(info) = cache.get(id) {
             return Ok(Some(info.clone()));
         }
         let Some(bytes) = self.db.get_cf(self.cf(CF_INFO), id.0.0).map_err(backend)? else {
@@ -431,7 +494,7 @@ impl SegmentStore for RocksStore {
                 reason: e.to_string(),
             })?;
         let info = Arc::new(info);
-        self.cache_info(info.clone());
+        cache_insert(&mut cache, info.clone());
         Ok(Some(info))
     }
 
@@ -455,6 +518,9 @@ impl SegmentStore for RocksStore {
     fn put_block(&self, id: &ContentId, block: BlockIdx, data: &[u8]) -> Result<(), StoreError> {
         let info = self.info_or_unknown(id)?;
         info.verify_block(block, data)?;
+        if matches!(self.record_or_unknown(id)?.origin, Origin::Published { .. }) {
+            return Err(StoreError::PublishedInPlace { id: *id });
+        }
         let seg = block.segment();
         if self.present(id, seg)?.contains(block.index_in_segment()) {
             return Ok(());
@@ -477,14 +543,12 @@ impl SegmentStore for RocksStore {
         let bytes = if matches!(record.origin, Origin::Published { .. }) {
             read_published_block(&info, &record.origin, block)?
         } else {
-            let path = self.segment_path(id, block.segment());
-            let layout = info.layout();
-            let mut buf = vec![0u8; layout.block_len(block) as usize];
-            let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
-            let read =
-                fs::File::open(&path).and_then(|f| super::read_exact_at(&f, &mut buf, offset));
-            read.is_ok().then_some(buf)
+            self.read_stored(&info, block)?
+                .filter(|bytes| info.verify_block(block, bytes).is_ok())
         };
+        if bytes.is_some() {
+            self.touch(&record)?;
+        }
         if bytes.is_none() {
             self.mark_missing(id, block)?;
         }
@@ -520,7 +584,7 @@ impl SegmentStore for RocksStore {
                 read_published_block(&info, &record.origin, block)?.is_some()
             }
             _ => self
-                .read_stored(&info, block)
+                .read_stored(&info, block)?
                 .is_some_and(|bytes| info.verify_block(block, &bytes).is_ok()),
         };
         let _w = lock(&self.write_lock);
@@ -565,8 +629,8 @@ impl SegmentStore for RocksStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io(format!("removing {}", dir.display()), e)),
         }
-        lock(&self.infos).remove(id);
         self.write(batch())?;
+        lock(&self.infos).remove(id);
         Ok(true)
     }
 
@@ -578,8 +642,7 @@ impl SegmentStore for RocksStore {
                 Origin::Published { .. } => u.in_place_bytes += r.len,
                 _ => {
                     let info = self.info_or_unknown(&r.id)?;
-                    let bs = u64::from(info.layout().block_size());
-                    u.stored_bytes += (r.blocks_present * bs).min(r.len);
+                    u.stored_bytes += self.present_bytes(&info, r.blocks_present)?;
                 }
             }
         }
