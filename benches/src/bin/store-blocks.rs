@@ -7,8 +7,9 @@
 //!   (what pdist would do if it kept bytes in RocksDB), with and without syncing;
 //! * `MemStore`, as the ceiling.
 //!
-//! "Put" includes verifying each block against its hash (pdist's store always does), so the
-//! blob-file variant verifies too. "Get" reads every block back (from the page cache).
+//! Both "put" and "get" include checking each block against its hash (pdist's store always
+//! does), so the blob-file variant checks too. "Get" reads every block back (from the page
+//! cache).
 //! `--dir` chooses the filesystem (default: the system's temporary directory).
 
 use std::path::PathBuf;
@@ -80,7 +81,9 @@ fn run_blobdb(
     let t = Instant::now();
     let mut n = 0usize;
     for b in blocks(info) {
-        n += db.get(key(b.global())).unwrap().unwrap().len();
+        let bytes = db.get(key(b.global())).unwrap().unwrap();
+        info.verify_block(b, &bytes).unwrap();
+        n += bytes.len();
     }
     let get_s = t.elapsed().as_secs_f64();
     assert_eq!(n, data.len());
