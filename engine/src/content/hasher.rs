@@ -87,7 +87,7 @@ pub fn hash_reader<R: Read>(
     // Validate the parameters before reading anything.
     Layout::with_params(0, opts.block_size, opts.blocks_per_segment)?;
     let block_size = opts.block_size as usize;
-    let chunk_len = block_size * (CHUNK_BYTES / block_size).max(1);
+    let chunk_len = chunk_len(block_size);
     let threads = opts.thread_count();
     let mut hashes = Vec::new();
     let total = if threads <= 1 {
@@ -126,7 +126,7 @@ pub fn hash_file(
         let len = file.metadata()?.len();
         let layout = Layout::with_params(len, opts.block_size, opts.blocks_per_segment)?;
         let block_size = opts.block_size as usize;
-        let chunk_len = block_size * (CHUNK_BYTES / block_size).max(1);
+        let chunk_len = chunk_len(block_size);
         let threads = opts.thread_count();
         if threads > 1 && len > chunk_len as u64 {
             let hashes =
@@ -221,6 +221,11 @@ mod positional {
             Ok(hashes)
         })
     }
+}
+
+/// Bytes per unit of work: a whole number of blocks, about [`CHUNK_BYTES`].
+fn chunk_len(block_size: usize) -> usize {
+    block_size * (CHUNK_BYTES / block_size).max(1)
 }
 
 fn hash_blocks(data: &[u8], block_size: usize, out: &mut Vec<Hash>) {

@@ -123,15 +123,14 @@ pub fn decode(bytes: &[u8]) -> Result<NativeMessage, DecodeError> {
 pub fn decode_content_info(bytes: &[u8]) -> Result<ContentInfo, DecodeError> {
     match decode(bytes)? {
         NativeMessage::ContentInfo(info) => Ok(info),
-        NativeMessage::SegmentProof(_) => Err(DecodeError::at(
-            5,
-            DecodeErrorKind::Mismatch {
-                field: "kind",
-                found: u64::from(KIND_SEGMENT_PROOF),
-                expected: u64::from(KIND_CONTENT_INFO),
-            },
-        )),
+        NativeMessage::SegmentProof(_) => Err(wrong_kind(KIND_SEGMENT_PROOF, KIND_CONTENT_INFO)),
     }
+}
+
+/// The error for a message of another kind than the caller asked for.
+fn wrong_kind(found: u8, expected: u8) -> DecodeError {
+    check_eq(5, "kind", u64::from(found), u64::from(expected))
+        .expect_err("called only when the kinds differ")
 }
 
 /// Decodes content information and checks that it is the content `expected` names.
@@ -156,14 +155,7 @@ pub fn decode_content_info_for(
 pub fn decode_segment_proof(bytes: &[u8]) -> Result<SegmentProof, DecodeError> {
     match decode(bytes)? {
         NativeMessage::SegmentProof(p) => Ok(p),
-        NativeMessage::ContentInfo(_) => Err(DecodeError::at(
-            5,
-            DecodeErrorKind::Mismatch {
-                field: "kind",
-                found: u64::from(KIND_CONTENT_INFO),
-                expected: u64::from(KIND_SEGMENT_PROOF),
-            },
-        )),
+        NativeMessage::ContentInfo(_) => Err(wrong_kind(KIND_CONTENT_INFO, KIND_SEGMENT_PROOF)),
     }
 }
 

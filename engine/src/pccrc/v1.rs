@@ -394,17 +394,13 @@ fn read_description(
         1,
         u64::from(SEGMENT_SIZE),
     )?;
-    if offset > MAX_CONTENT_LEN - u64::from(len) {
-        return Err(DecodeError::at(
-            at,
-            DecodeErrorKind::OutOfRange {
-                field: "ullOffsetInContent",
-                value: offset,
-                min: 0,
-                max: MAX_CONTENT_LEN - u64::from(len),
-            },
-        ));
-    }
+    check_range(
+        at,
+        "ullOffsetInContent",
+        offset,
+        0,
+        MAX_CONTENT_LEN - u64::from(len),
+    )?;
     let bs_at = r.pos();
     let block_size = r.u32_le("cbBlockSize")?;
     check_eq(
