@@ -196,6 +196,10 @@ impl<'a> ByteReader<'a> {
         self.array(field).map(u64::from_le_bytes)
     }
 
+    pub(crate) fn u16_be(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        self.array(field).map(u16::from_be_bytes)
+    }
+
     pub(crate) fn u32_be(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         self.array(field).map(u32::from_be_bytes)
     }

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod merkle;
 pub mod native;
 
+pub(crate) use hash::hmac_sha256;
 pub use hash::{
     HASH_LEN, Hash, OPEN_GROUP_SECRET, ServerSecret, hash_of_data, segment_id, segment_secret,
     sha256,

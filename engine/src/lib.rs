@@ -48,3 +48,4 @@ pub mod store;
 
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use content::{ContentId, ContentInfo, Hash, Layout, ServerSecret, Ticket};
+pub mod wire;

@@ -1,0 +1,48 @@
+//! The peer protocol's bytes: key derivations, request and reply messages, and the encrypted
+//! block frames. Pure: bytes in, values out; the HTTP transport in [`crate::peer`] carries them.
+//!
+//! Every message starts with the magic `PDW`, a version and a kind, and is bounded
+//! ([`MAX_REQUEST_LEN`], [`MAX_REPLY_LEN`]); a peer that breaks either is cut off. Requests and
+//! replies carry a MAC under the group's key, so only nodes of one group talk to each other, and
+//! a node of another group learns only that a pdist node answered. Content is named on the wire
+//! only by keyed derivations of its content ID ([`LookupKey`]); content information travels
+//! sealed under a key derived from the content ID, and blocks sealed under a per-segment key
+//! derived from the segment secret Kp, so a node without the ticket learns nothing about the
+//! bytes. The threat model is in `DESIGN.md`.
+
+mod frame;
+mod keys;
+mod msg;
+
+pub use frame::{
+    Frame, FrameReader, MAX_FRAME_LEN, encode_frame, encode_missing_frame, open_frame,
+};
+pub use keys::{AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, SegmentKey, open, seal};
+pub use msg::{
+    HaveEntry, HelloReply, MAX_HAVE_SEGMENTS, MAX_RANGE_BLOCKS, MAX_REPLY_LEN, MAX_REQUEST_LEN,
+    Reply, Request, RequestEnvelope, decode_reply, decode_request, encode_reply, encode_request,
+};
+
+/// The version of the peer protocol this build speaks; messages of any other are refused.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Why a message from a peer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Malformed or over-long bytes.
+    #[error("malformed peer message: {0}")]
+    Decode(#[from] crate::DecodeError),
+    /// The message's MAC does not match our group's key: a node of another group, or tampering.
+    #[error("message not authenticated by our group's key")]
+    NotInGroup,
+    /// Sealed bytes that do not open under the key they should: wrong key, or tampering.
+    #[error("sealed {what} did not open (wrong key or tampered)")]
+    Sealed {
+        /// What was sealed.
+        what: &'static str,
+    },
+    /// A reply of a kind that does not answer the request sent.
+    #[error("reply of the wrong kind for the request")]
+    WrongReply,
+}

@@ -1,0 +1,285 @@
+//! Key derivations and sealing (AES-256-GCM, nonce first).
+//!
+//! Every key is an HMAC-SHA256 of a secret the holder already has, under a label of its own, so
+//! no two uses share a key:
+//!
+//! | key | derived from | protects |
+//! |---|---|---|
+//! | group auth | group secret | MACs on every request and reply, node tags in mDNS |
+//! | group seal | group secret | seed requests (they carry a content ID) |
+//! | lookup key | content ID | names content on the wire (reveals nothing without the ID) |
+//! | info key | content ID | content information sent to a fetcher |
+//! | segment key | Kp of the segment | block bytes between peers |
+
+use std::fmt;
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+
+use crate::content::{ContentId, Hash, ServerSecret, hmac_sha256};
+
+use super::WireError;
+
+/// Bytes that sealing adds: the 12-byte nonce before the ciphertext and the 16-byte tag after.
+pub const AEAD_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// MAC length on messages (HMAC-SHA256 cut to 128 bits).
+pub(crate) const MAC_LEN: usize = 16;
+
+/// A node's random identity, chosen at start; it names the node in mDNS and in `pdist peers`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub [u8; 16]);
+
+impl NodeId {
+    /// A fresh random ID.
+    pub fn random() -> NodeId {
+        NodeId(random_bytes())
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 32 hex digits.
+    pub fn from_hex(s: &str) -> Option<NodeId> {
+        let v = hex::decode(s).ok()?;
+        Some(NodeId(v.try_into().ok()?))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the operating system's random source works");
+    b
+}
+
+/// The keys of a node group, derived from its secret (the open group's when none is given).
+#[derive(Clone)]
+pub struct GroupKeys {
+    auth: Hash,
+    seal: Hash,
+}
+
+impl fmt::Debug for GroupKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GroupKeys(..)")
+    }
+}
+
+impl GroupKeys {
+    /// The keys of the group whose secret is `secret`.
+    pub fn new(secret: &ServerSecret) -> GroupKeys {
+        GroupKeys {
+            auth: hmac_sha256(secret.as_bytes(), &[b"pdist group auth v1"]),
+            seal: hmac_sha256(secret.as_bytes(), &[b"pdist group seal v1"]),
+        }
+    }
+
+    /// The MAC over `parts` (concatenated).
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
+        let full = hmac_sha256(&self.auth.0, parts);
+        full.0[..MAC_LEN].try_into().expect("32 >= 16")
+    }
+
+    /// The tag a node of this group puts beside its ID in mDNS: members recognise each other;
+    /// to anyone else it is random bytes that differ from node to node.
+    pub fn node_tag(&self, node: &NodeId) -> [u8; 8] {
+        let m = self.mac(&[b"node tag", &node.0]);
+        m[..8].try_into().expect("16 >= 8")
+    }
+
+    /// Whether `tag` is the tag of `node` in this group.
+    pub fn is_member_tag(&self, node: &NodeId, tag: &[u8]) -> bool {
+        ct_eq(&self.node_tag(node), tag)
+    }
+
+    /// Seals `plain` under the group's sealing key (for messages that name content).
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        seal(&self.seal.0, aad, plain)
+    }
+
+    /// Opens bytes sealed by [`GroupKeys::seal`].
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, WireError> {
+        open(&self.seal.0, aad, sealed, "group message")
+    }
+}
+
+/// Constant-time equality of two byte strings.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How content is named on the wire: HMAC(content ID, label). Without the content ID (the
+/// ticket) it cannot be linked to content; with it, anyone can compute it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupKey(pub [u8; 32]);
+
+impl fmt::Debug for LookupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LookupKey({})", &hex::encode(self.0)[..12])
+    }
+}
+
+/// The keys of one content, derived from its content ID.
+#[derive(Clone)]
+pub struct ContentKeys {
+    /// The content's name on the wire.
+    pub lookup: LookupKey,
+    info: Hash,
+}
+
+impl fmt::Debug for ContentKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentKeys({:?})", self.lookup)
+    }
+}
+
+impl ContentKeys {
+    /// The keys of the content with this ID.
+    pub fn new(id: &ContentId) -> ContentKeys {
+        let key = &id.as_hash().0;
+        ContentKeys {
+            lookup: LookupKey(hmac_sha256(key, &[b"pdist lookup v1"]).0),
+            info: hmac_sha256(key, &[b"pdist info seal v1"]),
+        }
+    }
+
+    /// Seals encoded content information for a fetcher.
+    pub fn seal_info(&self, encoded: &[u8]) -> Vec<u8> {
+        seal(&self.info.0, &self.lookup.0, encoded)
+    }
+
+    /// Opens content information sealed by [`ContentKeys::seal_info`].
+    pub fn open_info(&self, sealed: &[u8]) -> Result<Vec<u8>, WireError> {
+        open(&self.info.0, &self.lookup.0, sealed, "content information")
+    }
+}
+
+/// The key that seals one segment's blocks between peers: HMAC(Kp, label).
+#[derive(Clone)]
+pub struct SegmentKey(Hash);
+
+impl fmt::Debug for SegmentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SegmentKey(..)")
+    }
+}
+
+impl SegmentKey {
+    /// The key for the segment whose secret is `kp`.
+    pub fn new(kp: &Hash) -> SegmentKey {
+        SegmentKey(hmac_sha256(&kp.0, &[b"pdist block seal v1"]))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0.0
+    }
+}
+
+/// Seals `plain`: nonce ‖ ciphertext ‖ tag, with a fresh random nonce.
+pub fn seal(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plain.len() + AEAD_OVERHEAD);
+    seal_into(key, aad, plain, &mut out);
+    out
+}
+
+/// Appends the sealed form of `plain` to `out`.
+pub(crate) fn seal_into(key: &[u8; 32], aad: &[u8], plain: &[u8], out: &mut Vec<u8>) {
+    let nonce: [u8; NONCE_LEN] = random_bytes();
+    out.extend_from_slice(&nonce);
+    let start = out.len();
+    out.extend_from_slice(plain);
+    let tag = Aes256Gcm::new(key.into())
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[start..])
+        .expect("AES-GCM seals messages below 64 GiB");
+    out.extend_from_slice(&tag);
+}
+
+/// Opens bytes made by [`seal`]; `what` names them in the error.
+pub fn open(
+    key: &[u8; 32],
+    aad: &[u8],
+    sealed: &[u8],
+    what: &'static str,
+) -> Result<Vec<u8>, WireError> {
+    if sealed.len() < AEAD_OVERHEAD {
+        return Err(WireError::Sealed { what });
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = ct.to_vec();
+    Aes256Gcm::new(key.into())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            &mut buf,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| WireError::Sealed { what })?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_detects_tampering() {
+        let key = [9u8; 32];
+        let sealed = seal(&key, b"ad", b"hello");
+        assert_eq!(sealed.len(), 5 + AEAD_OVERHEAD);
+        assert_eq!(open(&key, b"ad", &sealed, "x").unwrap(), b"hello");
+        assert!(open(&key, b"other ad", &sealed, "x").is_err());
+        assert!(open(&[8u8; 32], b"ad", &sealed, "x").is_err());
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(
+                open(&key, b"ad", &bad, "x").is_err(),
+                "flip at {i} accepted"
+            );
+        }
+        assert!(open(&key, b"ad", &sealed[..10], "x").is_err());
+        // Fresh nonces: sealing twice gives different bytes.
+        assert_ne!(seal(&key, b"ad", b"hello"), sealed);
+    }
+
+    #[test]
+    fn groups_do_not_share_keys_or_tags() {
+        let a = GroupKeys::new(&ServerSecret::open_group());
+        let b = GroupKeys::new(&ServerSecret::new(b"office".to_vec()));
+        let n = NodeId([1; 16]);
+        assert!(a.is_member_tag(&n, &a.node_tag(&n)));
+        assert!(!b.is_member_tag(&n, &a.node_tag(&n)));
+        assert_ne!(a.node_tag(&n), a.node_tag(&NodeId([2; 16])));
+        assert!(b.open(b"", &a.seal(b"", b"x")).is_err());
+    }
+
+    #[test]
+    fn content_keys_hide_the_content_id() {
+        let id = ContentId(Hash([5; 32]));
+        let k = ContentKeys::new(&id);
+        assert_ne!(k.lookup.0, id.as_hash().0);
+        let sealed = k.seal_info(b"info");
+        assert_eq!(k.open_info(&sealed).unwrap(), b"info");
+        assert!(
+            ContentKeys::new(&ContentId(Hash([6; 32])))
+                .open_info(&sealed)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! Requests and replies: the envelope, the MACs, and the size limits.
+//!
+//! ```text
+//! request: "PDW" version kind node-id[16] nonce[16] payload… mac[16]
+//! reply:   "PDR" version kind payload… mac[16]
+//! ```
+//! A request's MAC covers everything before it; a reply's MAC also covers the MAC of the
+//! request it answers, so replies cannot be replayed to other requests. Integers are big-endian.
+
+use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_range, unsupported};
+
+use super::keys::{GroupKeys, LookupKey, MAC_LEN, NodeId, ct_eq, random_bytes};
+use super::{PROTOCOL_VERSION, WireError};
+
+/// Largest request: requests are small and fixed-size apart from a seed's sealed ticket.
+pub const MAX_REQUEST_LEN: usize = 1024;
+/// Largest reply: content information of about 128 GiB of content (32 bytes per 64 KiB block).
+pub const MAX_REPLY_LEN: usize = 64 << 20;
+/// Most segments one [`Request::Have`] may ask about.
+pub const MAX_HAVE_SEGMENTS: u32 = 4096;
+/// Most blocks one [`Request::Blocks`] may ask for.
+pub const MAX_RANGE_BLOCKS: u32 = 64;
+/// Longest node name in a hello.
+const MAX_NAME_LEN: usize = 64;
+/// Longest bitmap in a have entry (512 blocks per segment at most in practice; 64 KiB bitmaps
+/// for the largest layouts the model allows).
+const MAX_BITMAP_LEN: usize = 8192;
+
+const REQUEST_MAGIC: &[u8; 3] = b"PDW";
+const REPLY_MAGIC: &[u8; 3] = b"PDR";
+
+/// A request from one node to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Who are you, and are you alive? (liveness and `pdist peers`).
+    Hello,
+    /// The content information named by this lookup key, sealed.
+    Info {
+        /// The content.
+        lookup: LookupKey,
+    },
+    /// Which blocks of segments `first..first+count` do you hold?
+    Have {
+        /// The content.
+        lookup: LookupKey,
+        /// First segment.
+        first: u32,
+        /// Number of segments (at most [`MAX_HAVE_SEGMENTS`]).
+        count: u32,
+    },
+    /// Send blocks `first..first+count` of segment `seg` (reply: a stream of frames).
+    Blocks {
+        /// The content.
+        lookup: LookupKey,
+        /// Segment index.
+        seg: u32,
+        /// First block within the segment.
+        first: u32,
+        /// Number of blocks (at most [`MAX_RANGE_BLOCKS`]).
+        count: u32,
+    },
+    /// Fetch and keep this content (to a cache node); the content ID is sealed under the
+    /// group's key.
+    Seed {
+        /// `GroupKeys::seal` of the content ID.
+        sealed_id: Vec<u8>,
+    },
+}
+
+/// A request with its sender and the MAC that authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestEnvelope {
+    /// The request.
+    pub request: Request,
+    /// The sender's node ID.
+    pub from: NodeId,
+    /// The request's MAC (a reply's MAC covers it).
+    pub mac: [u8; MAC_LEN],
+}
+
+/// What a node says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloReply {
+    /// Its node ID.
+    pub node: NodeId,
+    /// A human name (host name).
+    pub name: String,
+    /// Whether it is a cache node (keeps what it fetches for others, accepts seeds).
+    pub cache: bool,
+    /// Contents it holds.
+    pub contents: u32,
+    /// Bytes it has served to peers.
+    pub served: u64,
+    /// Bytes it has received from peers.
+    pub received: u64,
+    /// Transfers it is serving right now (fetchers prefer idle peers).
+    pub busy: u32,
+}
+
+/// One segment's holdings in a have reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaveEntry {
+    /// No block.
+    None,
+    /// Every block.
+    All,
+    /// Some blocks: a bitmap, bit `i % 8` of byte `i / 8` for block `i`.
+    Some(Vec<u8>),
+}
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer to [`Request::Hello`].
+    Hello(HelloReply),
+    /// Answer to [`Request::Info`]: content information in native encoding, sealed under the
+    /// content's info key.
+    Info {
+        /// The sealed bytes.
+        sealed: Vec<u8>,
+    },
+    /// Answer to [`Request::Have`].
+    Have {
+        /// The first segment described.
+        first: u32,
+        /// One entry per segment.
+        entries: Vec<HaveEntry>,
+    },
+    /// The content is unknown here.
+    NotFound,
+    /// Answer to [`Request::Seed`]: accepted (or already held).
+    SeedAccepted,
+    /// This node does not do that (for example a seed to a node that is not a cache).
+    Refused,
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// Encodes and authenticates a request; returns the bytes and the MAC a reply must cover.
+pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8>, [u8; MAC_LEN]) {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(REQUEST_MAGIC);
+    out.push(PROTOCOL_VERSION);
+    let kind = match req {
+        Request::Hello => 1,
+        Request::Info { .. } => 2,
+        Request::Have { .. } => 3,
+        Request::Blocks { .. } => 4,
+        Request::Seed { .. } => 5,
+    };
+    out.push(kind);
+    out.extend_from_slice(&from.0);
+    out.extend_from_slice(&random_bytes::<16>());
+    match req {
+        Request::Hello => {}
+        Request::Info { lookup } => out.extend_from_slice(&lookup.0),
+        Request::Have {
+            lookup,
+            first,
+            count,
+        } => {
+            out.extend_from_slice(&lookup.0);
+            put_u32(&mut out, *first);
+            put_u32(&mut out, *count);
+        }
+        Request::Blocks {
+            lookup,
+            seg,
+            first,
+            count,
+        } => {
+            out.extend_from_slice(&lookup.0);
+            put_u32(&mut out, *seg);
+            put_u32(&mut out, *first);
+            put_u32(&mut out, *count);
+        }
+        Request::Seed { sealed_id } => {
+            put_u32(&mut out, sealed_id.len() as u32);
+            out.extend_from_slice(sealed_id);
+        }
+    }
+    let mac = keys.mac(&[&out]);
+    out.extend_from_slice(&mac);
+    (out, mac)
+}
+
+fn read_header(r: &mut ByteReader<'_>, magic: &[u8; 3]) -> Result<u8, DecodeError> {
+    let at = r.pos();
+    if r.bytes(3, "magic")? != magic {
+        return Err(DecodeError::at(at, DecodeErrorKind::UnknownFormat));
+    }
+    let at = r.pos();
+    let version = r.u8("protocol version")?;
+    if version != PROTOCOL_VERSION {
+        return Err(unsupported(at, "protocol version", version.into()));
+    }
+    r.u8("message kind")
+}
+
+fn lookup(r: &mut ByteReader<'_>) -> Result<LookupKey, DecodeError> {
+    Ok(LookupKey(r.hash("lookup key")?.0))
+}
+
+fn bounded_u32(
+    r: &mut ByteReader<'_>,
+    field: &'static str,
+    min: u32,
+    max: u32,
+) -> Result<u32, DecodeError> {
+    let at = r.pos();
+    let v = r.u32_be(field)?;
+    check_range(at, field, v.into(), min.into(), max.into())?;
+    Ok(v)
+}
+
+/// Checks the MAC at the end of `bytes` (over `prefix` and everything before it); returns the
+/// body and the MAC.
+fn split_mac<'a>(
+    keys: &GroupKeys,
+    prefix: &[u8],
+    bytes: &'a [u8],
+) -> Result<(&'a [u8], [u8; MAC_LEN]), WireError> {
+    if bytes.len() < MAC_LEN {
+        return Err(WireError::NotInGroup);
+    }
+    let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
+    if !ct_eq(&keys.mac(&[prefix, body]), mac) {
+        return Err(WireError::NotInGroup);
+    }
+    Ok((body, mac.try_into().expect("split at MAC_LEN")))
+}
+
+/// Checks a request's size, form and MAC, and decodes it.
+pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope, WireError> {
+    ByteReader::new(bytes, MAX_REQUEST_LEN)?;
+    // Form first, so that a malformed message is reported as such, then the MAC.
+    let body_len = bytes.len().saturating_sub(MAC_LEN);
+    let mut r = ByteReader::new(&bytes[..body_len], MAX_REQUEST_LEN)?;
+    let kind_at = r.pos() + 4;
+    let kind = read_header(&mut r, REQUEST_MAGIC)?;
+    let from = NodeId(r.bytes(16, "node id")?.try_into().expect("16 bytes"));
+    r.bytes(16, "nonce")?;
+    let request = match kind {
+        1 => Request::Hello,
+        2 => Request::Info {
+            lookup: lookup(&mut r)?,
+        },
+        3 => Request::Have {
+            lookup: lookup(&mut r)?,
+            first: r.u32_be("first segment")?,
+            count: bounded_u32(&mut r, "segment count", 1, MAX_HAVE_SEGMENTS)?,
+        },
+        4 => Request::Blocks {
+            lookup: lookup(&mut r)?,
+            seg: r.u32_be("segment")?,
+            first: r.u32_be("first block")?,
+            count: bounded_u32(&mut r, "block count", 1, MAX_RANGE_BLOCKS)?,
+        },
+        5 => {
+            let len = bounded_u32(&mut r, "sealed id length", 0, 256)?;
+            Request::Seed {
+                sealed_id: r.bytes(len as usize, "sealed id")?.to_vec(),
+            }
+        }
+        k => return Err(unsupported(kind_at, "request kind", k.into()).into()),
+    };
+    r.finish()?;
+    let (_, mac) = split_mac(keys, &[], bytes)?;
+    Ok(RequestEnvelope { request, from, mac })
+}
+
+/// Encodes and authenticates a reply to the request whose MAC is `request_mac`.
+pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(REPLY_MAGIC);
+    out.push(PROTOCOL_VERSION);
+    match reply {
+        Reply::Hello(h) => {
+            out.push(1);
+            out.extend_from_slice(&h.node.0);
+            let name = truncate_utf8(&h.name, MAX_NAME_LEN);
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+            out.push(u8::from(h.cache));
+            put_u32(&mut out, h.contents);
+            put_u64(&mut out, h.served);
+            put_u64(&mut out, h.received);
+            put_u32(&mut out, h.busy);
+        }
+        Reply::Info { sealed } => {
+            out.push(2);
+            put_u32(&mut out, sealed.len() as u32);
+            out.extend_from_slice(sealed);
+        }
+        Reply::Have { first, entries } => {
+            out.push(3);
+            put_u32(&mut out, *first);
+            put_u32(&mut out, entries.len() as u32);
+            for e in entries {
+                match e {
+                    HaveEntry::None => out.push(0),
+                    HaveEntry::All => out.push(1),
+                    HaveEntry::Some(bits) => {
+                        out.push(2);
+                        out.extend_from_slice(&(bits.len() as u16).to_be_bytes());
+                        out.extend_from_slice(bits);
+                    }
+                }
+            }
+        }
+        Reply::NotFound => out.push(4),
+        Reply::SeedAccepted => out.push(5),
+        Reply::Refused => out.push(6),
+    }
+    let mac = keys.mac(&[request_mac, &out]);
+    out.extend_from_slice(&mac);
+    out
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Checks a reply's size, form and MAC (against the request it answers) and decodes it.
+pub fn decode_reply(
+    keys: &GroupKeys,
+    request_mac: &[u8; MAC_LEN],
+    bytes: &[u8],
+) -> Result<Reply, WireError> {
+    ByteReader::new(bytes, MAX_REPLY_LEN)?;
+    let body_len = bytes.len().saturating_sub(MAC_LEN);
+    let mut r = ByteReader::new(&bytes[..body_len], MAX_REPLY_LEN)?;
+    let kind_at = r.pos() + 4;
+    let reply = match read_header(&mut r, REPLY_MAGIC)? {
+        1 => {
+            let node = NodeId(r.bytes(16, "node id")?.try_into().expect("16 bytes"));
+            let at = r.pos();
+            let name_len = r.u8("name length")? as usize;
+            check_range(at, "name length", name_len as u64, 0, MAX_NAME_LEN as u64)?;
+            let name = String::from_utf8_lossy(r.bytes(name_len, "name")?).into_owned();
+            let at = r.pos();
+            let cache = match r.u8("cache flag")? {
+                0 => false,
+                1 => true,
+                v => return Err(unsupported(at, "cache flag", v.into()).into()),
+            };
+            Reply::Hello(HelloReply {
+                node,
+                name,
+                cache,
+                contents: r.u32_be("contents")?,
+                served: r.u64_be("bytes served")?,
+                received: r.u64_be("bytes received")?,
+                busy: r.u32_be("transfers")?,
+            })
+        }
+        2 => {
+            let len = bounded_u32(&mut r, "sealed length", 0, MAX_REPLY_LEN as u32)?;
+            Reply::Info {
+                sealed: r
+                    .bytes(len as usize, "sealed content information")?
+                    .to_vec(),
+            }
+        }
+        3 => {
+            let first = r.u32_be("first segment")?;
+            let count = bounded_u32(&mut r, "segment count", 0, MAX_HAVE_SEGMENTS)?;
+            r.ensure("have entries", count.into(), 1)?;
+            let mut entries = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let at = r.pos();
+                entries.push(match r.u8("have entry")? {
+                    0 => HaveEntry::None,
+                    1 => HaveEntry::All,
+                    2 => {
+                        let at = r.pos();
+                        let len = r.u16_be("bitmap length")? as usize;
+                        check_range(at, "bitmap length", len as u64, 1, MAX_BITMAP_LEN as u64)?;
+                        HaveEntry::Some(r.bytes(len, "bitmap")?.to_vec())
+                    }
+                    v => return Err(unsupported(at, "have entry", v.into()).into()),
+                });
+            }
+            Reply::Have { first, entries }
+        }
+        4 => Reply::NotFound,
+        5 => Reply::SeedAccepted,
+        6 => Reply::Refused,
+        k => return Err(unsupported(kind_at, "reply kind", k.into()).into()),
+    };
+    r.finish()?;
+    split_mac(keys, request_mac, bytes)?;
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ServerSecret;
+    use proptest::prelude::*;
+
+    fn keys() -> GroupKeys {
+        GroupKeys::new(&ServerSecret::open_group())
+    }
+
+    fn any_request() -> impl Strategy<Value = Request> {
+        let lk = any::<[u8; 32]>().prop_map(LookupKey);
+        prop_oneof![
+            Just(Request::Hello),
+            lk.clone().prop_map(|lookup| Request::Info { lookup }),
+            (lk.clone(), any::<u32>(), 1..=MAX_HAVE_SEGMENTS).prop_map(|(lookup, first, count)| {
+                Request::Have {
+                    lookup,
+                    first,
+                    count,
+                }
+            }),
+            (lk, any::<u32>(), any::<u32>(), 1..=MAX_RANGE_BLOCKS).prop_map(
+                |(lookup, seg, first, count)| Request::Blocks {
+                    lookup,
+                    seg,
+                    first,
+                    count
+                }
+            ),
+            proptest::collection::vec(any::<u8>(), 0..100)
+                .prop_map(|sealed_id| Request::Seed { sealed_id }),
+        ]
+    }
+
+    fn any_reply() -> impl Strategy<Value = Reply> {
+        let entry = prop_oneof![
+            Just(HaveEntry::None),
+            Just(HaveEntry::All),
+            proptest::collection::vec(any::<u8>(), 1..80).prop_map(HaveEntry::Some),
+        ];
+        prop_oneof![
+            (
+                "[a-z]{0,64}",
+                any::<bool>(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u32>()
+            )
+                .prop_map(|(name, cache, contents, served, received, busy)| {
+                    Reply::Hello(HelloReply {
+                        node: NodeId([3; 16]),
+                        name,
+                        cache,
+                        contents,
+                        served,
+                        received,
+                        busy,
+                    })
+                }),
+            proptest::collection::vec(any::<u8>(), 0..200)
+                .prop_map(|sealed| Reply::Info { sealed }),
+            (any::<u32>(), proptest::collection::vec(entry, 0..40))
+                .prop_map(|(first, entries)| Reply::Have { first, entries }),
+            Just(Reply::NotFound),
+            Just(Reply::SeedAccepted),
+            Just(Reply::Refused),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip_and_any_flip_is_refused(req in any_request(), flip in any::<prop::sample::Index>()) {
+            let k = keys();
+            let (bytes, mac) = encode_request(&k, &NodeId([1; 16]), &req);
+            let env = decode_request(&k, &bytes).unwrap();
+            prop_assert_eq!(&env.request, &req);
+            prop_assert_eq!(env.mac, mac);
+            let mut bad = bytes.clone();
+            bad[flip.index(bytes.len())] ^= 0x40;
+            prop_assert!(decode_request(&k, &bad).is_err());
+            let other = GroupKeys::new(&ServerSecret::new(b"other".to_vec()));
+            prop_assert_eq!(decode_request(&other, &bytes), Err(WireError::NotInGroup));
+        }
+
+        #[test]
+        fn replies_round_trip_bound_to_their_request(reply in any_reply()) {
+            let k = keys();
+            let bytes = encode_reply(&k, &[7; 16], &reply);
+            prop_assert_eq!(decode_reply(&k, &[7; 16], &bytes).unwrap(), reply);
+            prop_assert_eq!(decode_reply(&k, &[8; 16], &bytes), Err(WireError::NotInGroup));
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_request(&keys(), &bytes);
+            let _ = decode_reply(&keys(), &[0; 16], &bytes);
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let k = keys();
+        let (mut bytes, _) = encode_request(&k, &NodeId([1; 16]), &Request::Hello);
+        bytes.resize(MAX_REQUEST_LEN + 1, 0);
+        assert!(matches!(
+            decode_request(&k, &bytes),
+            Err(WireError::Decode(_))
+        ));
+        let over = Request::Blocks {
+            lookup: LookupKey([0; 32]),
+            seg: 0,
+            first: 0,
+            count: MAX_RANGE_BLOCKS + 1,
+        };
+        let (bytes, _) = encode_request(&k, &NodeId([1; 16]), &over);
+        let err = decode_request(&k, &bytes).unwrap_err().to_string();
+        assert!(err.contains("block count"), "{err}");
+    }
+}
