@@ -86,6 +86,12 @@ pub struct Usage {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// Blocks handed to `put_blocks` that do not end at a block boundary within one segment.
+    #[error("blocks given for content {id} do not end at a block boundary within one segment")]
+    BadBlockRun {
+        /// The content.
+        id: ContentId,
+    },
     /// No content with this ID.
     #[error("no content {id} in the store")]
     UnknownContent {
@@ -164,6 +170,19 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
     /// published in place refuses ([`StoreError::PublishedInPlace`]).
     fn put_block(&self, id: &ContentId, block: BlockIdx, data: &[u8]) -> Result<(), StoreError>;
 
+    /// Stores consecutive blocks of one segment, starting at `first`; `data` holds their bytes
+    /// in order. The same as [`SegmentStore::put_block`] for each, except that a store may make
+    /// them durable together (one sync instead of one per block), as a fetcher needs.
+    fn put_blocks(&self, id: &ContentId, first: BlockIdx, data: &[u8]) -> Result<(), StoreError> {
+        let info = self
+            .content_info(id)?
+            .ok_or(StoreError::UnknownContent { id: *id })?;
+        for (block, bytes) in split_blocks(id, info.layout(), first, data)? {
+            self.put_block(id, block, bytes)?;
+        }
+        Ok(())
+    }
+
     /// A present block's bytes, or `None` when it is not present. Every block is checked against
     /// its hash as it is read (from the store, or from the file of content published in place);
     /// a block that no longer matches, or whose bytes are gone, is marked missing and `None` is
@@ -215,6 +234,33 @@ pub(crate) fn origin_change(existing: &Origin, new: Origin) -> OriginChange {
 }
 
 /// Milliseconds since the Unix epoch, now.
+/// Splits `data` into the consecutive blocks that start at `first`; they must end at a block
+/// boundary and stay within `first`'s segment.
+pub(crate) fn split_blocks<'a>(
+    id: &ContentId,
+    layout: &crate::content::Layout,
+    first: BlockIdx,
+    mut data: &'a [u8],
+) -> Result<Vec<(BlockIdx, &'a [u8])>, StoreError> {
+    let seg = first.segment();
+    let mut out = Vec::new();
+    let mut i = first.index_in_segment();
+    while !data.is_empty() {
+        let block = layout
+            .block(seg, i)
+            .map_err(|_| StoreError::BadBlockRun { id: *id })?;
+        let len = layout.block_len(block) as usize;
+        if data.len() < len {
+            return Err(StoreError::BadBlockRun { id: *id });
+        }
+        let (now, rest) = data.split_at(len);
+        out.push((block, now));
+        data = rest;
+        i += 1;
+    }
+    Ok(out)
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

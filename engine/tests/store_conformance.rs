@@ -28,6 +28,7 @@ fn block_bytes<'a>(info: &ContentInfo, data: &'a [u8], global: u64) -> &'a [u8] 
 /// Every behaviour a store must have. `dir` is scratch space for published files.
 fn conformance(store: &dyn SegmentStore, dir: &Path) {
     fetched_blocks(store);
+    block_runs(store);
     published_in_place(store, dir);
     unknown_content(store);
     repair(store, dir);
@@ -135,6 +136,44 @@ fn eviction(store: &dyn SegmentStore, dir: &Path) {
     for id in [pinned.id(), published.id()] {
         store.remove(&id).unwrap();
     }
+}
+
+/// `put_blocks`: runs of blocks, checked block by block, counted once, bounded by a segment.
+fn block_runs(store: &dyn SegmentStore) {
+    let data = fixtures::content(12, 5 * 65_536 + 7);
+    let info = info_for(&data);
+    let id = info.id();
+    store.put_content(&info, "run", Origin::Fetched).unwrap();
+    let l = info.layout();
+    let at = |g: u64| l.block_at(g).unwrap();
+    // A run with one bad block is refused whole.
+    let mut bad = data[65_536..3 * 65_536].to_vec();
+    bad[70_000] ^= 1;
+    assert!(matches!(
+        store.put_blocks(&id, at(1), &bad),
+        Err(StoreError::Verify(_))
+    ));
+    assert_eq!(store.record(&id).unwrap().unwrap().blocks_present, 0);
+    // A run that stops inside a block is refused.
+    assert!(matches!(
+        store.put_blocks(&id, at(1), &data[65_536..100_000]),
+        Err(StoreError::BadBlockRun { .. })
+    ));
+    store
+        .put_blocks(&id, at(1), &data[65_536..3 * 65_536])
+        .unwrap();
+    // Overlapping runs count each block once; the short last block ends a run.
+    store.put_blocks(&id, at(2), &data[2 * 65_536..]).unwrap();
+    let r = store.record(&id).unwrap().unwrap();
+    assert_eq!(r.blocks_present, 5);
+    for g in 1..6 {
+        assert_eq!(
+            store.get_block(&id, at(g)).unwrap().as_deref(),
+            Some(block_bytes(&info, &data, g))
+        );
+    }
+    assert_eq!(store.get_block(&id, at(0)).unwrap(), None);
+    store.remove(&id).unwrap();
 }
 
 fn fetched_blocks(store: &dyn SegmentStore) {

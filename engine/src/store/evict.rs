@@ -207,6 +207,18 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
         Ok(())
     }
 
+    fn put_blocks(
+        &self,
+        id: &ContentId,
+        first: crate::content::BlockIdx,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let _writing = self.leases.lease(*id);
+        self.inner.put_blocks(id, first, data)?;
+        evict_to(&self.inner, self.cap, &self.leases)?;
+        Ok(())
+    }
+
     fn get_block(
         &self,
         id: &ContentId,

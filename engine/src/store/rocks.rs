@@ -236,7 +236,8 @@ impl RocksStore {
             .join(format!("{:08x}", seg.get()))
     }
 
-    /// Writes a block into its segment file and makes it durable (file data, and the directory
+    /// Writes a block (or consecutive blocks of one segment) into its segment file and makes it
+    /// durable (file data, and the directory
     /// entries of a file or directory created for it).
     fn write_block_file(
         &self,
@@ -278,31 +279,45 @@ impl RocksStore {
 }
 
 impl RocksStore {
-    /// Sets or clears a block's present bit and the record's count in one synced batch; the
-    /// caller holds `write_lock`. Returns whether anything changed.
+    /// Sets or clears one block's present bit and the record's count; see [`Self::set_present_many`].
     fn set_present(
         &self,
         id: &ContentId,
         block: BlockIdx,
         present: bool,
     ) -> Result<bool, StoreError> {
-        let seg = block.segment();
+        self.set_present_many(id, block.segment(), &[block.index_in_segment()], present)
+    }
+
+    /// Sets or clears the present bits of blocks `indices` of segment `seg`, and the record's
+    /// count, in one synced batch; the caller holds `write_lock`. Returns whether anything
+    /// changed.
+    fn set_present_many(
+        &self,
+        id: &ContentId,
+        seg: SegmentIdx,
+        indices: &[u32],
+        present: bool,
+    ) -> Result<bool, StoreError> {
         let mut set = self.present(id, seg)?;
-        let i = block.index_in_segment();
-        let changed = if present {
-            set.insert(i)
-        } else {
-            set.remove(i)
-        };
-        if !changed {
+        let mut changed = 0u64;
+        for &i in indices {
+            let c = if present {
+                set.insert(i)
+            } else {
+                set.remove(i)
+            };
+            changed += u64::from(c);
+        }
+        if changed == 0 {
             return Ok(false);
         }
         let mut r = self.record_or_unknown(id)?;
         if present {
-            r.blocks_present += 1;
+            r.blocks_present += changed;
             r.last_used_ms = now_ms();
         } else {
-            r.blocks_present -= 1;
+            r.blocks_present -= changed;
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(
@@ -529,6 +544,30 @@ impl SegmentStore for RocksStore {
         self.write_block_file(&info, block, data)?;
         let _w = lock(&self.write_lock);
         self.set_present(id, block, true).map(drop)
+    }
+
+    fn put_blocks(&self, id: &ContentId, first: BlockIdx, data: &[u8]) -> Result<(), StoreError> {
+        let info = self.info_or_unknown(id)?;
+        let blocks = super::split_blocks(id, info.layout(), first, data)?;
+        for (block, bytes) in &blocks {
+            info.verify_block(*block, bytes)?;
+        }
+        if matches!(self.record_or_unknown(id)?.origin, Origin::Published { .. }) {
+            return Err(StoreError::PublishedInPlace { id: *id });
+        }
+        let seg = first.segment();
+        let present = self.present(id, seg)?;
+        if blocks
+            .iter()
+            .all(|(b, _)| present.contains(b.index_in_segment()))
+        {
+            return Ok(());
+        }
+        // All the bytes with one sync, then all the bits in one batch.
+        self.write_block_file(&info, first, data)?;
+        let indices: Vec<u32> = blocks.iter().map(|(b, _)| b.index_in_segment()).collect();
+        let _w = lock(&self.write_lock);
+        self.set_present_many(id, seg, &indices, true).map(drop)
     }
 
     fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,0 +1,200 @@
+//! The HTTP origin a fetch may fall back to: range requests for blocks no peer holds, and the
+//! plain download that bootstraps content nobody on the LAN has yet.
+
+use std::io;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::AsyncWriteExt;
+
+/// Why the origin failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OriginError {
+    /// Not an `http://` URL.
+    #[error("origin URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Connection or read failure.
+    #[error("origin {url}: {detail}")]
+    Io {
+        /// The URL.
+        url: String,
+        /// What happened.
+        detail: String,
+    },
+    /// An unexpected status.
+    #[error("origin {url} answered HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The origin ignores range requests.
+    #[error("origin {url} does not answer range requests (no 206)")]
+    NoRanges {
+        /// The URL.
+        url: String,
+    },
+    /// The origin's bytes are not the content of the ticket.
+    #[error(
+        "the origin's bytes are not the content of the ticket (changed at the origin?): {detail}"
+    )]
+    Changed {
+        /// What did not match.
+        detail: String,
+    },
+}
+
+/// An HTTP origin (plain HTTP; the bytes are verified against the content information, so
+/// transport security is not needed for integrity).
+#[derive(Debug, Clone)]
+pub struct OriginClient {
+    uri: Uri,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+impl OriginClient {
+    /// A client for `url`, which must be `http://`.
+    pub fn new(url: &str, timeout: Duration) -> Result<OriginClient, OriginError> {
+        let bad = |reason: &str| OriginError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(bad("only http://HOST[:PORT]/PATH origins are supported"));
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(timeout));
+        conn.set_nodelay(true);
+        Ok(OriginClient {
+            uri,
+            client: Client::builder(TokioExecutor::new()).build(conn),
+            timeout,
+        })
+    }
+
+    fn url(&self) -> String {
+        self.uri.to_string()
+    }
+
+    fn io(&self, detail: impl ToString) -> OriginError {
+        OriginError::Io {
+            url: self.url(),
+            detail: detail.to_string(),
+        }
+    }
+
+    async fn get(
+        &self,
+        range: Option<&Range<u64>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, OriginError> {
+        let mut req = hyper::Request::get(self.uri.clone()).header("user-agent", "pdist");
+        if let Some(r) = range {
+            req = req.header("range", format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let req = req
+            .body(Empty::new())
+            .expect("a parsed URI makes a valid request");
+        tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| self.io("no answer in time"))?
+            .map_err(|e| self.io(e))
+    }
+
+    /// The bytes `range` of the resource.
+    pub async fn get_range(&self, range: Range<u64>) -> Result<Vec<u8>, OriginError> {
+        let resp = self.get(Some(&range)).await?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {}
+            StatusCode::OK => return Err(OriginError::NoRanges { url: self.url() }),
+            s => {
+                return Err(OriginError::Status {
+                    url: self.url(),
+                    status: s.as_u16(),
+                });
+            }
+        }
+        let want = (range.end - range.start) as usize;
+        let content_range = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if !content_range.starts_with(&format!("bytes {}-{}/", range.start, range.end - 1)) {
+            return Err(self.io(format!(
+                "answered range {content_range:?} for bytes {}-{}",
+                range.start,
+                range.end - 1
+            )));
+        }
+        let mut body = resp.into_body();
+        let mut out = Vec::with_capacity(want);
+        while let Some(frame) = tokio::time::timeout(self.timeout, body.frame())
+            .await
+            .map_err(|_| self.io("stalled"))?
+        {
+            if let Ok(data) = frame.map_err(|e| self.io(e))?.into_data() {
+                if out.len() + data.len() > want {
+                    return Err(self.io("sent more than the range"));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        if out.len() != want {
+            return Err(self.io(format!("sent {} of {want} bytes", out.len())));
+        }
+        Ok(out)
+    }
+
+    /// Downloads the whole resource into `file` (created), with `progress` called per chunk.
+    pub async fn download(
+        &self,
+        file: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, OriginError> {
+        let resp = self.get(None).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(OriginError::Status {
+                url: self.url(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e: io::Error| self.io(format!("creating {}: {e}", file.display())))?;
+        let mut body = resp.into_body();
+        let mut total = 0u64;
+        while let Some(frame) = tokio::time::timeout(self.timeout, body.frame())
+            .await
+            .map_err(|_| self.io("stalled"))?
+        {
+            if let Ok(data) = frame.map_err(|e| self.io(e))?.into_data() {
+                out.write_all(&data)
+                    .await
+                    .map_err(|e| self.io(format!("writing {}: {e}", file.display())))?;
+                total += data.len() as u64;
+                progress(data.len() as u64);
+            }
+        }
+        out.flush().await.map_err(|e| self.io(e))?;
+        Ok(total)
+    }
+}

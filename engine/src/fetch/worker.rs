@@ -1,0 +1,482 @@
+//! The workers of a fetch: a few per peer and a few for the origin, each pulling units from
+//! the scheduler, fetching them, opening and checking every block, and storing them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::sched::{Next, Sched, Unit, Who};
+use super::{
+    Events, FetchError, FetchEvent, FetchOptions, FetchReport, Fetcher, PeerRef, Source, Tally,
+};
+use crate::content::ContentInfo;
+use crate::store::{BlockSet, StoreError};
+use crate::wire::{
+    self, ContentKeys, FrameReader, HaveEntry, LookupKey, Reply, Request, SegmentKey,
+};
+
+/// Everything the workers of one fetch share.
+struct Ctx {
+    f: Fetcher,
+    info: Arc<ContentInfo>,
+    lookup: LookupKey,
+    peers: Vec<PeerRef>,
+    opts: FetchOptions,
+    sched: Mutex<Sched>,
+    /// Bumped on every change of the scheduler's state; waiting workers watch it.
+    generation: watch::Sender<u64>,
+    events: Events,
+    tally: Tally,
+    dropped: Mutex<Vec<(crate::peer::PeerAddr, String)>>,
+    fatal: Mutex<Option<FetchError>>,
+    cancel: CancellationToken,
+}
+
+/// Why a unit did not arrive from a peer.
+enum Miss {
+    /// Transport trouble: counts against the peer, which is retried.
+    Transport(String),
+    /// The peer no longer has the blocks.
+    Gone,
+    /// The peer sent bytes that do not verify: dropped at once.
+    Bad(String),
+    /// Someone else delivered it first.
+    Superseded,
+    /// The store failed (fatal for the fetch).
+    Store(StoreError),
+}
+
+impl Ctx {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sched> {
+        self.sched.lock().expect("scheduler lock")
+    }
+
+    fn changed(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn fail(&self, e: FetchError) {
+        self.fatal.lock().expect("fatal lock").get_or_insert(e);
+        self.cancel.cancel();
+    }
+
+    fn report_dropped(&self, p: usize, why: String) {
+        let addr = self.peers[p].addr;
+        tracing::warn!("dropping peer {addr} from this transfer: {why}");
+        self.dropped
+            .lock()
+            .expect("dropped lock")
+            .push((addr, why.clone()));
+        (self.events)(FetchEvent::PeerDropped {
+            peer: addr,
+            reason: why,
+        });
+    }
+
+    fn stored(&self, who: Who, bytes: u64) {
+        let source = match who {
+            Who::Peer(p) => {
+                let peer = &self.peers[p];
+                if let Some(n) = peer.node {
+                    self.f.stats.add_received(n, bytes);
+                }
+                Source::Peer(peer.addr)
+            }
+            Who::Origin => Source::Origin,
+        };
+        self.tally.add(source, bytes);
+        (self.events)(FetchEvent::Progress { source, bytes });
+    }
+
+    /// Waits for a change of the scheduler's state (or cancellation).
+    async fn wait(&self, rx: &mut watch::Receiver<u64>) -> bool {
+        tokio::select! {
+            r = rx.changed() => r.is_ok(),
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+}
+
+pub(super) async fn run(
+    f: &Fetcher,
+    info: Arc<ContentInfo>,
+    peers: &[PeerRef],
+    opts: &FetchOptions,
+    events: Events,
+    cancel: CancellationToken,
+) -> Result<FetchReport, FetchError> {
+    let id = info.id();
+    let layout = *info.layout();
+    let present: Vec<BlockSet> = layout
+        .segments()
+        .map(|s| f.store.present(&id, s))
+        .collect::<Result<_, _>>()?;
+    let present_blocks: u64 = present.iter().map(|s| u64::from(s.count())).sum();
+    let present_bytes = if present_blocks == layout.block_count() {
+        layout.content_len()
+    } else {
+        present_blocks * u64::from(layout.block_size())
+    };
+    let lookup = ContentKeys::new(&id).lookup;
+    let mut sched = Sched::new(
+        &layout,
+        &present,
+        opts.unit_blocks,
+        opts.max_failures,
+        opts.origin.is_some(),
+    );
+    // What each peer holds.
+    let mut haves = JoinSet::new();
+    for (i, p) in peers.iter().enumerate() {
+        let f = f.clone();
+        let addr = p.addr;
+        let timeout = opts.chunk_timeout;
+        haves.spawn(async move { (i, have_map(&f, addr, lookup, &layout, timeout).await) });
+    }
+    let mut have_of = vec![None; peers.len()];
+    while let Some(r) = haves.join_next().await {
+        if let Ok((i, r)) = r {
+            match r {
+                Ok(h) => have_of[i] = Some(h),
+                Err(e) => tracing::info!("peer {}: {e}", peers[i].addr),
+            }
+        }
+    }
+    let mut holding = 0;
+    for h in have_of {
+        let h = h.unwrap_or_else(|| {
+            layout
+                .segments()
+                .map(|s| BlockSet::new(layout.blocks_in_segment(s)))
+                .collect()
+        });
+        if h.iter().any(|s| s.count() > 0) {
+            holding += 1;
+        }
+        sched.add_peer(h);
+    }
+    (events)(FetchEvent::Started {
+        len: layout.content_len(),
+        present: present_bytes,
+        peers: holding,
+    });
+    if sched.is_empty() {
+        return Ok(FetchReport {
+            present: present_bytes,
+            ..FetchReport::default()
+        });
+    }
+    let unheld = sched.unheld_segments();
+    if opts.origin.is_none() && !unheld.is_empty() {
+        return Err(FetchError::Unavailable {
+            id,
+            segments: unheld,
+        });
+    }
+    let (generation, _) = watch::channel(0u64);
+    let ctx = Arc::new(Ctx {
+        f: f.clone(),
+        info,
+        lookup,
+        peers: peers.to_vec(),
+        opts: opts.clone(),
+        sched: Mutex::new(sched),
+        generation,
+        events,
+        tally: Tally::default(),
+        dropped: Mutex::default(),
+        fatal: Mutex::default(),
+        cancel: cancel.child_token(),
+    });
+    let mut workers = JoinSet::new();
+    for (p, peer) in peers.iter().enumerate() {
+        let depth = if peer.cache {
+            opts.cache_depth
+        } else {
+            opts.depth
+        };
+        for _ in 0..depth {
+            workers.spawn(peer_worker(Arc::clone(&ctx), p));
+        }
+    }
+    if opts.origin.is_some() {
+        for _ in 0..opts.origin_depth {
+            workers.spawn(origin_worker(Arc::clone(&ctx)));
+        }
+    }
+    while workers.join_next().await.is_some() {}
+    if let Some(e) = ctx.fatal.lock().expect("fatal lock").take() {
+        return Err(e);
+    }
+    if cancel.is_cancelled() {
+        return Err(FetchError::Cancelled);
+    }
+    let sched = ctx.lock();
+    if !sched.finished() {
+        return Err(FetchError::Unavailable {
+            id,
+            segments: sched.unheld_segments(),
+        });
+    }
+    Ok(FetchReport {
+        present: present_bytes,
+        by_source: ctx.tally.0.lock().expect("tally lock").clone(),
+        dropped: ctx.dropped.lock().expect("dropped lock").clone(),
+    })
+}
+
+/// Asks a peer which blocks it holds, in batches of segments.
+async fn have_map(
+    f: &Fetcher,
+    addr: crate::peer::PeerAddr,
+    lookup: LookupKey,
+    layout: &crate::content::Layout,
+    timeout: std::time::Duration,
+) -> Result<Vec<BlockSet>, String> {
+    let mut out = Vec::with_capacity(layout.segment_count() as usize);
+    while (out.len() as u32) < layout.segment_count() {
+        let first = out.len() as u32;
+        let count = (layout.segment_count() - first).min(wire::MAX_HAVE_SEGMENTS);
+        let req = Request::Have {
+            lookup,
+            first,
+            count,
+        };
+        match f.ask(addr, &req, timeout).await? {
+            Reply::Have { first: f0, entries }
+                if f0 == first && entries.len() == count as usize =>
+            {
+                for (i, e) in entries.into_iter().enumerate() {
+                    let seg = layout
+                        .segment(u64::from(first) + i as u64)
+                        .expect("in range");
+                    let n = layout.blocks_in_segment(seg);
+                    out.push(match e {
+                        HaveEntry::None => BlockSet::new(n),
+                        HaveEntry::All => BlockSet::full(n),
+                        HaveEntry::Some(bits) => BlockSet::from_bytes(&bits, n)
+                            .ok_or_else(|| format!("bad bitmap for segment {}", seg.get()))?,
+                    });
+                }
+            }
+            Reply::NotFound => return Err("does not have it".into()),
+            _ => return Err("answered a have request wrongly".into()),
+        }
+    }
+    Ok(out)
+}
+
+async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
+    let mut rx = ctx.generation.subscribe();
+    loop {
+        rx.borrow_and_update();
+        let next = ctx.lock().next_for_peer(p, Instant::now());
+        let u = match next {
+            Next::Fetch(u) => u,
+            Next::Wait => {
+                if ctx.wait(&mut rx).await {
+                    continue;
+                }
+                return;
+            }
+            Next::Exit => return,
+        };
+        let unit = ctx.lock().unit(u);
+        let who = Who::Peer(p);
+        let result = tokio::select! {
+            r = fetch_from_peer(&ctx, p, u, unit) => r,
+            _ = ctx.cancel.cancelled() => return,
+        };
+        match result {
+            Ok(bytes) => {
+                if ctx.lock().done(u, who) {
+                    ctx.stored(who, bytes);
+                }
+            }
+            Err(Miss::Superseded) => {
+                ctx.lock().done(u, who);
+            }
+            Err(Miss::Gone) => {
+                ctx.lock().failed(u, who, false);
+            }
+            Err(Miss::Transport(e)) => {
+                tracing::debug!("peer {}: {e}", ctx.peers[p].addr);
+                let dropped = ctx.lock().failed(u, who, true);
+                if let Some(why) = dropped {
+                    ctx.report_dropped(p, format!("{why} (last: {e})"));
+                }
+            }
+            Err(Miss::Bad(why)) => {
+                let newly = ctx.lock().drop_peer(p, why.clone());
+                if newly {
+                    ctx.report_dropped(p, why);
+                }
+            }
+            Err(Miss::Store(e)) => ctx.fail(e.into()),
+        }
+        ctx.changed();
+    }
+}
+
+/// Fetches one unit from peer `p`, opens and stores it; returns the bytes stored.
+async fn fetch_from_peer(ctx: &Ctx, p: usize, u: usize, unit: Unit) -> Result<u64, Miss> {
+    let addr = ctx.peers[p].addr;
+    let req = Request::Blocks {
+        lookup: ctx.lookup,
+        seg: unit.seg.get(),
+        first: unit.first,
+        count: unit.count,
+    };
+    let (bytes, _) = wire::encode_request(&ctx.f.keys, &ctx.f.me, &req);
+    let t = ctx.opts.chunk_timeout;
+    let resp = match tokio::time::timeout(t, ctx.f.transport.call(addr, bytes)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(Miss::Transport(e.to_string())),
+        Err(_) => return Err(Miss::Transport("no answer in time".into())),
+    };
+    let mut body = resp.body;
+    let mut frames = FrameReader::new();
+    let mut sealed = Vec::with_capacity(unit.count as usize);
+    while (sealed.len() as u32) < unit.count {
+        let chunk = match tokio::time::timeout(t, body.chunk()).await {
+            Ok(Some(Ok(c))) => c,
+            Ok(Some(Err(e))) => return Err(Miss::Transport(e.to_string())),
+            Ok(None) => return Err(Miss::Transport("reply ended early".into())),
+            Err(_) => return Err(Miss::Transport("reply stalled".into())),
+        };
+        frames.push(&chunk);
+        loop {
+            let frame = match frames.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Err(Miss::Bad(format!("malformed block frame: {e}"))),
+            };
+            let want = unit.first + sealed.len() as u32;
+            if frame.block != want || sealed.len() as u32 >= unit.count {
+                return Err(Miss::Bad(format!(
+                    "sent block {} where {want} was due",
+                    frame.block
+                )));
+            }
+            match frame.sealed {
+                Some(s) => sealed.push(s),
+                None => return Err(Miss::Gone),
+            }
+        }
+        if ctx.lock().is_done(u) {
+            return Err(Miss::Superseded);
+        }
+    }
+    open_and_store(ctx, unit, sealed).await
+}
+
+/// Opens the sealed blocks of a unit and stores them (the store checks every block's hash) on
+/// a blocking thread.
+async fn open_and_store(ctx: &Ctx, unit: Unit, sealed: Vec<Vec<u8>>) -> Result<u64, Miss> {
+    let info = Arc::clone(&ctx.info);
+    let store = Arc::clone(&ctx.f.store);
+    let lookup = ctx.lookup;
+    let joined = tokio::task::spawn_blocking(move || {
+        let key = SegmentKey::new(&info.descriptor(unit.seg).kp);
+        let mut data = Vec::with_capacity(sealed.iter().map(Vec::len).sum());
+        for (i, s) in sealed.iter().enumerate() {
+            let block = unit.first + i as u32;
+            let plain =
+                wire::open_frame(&key, &lookup, unit.seg.get(), block, s).map_err(|_| {
+                    Miss::Bad(format!(
+                        "block {block} of segment {} did not decrypt",
+                        unit.seg.get()
+                    ))
+                })?;
+            data.extend_from_slice(&plain);
+        }
+        let first = info
+            .layout()
+            .block(unit.seg, unit.first)
+            .expect("units lie within their segment");
+        match store.put_blocks(&info.id(), first, &data) {
+            Ok(()) => Ok(data.len() as u64),
+            Err(StoreError::Verify(e)) => Err(Miss::Bad(format!(
+                "sent a block that failed verification: {e}"
+            ))),
+            Err(e) => Err(Miss::Store(e)),
+        }
+    })
+    .await;
+    joined.unwrap_or_else(|e| Err(Miss::Transport(format!("worker failed: {e}"))))
+}
+
+async fn origin_worker(ctx: Arc<Ctx>) {
+    let origin = ctx
+        .opts
+        .origin
+        .clone()
+        .expect("origin workers run only with an origin");
+    let mut rx = ctx.generation.subscribe();
+    loop {
+        rx.borrow_and_update();
+        let next = ctx.lock().next_for_origin(Instant::now());
+        let u = match next {
+            Next::Fetch(u) => u,
+            Next::Wait => {
+                if ctx.wait(&mut rx).await {
+                    continue;
+                }
+                return;
+            }
+            Next::Exit => return,
+        };
+        let unit = ctx.lock().unit(u);
+        let layout = ctx.info.layout();
+        let first = layout.block(unit.seg, unit.first).expect("in range");
+        let last = layout
+            .block(unit.seg, unit.first + unit.count - 1)
+            .expect("in range");
+        let range = layout.block_offset(first)..layout.block_range(last).end;
+        let got = tokio::select! {
+            r = origin.get_range(range) => r,
+            _ = ctx.cancel.cancelled() => return,
+        };
+        match got {
+            Ok(data) => {
+                let info = Arc::clone(&ctx.info);
+                let store = Arc::clone(&ctx.f.store);
+                let put = tokio::task::spawn_blocking(move || {
+                    store
+                        .put_blocks(&info.id(), first, &data)
+                        .map(|()| data.len() as u64)
+                })
+                .await
+                .expect("store tasks do not panic");
+                match put {
+                    Ok(n) => {
+                        if ctx.lock().done(u, Who::Origin) {
+                            ctx.stored(Who::Origin, n);
+                        }
+                    }
+                    Err(StoreError::Verify(e)) => ctx.fail(
+                        super::OriginError::Changed {
+                            detail: e.to_string(),
+                        }
+                        .into(),
+                    ),
+                    Err(e) => ctx.fail(e.into()),
+                }
+            }
+            Err(e) => {
+                let mut s = ctx.lock();
+                s.failed(u, Who::Origin, true);
+                if s.origin_failures() >= ctx.opts.max_failures * 2 {
+                    drop(s);
+                    ctx.fail(e.into());
+                } else {
+                    tracing::warn!("origin: {e}; retrying");
+                }
+            }
+        }
+        ctx.changed();
+    }
+}

@@ -1,0 +1,330 @@
+//! The server side of the peer protocol, independent of how bytes travel: it takes a request's
+//! bytes and answers from the store. Only verified blocks leave it: the store checks every block
+//! as it reads it.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::content::{ContentId, Hash, native};
+use crate::store::SegmentStore;
+use crate::wire::{
+    self, ContentKeys, GroupKeys, HaveEntry, HelloReply, LookupKey, NodeId, Reply, Request,
+    SegmentKey, WireError,
+};
+
+use super::{PeerAddr, PeerResponse, ReplyBody};
+
+/// How this node serves.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The name peers see (host name).
+    pub name: String,
+    /// A cache node: accepts seeds and says so in hellos.
+    pub cache: bool,
+    /// For tests of fetchers only: flip a byte of every block before sealing it, as a malicious
+    /// node that holds the content information would. Never set in normal use.
+    pub corrupt_blocks: bool,
+}
+
+/// Byte counters, in total and per peer.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    /// Bytes of blocks served.
+    pub served: AtomicU64,
+    /// Bytes of blocks received by this node's fetches.
+    pub received: AtomicU64,
+    /// Block streams being served now.
+    pub busy: AtomicU32,
+    per_peer: Mutex<HashMap<NodeId, (u64, u64)>>,
+}
+
+impl ServiceStats {
+    /// Counts `n` bytes served to `peer`.
+    pub fn add_served(&self, peer: NodeId, n: u64) {
+        self.served.fetch_add(n, Ordering::Relaxed);
+        self.per_peer
+            .lock()
+            .expect("stats lock")
+            .entry(peer)
+            .or_default()
+            .0 += n;
+    }
+
+    /// Counts `n` bytes received from `peer`.
+    pub fn add_received(&self, peer: NodeId, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+        self.per_peer
+            .lock()
+            .expect("stats lock")
+            .entry(peer)
+            .or_default()
+            .1 += n;
+    }
+
+    /// (served to, received from) `peer`.
+    pub fn exchanged(&self, peer: &NodeId) -> (u64, u64) {
+        self.per_peer
+            .lock()
+            .expect("stats lock")
+            .get(peer)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Answers peer requests from a store.
+#[derive(Debug)]
+pub struct PeerService {
+    store: Arc<dyn SegmentStore>,
+    keys: GroupKeys,
+    me: NodeId,
+    opts: ServeOptions,
+    index: RwLock<HashMap<LookupKey, ContentId>>,
+    stats: Arc<ServiceStats>,
+    seeds: Option<mpsc::Sender<ContentId>>,
+    tasks: TaskTracker,
+}
+
+impl PeerService {
+    /// A service for `store`, in the group of `keys`, indexing what the store holds now. Seeds
+    /// accepted by a cache node go to `seeds`.
+    pub fn new(
+        store: Arc<dyn SegmentStore>,
+        keys: GroupKeys,
+        me: NodeId,
+        opts: ServeOptions,
+        seeds: Option<mpsc::Sender<ContentId>>,
+    ) -> Result<Arc<PeerService>, crate::store::StoreError> {
+        let svc = PeerService {
+            store,
+            keys,
+            me,
+            opts,
+            index: RwLock::default(),
+            stats: Arc::default(),
+            seeds,
+            tasks: TaskTracker::new(),
+        };
+        for r in svc.store.list()? {
+            svc.index(&r.id);
+        }
+        Ok(Arc::new(svc))
+    }
+
+    /// Makes content findable by its lookup key (after it enters the store).
+    pub fn index(&self, id: &ContentId) {
+        let k = ContentKeys::new(id).lookup;
+        self.index.write().expect("index lock").insert(k, *id);
+    }
+
+    /// Forgets content (after it leaves the store).
+    pub fn unindex(&self, id: &ContentId) {
+        let k = ContentKeys::new(id).lookup;
+        self.index.write().expect("index lock").remove(&k);
+    }
+
+    /// This node's ID.
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The group keys.
+    pub fn keys(&self) -> &GroupKeys {
+        &self.keys
+    }
+
+    /// Byte counters.
+    pub fn stats(&self) -> &Arc<ServiceStats> {
+        &self.stats
+    }
+
+    /// How this node serves.
+    pub fn options(&self) -> &ServeOptions {
+        &self.opts
+    }
+
+    /// Stops accepting block streams and waits for those running to end.
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// What this node says in a hello.
+    pub fn hello(&self) -> HelloReply {
+        HelloReply {
+            node: self.me,
+            name: self.opts.name.clone(),
+            cache: self.opts.cache,
+            contents: self.index.read().expect("index lock").len() as u32,
+            served: self.stats.served.load(Ordering::Relaxed),
+            received: self.stats.received.load(Ordering::Relaxed),
+            busy: self.stats.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lookup(&self, k: &LookupKey) -> Option<ContentId> {
+        self.index.read().expect("index lock").get(k).copied()
+    }
+
+    /// Answers one request's bytes. `from` is only for error messages.
+    pub fn handle(self: &Arc<Self>, from: PeerAddr, body: &[u8]) -> PeerResponse {
+        let env = match wire::decode_request(&self.keys, body) {
+            Ok(env) => env,
+            Err(WireError::NotInGroup) => return status(from, 403),
+            Err(_) => return status(from, 400),
+        };
+        let reply = match env.request {
+            Request::Hello => Reply::Hello(self.hello()),
+            Request::Info { lookup } => self.info(&lookup),
+            Request::Have {
+                lookup,
+                first,
+                count,
+            } => self.have(&lookup, first, count),
+            Request::Blocks {
+                lookup,
+                seg,
+                first,
+                count,
+            } => return self.blocks(from, env.from, lookup, seg, first, count),
+            Request::Seed { sealed_id } => self.seed(&sealed_id),
+        };
+        let bytes = wire::encode_reply(&self.keys, &env.mac, &reply);
+        PeerResponse {
+            status: 200,
+            body: ReplyBody::full(from, Bytes::from(bytes)),
+        }
+    }
+
+    fn info(&self, lookup: &LookupKey) -> Reply {
+        let Some(id) = self.lookup(lookup) else {
+            return Reply::NotFound;
+        };
+        match self.store.content_info(&id) {
+            Ok(Some(info)) => {
+                let encoded = native::encode_content_info(&info);
+                Reply::Info {
+                    sealed: ContentKeys::new(&id).seal_info(&encoded),
+                }
+            }
+            _ => Reply::NotFound,
+        }
+    }
+
+    fn have(&self, lookup: &LookupKey, first: u32, count: u32) -> Reply {
+        let Some(id) = self.lookup(lookup) else {
+            return Reply::NotFound;
+        };
+        let Ok(Some(info)) = self.store.content_info(&id) else {
+            return Reply::NotFound;
+        };
+        let layout = info.layout();
+        let end = first.saturating_add(count).min(layout.segment_count());
+        let mut entries = Vec::new();
+        for s in first..end {
+            let seg = layout.segment(s.into()).expect("below the segment count");
+            let entry = match self.store.present(&id, seg) {
+                Ok(set) if set.count() == layout.blocks_in_segment(seg) => HaveEntry::All,
+                Ok(set) if set.count() == 0 => HaveEntry::None,
+                Ok(set) => HaveEntry::Some(set.to_bytes()),
+                Err(_) => HaveEntry::None,
+            };
+            entries.push(entry);
+        }
+        Reply::Have { first, entries }
+    }
+
+    fn seed(&self, sealed_id: &[u8]) -> Reply {
+        let Some(tx) = self.seeds.as_ref().filter(|_| self.opts.cache) else {
+            return Reply::Refused;
+        };
+        let Ok(plain) = self.keys.open(b"seed", sealed_id) else {
+            return Reply::Refused;
+        };
+        let Ok(bytes) = <[u8; 32]>::try_from(plain.as_slice()) else {
+            return Reply::Refused;
+        };
+        match tx.try_send(ContentId(Hash(bytes))) {
+            Ok(()) => Reply::SeedAccepted,
+            Err(_) => Reply::Refused,
+        }
+    }
+
+    /// Streams the requested blocks, one sealed frame each, read and sealed on a blocking
+    /// thread; the stream ends early if the receiver goes away.
+    fn blocks(
+        self: &Arc<Self>,
+        from: PeerAddr,
+        peer: NodeId,
+        lookup: LookupKey,
+        seg: u32,
+        first: u32,
+        count: u32,
+    ) -> PeerResponse {
+        let Some(id) = self.lookup(&lookup) else {
+            return status(from, 404);
+        };
+        let Ok(Some(info)) = self.store.content_info(&id) else {
+            return status(from, 404);
+        };
+        let layout = *info.layout();
+        let Ok(segment) = layout.segment(seg.into()) else {
+            return status(from, 400);
+        };
+        if first.saturating_add(count) > layout.blocks_in_segment(segment) {
+            return status(from, 400);
+        }
+        if self.tasks.is_closed() {
+            return status(from, 503);
+        }
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+        let svc = Arc::clone(self);
+        let key = SegmentKey::new(&info.descriptor(segment).kp);
+        let rt = tokio::runtime::Handle::current();
+        self.stats.busy.fetch_add(1, Ordering::Relaxed);
+        self.tasks.spawn_blocking_on(
+            move || {
+                for i in first..first + count {
+                    let block = layout.block(segment, i).expect("checked above");
+                    let mut out = Vec::with_capacity(layout.block_len(block) as usize + 64);
+                    match svc.store.get_block(&id, block) {
+                        Ok(Some(mut data)) => {
+                            if svc.opts.corrupt_blocks {
+                                data[0] ^= 0x5a;
+                            }
+                            wire::encode_frame(&key, &lookup, seg, i, &data, &mut out);
+                            svc.stats.add_served(peer, data.len() as u64);
+                        }
+                        Ok(None) => wire::encode_missing_frame(i, &mut out),
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(io::Error::other(e)));
+                            break;
+                        }
+                    }
+                    if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+                        break;
+                    }
+                }
+                svc.stats.busy.fetch_sub(1, Ordering::Relaxed);
+            },
+            &rt,
+        );
+        PeerResponse {
+            status: 200,
+            body: ReplyBody::chan(from, rx),
+        }
+    }
+}
+
+fn status(from: PeerAddr, code: u16) -> PeerResponse {
+    PeerResponse {
+        status: code,
+        body: ReplyBody::full(from, Bytes::new()),
+    }
+}

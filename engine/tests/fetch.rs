@@ -1,0 +1,358 @@
+//! Multi-node fetches in one process over the in-memory transport: honest, lying, slow,
+//! disconnecting and vanishing peers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pdist_engine::content::{ContentInfo, HashOptions, ServerSecret, hash_reader};
+use pdist_engine::fetch::{FetchError, FetchEvent, FetchOptions, Fetcher, PeerRef, Source};
+use pdist_engine::peer::mem::{Fault, MemNetwork};
+use pdist_engine::peer::{PeerService, ServeOptions, ServiceStats};
+use pdist_engine::store::{MemStore, Origin, SegmentStore};
+use pdist_engine::wire::{GroupKeys, NodeId};
+use tokio_util::sync::CancellationToken;
+
+struct Node {
+    store: Arc<dyn SegmentStore>,
+    addr: SocketAddr,
+    svc: Arc<PeerService>,
+}
+
+fn secret() -> ServerSecret {
+    ServerSecret::new(b"test group".to_vec())
+}
+
+fn info_for(data: &[u8]) -> ContentInfo {
+    hash_reader(data, &secret(), &HashOptions::default(), &mut |_| {}).unwrap()
+}
+
+fn node(net: &MemNetwork, i: u16, opts: ServeOptions) -> Node {
+    let store: Arc<dyn SegmentStore> = Arc::new(MemStore::new());
+    let svc = PeerService::new(
+        Arc::clone(&store),
+        GroupKeys::new(&secret()),
+        NodeId::random(),
+        opts,
+        None,
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("10.0.0.{i}:7000").parse().unwrap();
+    net.attach(addr, Arc::clone(&svc));
+    Node { store, addr, svc }
+}
+
+/// Stores all of `data` on `n` (as a seeder), or only the blocks `keep` says.
+fn seed(n: &Node, info: &ContentInfo, data: &[u8], keep: impl Fn(u64) -> bool) {
+    n.store.put_content(info, "x", Origin::Fetched).unwrap();
+    let l = info.layout();
+    for g in 0..l.block_count() {
+        if keep(g) {
+            let b = l.block_at(g).unwrap();
+            let r = l.block_range(b);
+            n.store
+                .put_block(&info.id(), b, &data[r.start as usize..r.end as usize])
+                .unwrap();
+        }
+    }
+    n.svc.index(&info.id());
+}
+
+fn fetcher(net: &MemNetwork, n: &Node) -> Fetcher {
+    Fetcher::new(
+        Arc::new(net.clone()),
+        GroupKeys::new(&secret()),
+        n.svc.node_id(),
+        Arc::clone(&n.store),
+        Arc::new(ServiceStats::default()),
+    )
+}
+
+fn refs(nodes: &[&Node]) -> Vec<PeerRef> {
+    nodes
+        .iter()
+        .map(|n| PeerRef {
+            addr: n.addr,
+            node: Some(n.svc.node_id()),
+            cache: false,
+        })
+        .collect()
+}
+
+fn fast() -> FetchOptions {
+    FetchOptions {
+        chunk_timeout: Duration::from_secs(2),
+        ..FetchOptions::default()
+    }
+}
+
+type Log = Arc<Mutex<Vec<FetchEvent>>>;
+
+fn events() -> (Log, pdist_engine::fetch::Events) {
+    let log: Log = Arc::default();
+    let l2 = Arc::clone(&log);
+    (log, Arc::new(move |e| l2.lock().unwrap().push(e)))
+}
+
+fn read_all(n: &Node, info: &ContentInfo) -> Vec<u8> {
+    let mut out = Vec::new();
+    pdist_engine::fetch::write_content(n.store.as_ref(), info, &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_from_three_peers_and_verifies_everything() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(1, 3 * 32 * 1024 * 1024 + 12_345);
+    let info = info_for(&data);
+    let seeders: Vec<Node> = (1..=3)
+        .map(|i| node(&net, i, ServeOptions::default()))
+        .collect();
+    for s in &seeders {
+        seed(s, &info, &data, |_| true);
+    }
+    let me = node(&net, 9, ServeOptions::default());
+    let f = fetcher(&net, &me);
+    let peers = refs(&seeders.iter().collect::<Vec<_>>());
+    let got = f
+        .content_info(&info.id(), &peers, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(got.id(), info.id());
+    let (log, ev) = events();
+    let report = f
+        .fetch(got, &peers, &fast(), ev, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&me, &info), data);
+    let total: u64 = report.by_source.values().sum();
+    assert_eq!(total, data.len() as u64);
+    assert_eq!(
+        report.by_source.len(),
+        3,
+        "every peer contributed: {:?}",
+        report.by_source
+    );
+    assert!(report.dropped.is_empty());
+    let progress: u64 = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            FetchEvent::Progress { bytes, .. } => Some(*bytes),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(progress, data.len() as u64);
+    // Fetched content is served onwards.
+    me.svc.index(&info.id());
+    let third = node(&net, 10, ServeOptions::default());
+    let f3 = fetcher(&net, &third);
+    let peers = refs(&[&me]);
+    let info3 = f3
+        .content_info(&info.id(), &peers, Duration::from_secs(2))
+        .await
+        .unwrap();
+    f3.fetch(info3, &peers, &fast(), events().1, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&third, &info), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_peer_is_dropped_and_its_blocks_come_from_others() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(2, 40 * 1024 * 1024);
+    let info = info_for(&data);
+    let liar = node(
+        &net,
+        1,
+        ServeOptions {
+            corrupt_blocks: true,
+            ..ServeOptions::default()
+        },
+    );
+    let honest = node(&net, 2, ServeOptions::default());
+    seed(&liar, &info, &data, |_| true);
+    seed(&honest, &info, &data, |_| true);
+    let me = node(&net, 9, ServeOptions::default());
+    let f = fetcher(&net, &me);
+    let peers = refs(&[&liar, &honest]);
+    let info2 = f
+        .content_info(&info.id(), &peers, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let report = f
+        .fetch(info2, &peers, &fast(), events().1, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&me, &info), data);
+    assert_eq!(report.dropped.len(), 1);
+    assert_eq!(report.dropped[0].0, liar.addr);
+    assert!(
+        report.dropped[0].1.contains("verification"),
+        "{:?}",
+        report.dropped
+    );
+    assert!(!report.by_source.contains_key(&Source::Peer(liar.addr)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_disconnecting_peers_do_not_stop_a_fetch() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(3, 24 * 1024 * 1024);
+    let info = info_for(&data);
+    let slow = node(&net, 1, ServeOptions::default());
+    let cut = node(&net, 2, ServeOptions::default());
+    let good = node(&net, 3, ServeOptions::default());
+    for n in [&slow, &cut, &good] {
+        seed(n, &info, &data, |_| true);
+    }
+    let me = node(&net, 9, ServeOptions::default());
+    let f = fetcher(&net, &me);
+    let peers = refs(&[&slow, &cut, &good]);
+    let info2 = f
+        .content_info(&info.id(), &peers, Duration::from_secs(2))
+        .await
+        .unwrap();
+    net.set_fault(slow.addr, Some(Fault::Slow(Duration::from_millis(30))));
+    net.set_fault(cut.addr, Some(Fault::CutAfter(3)));
+    let report = f
+        .fetch(info2, &peers, &fast(), events().1, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&me, &info), data);
+    let from = |n: &Node| {
+        report
+            .by_source
+            .get(&Source::Peer(n.addr))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(
+        from(&good) > from(&slow),
+        "the fast peer gets more: {:?}",
+        report.by_source
+    );
+    assert!(
+        report.dropped.iter().any(|(a, _)| *a == cut.addr),
+        "{:?}",
+        report.dropped
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_segments_are_named_and_a_fetch_resumes() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(4, 3 * 32 * 1024 * 1024);
+    let info = info_for(&data);
+    // The seeder holds segments 0 and 2 only.
+    let partial = node(&net, 1, ServeOptions::default());
+    seed(&partial, &info, &data, |g| g / 512 != 1);
+    let me = node(&net, 9, ServeOptions::default());
+    let f = fetcher(&net, &me);
+    let peers = refs(&[&partial]);
+    let info2 = f
+        .content_info(&info.id(), &peers, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let err = f
+        .fetch(
+            Arc::clone(&info2),
+            &peers,
+            &fast(),
+            events().1,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, FetchError::Unavailable { segments, .. } if segments == &[1]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("segment(s) 1"), "{err}");
+    // A peer with everything appears; only what is missing is fetched.
+    let full = node(&net, 2, ServeOptions::default());
+    seed(&full, &info, &data, |_| true);
+    let peers = refs(&[&partial, &full]);
+    let mut done = 0;
+    // First a run that gets segment 0 only: the full peer holds it, then goes down.
+    let report = f
+        .fetch(info2, &peers, &fast(), events().1, CancellationToken::new())
+        .await
+        .unwrap();
+    done += report.by_source.values().sum::<u64>();
+    assert_eq!(done, data.len() as u64);
+    assert_eq!(read_all(&me, &info), data);
+    // Everything is present now: a further fetch transfers nothing.
+    let again = f
+        .fetch(
+            me.store.content_info(&info.id()).unwrap().unwrap(),
+            &peers,
+            &fast(),
+            events().1,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(again.by_source.is_empty());
+    assert_eq!(again.present, data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_goes_down_mid_fetch_is_dropped() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(5, 16 * 1024 * 1024);
+    let info = info_for(&data);
+    let a = node(&net, 1, ServeOptions::default());
+    let b = node(&net, 2, ServeOptions::default());
+    seed(&a, &info, &data, |_| true);
+    seed(&b, &info, &data, |_| true);
+    let me = node(&net, 9, ServeOptions::default());
+    let f = fetcher(&net, &me);
+    let peers = refs(&[&a, &b]);
+    let info2 = f
+        .content_info(&info.id(), &peers, Duration::from_secs(2))
+        .await
+        .unwrap();
+    // a dies as soon as the first bytes arrive.
+    let net2 = net.clone();
+    let a_addr = a.addr;
+    let ev: pdist_engine::fetch::Events = Arc::new(move |e| {
+        if matches!(e, FetchEvent::Progress { .. }) {
+            net2.set_fault(a_addr, Some(Fault::Down));
+        }
+    });
+    let report = f
+        .fetch(info2, &peers, &fast(), ev, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&me, &info), data);
+    assert!(
+        report.dropped.iter().any(|(p, _)| *p == a.addr),
+        "{:?}",
+        report.dropped
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_group_learns_nothing() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(6, 1024 * 1024);
+    let info = info_for(&data);
+    let a = node(&net, 1, ServeOptions::default());
+    seed(&a, &info, &data, |_| true);
+    let stranger_store: Arc<dyn SegmentStore> = Arc::new(MemStore::new());
+    let f = Fetcher::new(
+        Arc::new(net.clone()),
+        GroupKeys::new(&ServerSecret::new(b"other group".to_vec())),
+        NodeId::random(),
+        stranger_store,
+        Arc::new(ServiceStats::default()),
+    );
+    let err = f
+        .content_info(&info.id(), &refs(&[&a]), Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::NoInfo { asked: 1, .. }), "{err}");
+}
