@@ -208,7 +208,16 @@ impl Fetcher {
         &self.store
     }
 
-    /// Sends `req` to `peer` and decodes the (small, authenticated) reply.
+    /// Sends `req` to `peer` and decodes its (small, authenticated) reply.
+    pub async fn ask_peer(
+        &self,
+        peer: PeerAddr,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, String> {
+        self.ask(peer, req, timeout).await
+    }
+
     async fn ask(&self, peer: PeerAddr, req: &Request, timeout: Duration) -> Result<Reply, String> {
         let (bytes, mac) = wire::encode_request(&self.keys, &self.me, req);
         let call = async {

@@ -49,7 +49,11 @@ pub mod store;
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use content::{ContentId, ContentInfo, Hash, Layout, ServerSecret, Ticket};
 #[cfg(feature = "net")]
+pub mod discovery;
+#[cfg(feature = "net")]
 pub mod fetch;
+#[cfg(feature = "net")]
+pub mod node;
 #[cfg(feature = "net")]
 pub mod peer;
 pub mod wire;

@@ -17,6 +17,7 @@
 pub mod blockset;
 pub mod evict;
 pub mod mem;
+mod publish;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 pub use blockset::BlockSet;
 pub use evict::{CappedStore, Lease, Leases, evict_to};
 pub use mem::MemStore;
+pub use publish::{PublishError, name_of, publish_file};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksStore, RocksStoreOptions};
 

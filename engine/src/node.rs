@@ -1,0 +1,574 @@
+//! A long-lived node: the store, the peer protocol endpoint, discovery, the peer table with its
+//! own liveness, fetches, seeds, and the local control API ([`control`]).
+//!
+//! Every task a node spawns is tracked; [`Node::shutdown`] stops accepting work, says goodbye on
+//! mDNS, lets running block streams and fetches finish or stop, and waits for all of them.
+
+pub mod control;
+mod peers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::content::{ContentId, ContentInfo, HashOptions, ServerSecret, hash_file};
+use crate::discovery::{Advert, Discovery, DiscoveryError};
+use crate::fetch::{
+    Events, FetchError, FetchEvent, FetchOptions, FetchReport, Fetcher, OriginError, Source,
+};
+use crate::peer::mem::MemNetwork;
+use crate::peer::{PeerService, ServeOptions, Transport};
+use crate::store::{ContentRecord, Origin, SegmentStore, StoreError, Usage};
+use crate::wire::{GroupKeys, NodeId, Reply, Request};
+
+pub use peers::{PeerTable, PeerView};
+
+/// The default TCP port of the peer protocol.
+pub const DEFAULT_PORT: u16 = 7461;
+
+/// Where a node's peer endpoint listens.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// A TCP address (port 0: any free port).
+    Tcp(SocketAddr),
+    /// An in-memory network (tests).
+    Mem(MemNetwork, SocketAddr),
+}
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The name peers see.
+    pub name: String,
+    /// The group secret (also the server secret of the content information it builds).
+    pub secret: ServerSecret,
+    /// Where the peer endpoint listens.
+    pub listen: Listen,
+    /// A cache node: accepts seeds, says so.
+    pub cache: bool,
+    /// Peers given by address (`--peer`).
+    pub static_peers: Vec<SocketAddr>,
+    /// How often peers are said hello to.
+    pub probe_interval: Duration,
+    /// How long a hello may take.
+    pub hello_timeout: Duration,
+    /// Scratch space for downloads from an origin (in the data directory).
+    pub scratch: PathBuf,
+    /// Serve corrupted blocks (only for tests of fetchers).
+    pub corrupt_blocks: bool,
+}
+
+/// Why a node failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The peer endpoint could not listen.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+}
+
+/// What `pdist status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Node ID (hex).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The peer endpoint's address.
+    pub listen: SocketAddr,
+    /// A cache node.
+    pub cache: bool,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Store usage.
+    pub usage: Usage,
+    /// Fetches running.
+    pub fetches: u32,
+    /// Block streams being served.
+    pub serving: u32,
+    /// Bytes served to peers.
+    pub bytes_served: u64,
+    /// Bytes received from peers.
+    pub bytes_received: u64,
+    /// Peers known, and of those alive in our group.
+    pub peers_known: usize,
+    /// Peers alive in our group.
+    pub peers_alive: usize,
+}
+
+/// One cache node's answer to a seed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SeedResult {
+    /// The cache node's name.
+    pub node: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Whether it accepted.
+    pub accepted: bool,
+}
+
+struct Inner {
+    id: NodeId,
+    cfg: NodeConfig,
+    keys: GroupKeys,
+    store: Arc<dyn SegmentStore>,
+    service: Arc<PeerService>,
+    fetcher: Fetcher,
+    transport: Arc<dyn Transport>,
+    peers: PeerTable,
+    addr: SocketAddr,
+    discovery: Option<Arc<dyn Discovery>>,
+    started: Instant,
+    fetches: AtomicU32,
+}
+
+/// A running node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.id)
+            .field("addr", &self.inner.addr)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts a node on `store`: the peer endpoint, discovery (if any), the prober, and (for a
+    /// cache node) the seed worker.
+    pub async fn start(
+        cfg: NodeConfig,
+        store: Arc<dyn SegmentStore>,
+        transport: Arc<dyn Transport>,
+        discovery: Option<Arc<dyn Discovery>>,
+    ) -> Result<Node, NodeError> {
+        let id = NodeId::random();
+        let keys = GroupKeys::new(&cfg.secret);
+        let (seed_tx, seed_rx) = mpsc::channel(64);
+        let service = PeerService::new(
+            Arc::clone(&store),
+            keys.clone(),
+            id,
+            ServeOptions {
+                name: cfg.name.clone(),
+                cache: cfg.cache,
+                corrupt_blocks: cfg.corrupt_blocks,
+            },
+            cfg.cache.then_some(seed_tx),
+        )?;
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let addr = match &cfg.listen {
+            Listen::Tcp(a) => {
+                let listener = TcpListener::bind(a)
+                    .await
+                    .map_err(|source| NodeError::Listen { addr: *a, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| NodeError::Listen { addr: *a, source })?;
+                tasks.spawn(crate::peer::http::serve(
+                    listener,
+                    Arc::clone(&service),
+                    stop.clone(),
+                    tasks.clone(),
+                ));
+                local
+            }
+            Listen::Mem(net, a) => {
+                net.attach(*a, Arc::clone(&service));
+                *a
+            }
+        };
+        let peers = PeerTable::new(keys.clone(), id);
+        for p in &cfg.static_peers {
+            peers.add_static(*p);
+        }
+        let fetcher = Fetcher::new(
+            Arc::clone(&transport),
+            keys.clone(),
+            id,
+            Arc::clone(&store),
+            Arc::clone(service.stats()),
+        );
+        let inner = Arc::new(Inner {
+            id,
+            keys: keys.clone(),
+            store,
+            service,
+            fetcher,
+            transport,
+            peers,
+            addr,
+            discovery,
+            started: Instant::now(),
+            fetches: AtomicU32::new(0),
+            cfg,
+        });
+        let node = Node { inner, stop, tasks };
+        if let Some(d) = &node.inner.discovery {
+            let events = d.start(Advert {
+                node: id,
+                tag: keys.node_tag(&id),
+                port: addr.port(),
+                cache: node.inner.cfg.cache,
+            })?;
+            node.tasks.spawn(node.clone().pump_discovery(events));
+        }
+        node.tasks.spawn(node.clone().prober());
+        if node.inner.cfg.cache {
+            node.tasks.spawn(node.clone().seed_worker(seed_rx));
+        }
+        Ok(node)
+    }
+
+    async fn pump_discovery(self, mut events: mpsc::Receiver<crate::discovery::DiscoveryEvent>) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                ev = events.recv() => match ev {
+                    Some(ev) => {
+                        let up = matches!(ev, crate::discovery::DiscoveryEvent::Up { .. });
+                        self.inner.peers.apply(ev);
+                        if up {
+                            // Say hello at once rather than at the next round.
+                            self.probe_now().await;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn prober(self) {
+        loop {
+            self.probe_now().await;
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(self.inner.cfg.probe_interval) => {}
+            }
+        }
+    }
+
+    /// Says hello to every known peer now.
+    pub async fn probe_now(&self) {
+        self.inner
+            .peers
+            .probe(&self.inner.transport, self.inner.cfg.hello_timeout)
+            .await;
+    }
+
+    async fn seed_worker(self, mut rx: mpsc::Receiver<ContentId>) {
+        loop {
+            let id = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                id = rx.recv() => match id { Some(id) => id, None => return },
+            };
+            let events: Events = Arc::new(|_| {});
+            match self
+                .fetch(id, FetchOptions::default(), events, self.stop.child_token())
+                .await
+            {
+                Ok(_) => tracing::info!("seeded {}", id.ticket()),
+                Err(e) => tracing::warn!("seeding {}: {e}", id.ticket()),
+            }
+        }
+    }
+
+    /// This node's ID.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The peer endpoint's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SegmentStore> {
+        &self.inner.store
+    }
+
+    /// The peer table.
+    pub fn peers(&self) -> &PeerTable {
+        &self.inner.peers
+    }
+
+    /// The group secret.
+    pub fn secret(&self) -> &ServerSecret {
+        &self.inner.cfg.secret
+    }
+
+    /// Waits until at least `n` peers of our group are alive, or `timeout` passes; returns how
+    /// many are.
+    pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let alive = self.inner.peers.fetch_peers().len();
+            if alive >= n || Instant::now() >= deadline {
+                return alive;
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return alive,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// Makes content in the store findable by peers.
+    pub fn announce(&self, id: &ContentId) {
+        self.inner.service.index(id);
+    }
+
+    /// Publishes a file (see [`crate::store::publish_file`]) and makes it findable.
+    pub fn publish(
+        &self,
+        path: &std::path::Path,
+        copy: bool,
+        opts: &HashOptions,
+    ) -> Result<(ContentInfo, bool), crate::store::PublishError> {
+        let (info, new) = crate::store::publish_file(
+            self.inner.store.as_ref(),
+            path,
+            &self.inner.cfg.secret,
+            opts,
+            copy,
+            &mut |_| {},
+        )?;
+        self.announce(&info.id());
+        Ok((info, new))
+    }
+
+    /// Removes content from the store (and from what peers can find).
+    pub fn remove(&self, id: &ContentId) -> Result<bool, StoreError> {
+        self.inner.service.unindex(id);
+        self.inner.store.remove(id)
+    }
+
+    /// The store's records.
+    pub fn list(&self) -> Result<Vec<ContentRecord>, StoreError> {
+        self.inner.store.list()
+    }
+
+    /// Fetches content into the store: from peers, and blocks no peer holds from
+    /// `opts.origin`; content no peer knows at all is downloaded whole from the origin and
+    /// checked against the ticket. The content is then served to peers.
+    pub async fn fetch(
+        &self,
+        id: ContentId,
+        opts: FetchOptions,
+        events: Events,
+        cancel: CancellationToken,
+    ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
+        self.inner.fetches.fetch_add(1, Ordering::Relaxed);
+        let r = self.fetch_inner(id, opts, events, cancel).await;
+        self.inner.fetches.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    async fn fetch_inner(
+        &self,
+        id: ContentId,
+        opts: FetchOptions,
+        events: Events,
+        cancel: CancellationToken,
+    ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
+        let peers = self.inner.peers.fetch_peers();
+        let info = match self
+            .inner
+            .fetcher
+            .content_info(&id, &peers, opts.chunk_timeout)
+            .await
+        {
+            Ok(info) => info,
+            Err(FetchError::NoInfo { .. }) if opts.origin.is_some() => {
+                let origin = opts.origin.as_ref().expect("checked");
+                let report = self.bootstrap(id, origin, &events, &cancel).await?;
+                let info = self
+                    .inner
+                    .store
+                    .content_info(&id)?
+                    .ok_or(FetchError::NoInfo { id, asked: 0 })?;
+                self.announce(&id);
+                return Ok((info, report));
+            }
+            Err(e) => return Err(e),
+        };
+        self.announce(&id);
+        let report = self
+            .inner
+            .fetcher
+            .fetch(Arc::clone(&info), &peers, &opts, events, cancel)
+            .await?;
+        Ok((info, report))
+    }
+
+    /// Downloads content nobody on the LAN has from the origin, hashes it and keeps it only if
+    /// it is the ticket's content.
+    async fn bootstrap(
+        &self,
+        id: ContentId,
+        origin: &crate::fetch::OriginClient,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<FetchReport, FetchError> {
+        let scratch = &self.inner.cfg.scratch;
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| StoreError::io(format!("creating {}", scratch.display()), e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("origin-")
+            .tempfile_in(scratch)
+            .map_err(|e| StoreError::io(format!("creating a file in {}", scratch.display()), e))?;
+        (events)(FetchEvent::Started {
+            len: 0,
+            present: 0,
+            peers: 0,
+        });
+        let ev = Arc::clone(events);
+        let progress = move |n| {
+            ev(FetchEvent::Progress {
+                source: Source::Origin,
+                bytes: n,
+            })
+        };
+        let n = tokio::select! {
+            r = origin.download(tmp.path(), &progress) => r?,
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+        };
+        let store = Arc::clone(&self.inner.store);
+        let secret = self.inner.cfg.secret.clone();
+        let path = tmp.path().to_path_buf();
+        let joined =
+            tokio::task::spawn_blocking(move || -> Result<(), FetchError> {
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+                let info = hash_file(&file, &secret, &HashOptions::default(), &mut |_| {})
+                    .map_err(|e| OriginError::Changed {
+                        detail: e.to_string(),
+                    })?;
+                if info.id() != id {
+                    return Err(OriginError::Changed {
+                        detail: format!("it hashes to {}, not to the ticket", info.id().ticket()),
+                    }
+                    .into());
+                }
+                store.put_content(&info, &id.ticket().to_string(), Origin::Fetched)?;
+                crate::store::copy_file_blocks(store.as_ref(), &info, &file)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| StoreError::io("hashing", std::io::Error::other(e)))?;
+        joined?;
+        let mut report = FetchReport::default();
+        report.by_source.insert(Source::Origin, n);
+        Ok(report)
+    }
+
+    /// Asks cache nodes (all, or the one whose name or ID is `on`) to fetch and keep `id`.
+    pub async fn seed(&self, id: ContentId, on: Option<&str>) -> Vec<SeedResult> {
+        let sealed_id = self.inner.keys.seal(b"seed", &id.as_hash().0);
+        let mut out = Vec::new();
+        for (node, name, addr) in self.inner.peers.caches() {
+            if let Some(on) = on
+                && on != name
+                && !node.to_hex().starts_with(on)
+            {
+                continue;
+            }
+            let req = Request::Seed {
+                sealed_id: sealed_id.clone(),
+            };
+            let accepted = matches!(
+                self.inner
+                    .fetcher
+                    .ask_peer(addr, &req, self.inner.cfg.hello_timeout)
+                    .await,
+                Ok(Reply::SeedAccepted)
+            );
+            out.push(SeedResult {
+                node: name,
+                addr,
+                accepted,
+            });
+        }
+        out
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> Result<NodeStatus, StoreError> {
+        let stats = self.inner.service.stats();
+        let peers = self.inner.peers.views(stats);
+        Ok(NodeStatus {
+            id: self.inner.id.to_hex(),
+            name: self.inner.cfg.name.clone(),
+            listen: self.inner.addr,
+            cache: self.inner.cfg.cache,
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            usage: self.inner.store.usage()?,
+            fetches: self.inner.fetches.load(Ordering::Relaxed),
+            serving: stats.busy.load(Ordering::Relaxed),
+            bytes_served: stats.served.load(Ordering::Relaxed),
+            bytes_received: stats.received.load(Ordering::Relaxed),
+            peers_known: peers.len(),
+            peers_alive: peers.iter().filter(|p| p.alive && p.group).count(),
+        })
+    }
+
+    /// The peer table as `pdist peers` shows it.
+    pub fn peer_views(&self) -> Vec<PeerView> {
+        self.inner.peers.views(self.inner.service.stats())
+    }
+
+    /// A token cancelled when the node shuts down (for work tied to it).
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Tracks a task as part of the node (it must end when [`Node::stopping`] fires).
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(fut);
+    }
+
+    /// Stops: says goodbye, stops accepting, lets running transfers end, waits for every task.
+    pub async fn shutdown(&self) {
+        if let Some(d) = &self.inner.discovery {
+            d.stop().await;
+        }
+        if let Listen::Mem(net, a) = &self.inner.cfg.listen {
+            net.detach(*a);
+        }
+        self.stop.cancel();
+        self.inner.service.drain().await;
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

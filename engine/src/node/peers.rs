@@ -1,0 +1,322 @@
+//! The peer table: who this node knows (from discovery and `--peer`), whether they are of our
+//! group, and whether they are alive by our own measure. mDNS keeps a killed node listed for
+//! about two minutes, so liveness comes from hellos: a node that fails two in a row is not used
+//! until it answers again.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::discovery::{Advert, DiscoveryEvent};
+use crate::fetch::PeerRef;
+use crate::peer::{ServiceStats, Transport};
+use crate::wire::{self, GroupKeys, HelloReply, NodeId, Reply, Request};
+
+/// Failed hellos in a row after which a peer is considered down.
+const DOWN_AFTER: u32 = 2;
+
+/// One known node, as `pdist peers` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerView {
+    /// Node ID (hex), when known.
+    pub id: Option<String>,
+    /// Its name (from its hello, else its mDNS host name).
+    pub name: String,
+    /// Addresses it can be reached at.
+    pub addrs: Vec<SocketAddr>,
+    /// Whether it is of our group (it answered our authenticated hello, or its tag matches).
+    pub group: bool,
+    /// Whether it answers.
+    pub alive: bool,
+    /// How we know it: "mdns" or "static".
+    pub via: &'static str,
+    /// A cache node.
+    pub cache: bool,
+    /// Seconds since it last answered (or was announced).
+    pub last_seen_secs: Option<u64>,
+    /// Contents it holds (from its hello).
+    pub contents: Option<u32>,
+    /// Bytes we served to it.
+    pub bytes_to: u64,
+    /// Bytes we received from it.
+    pub bytes_from: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    node: Option<NodeId>,
+    host: String,
+    addrs: Vec<SocketAddr>,
+    /// The address that last answered.
+    good: Option<SocketAddr>,
+    tag_ok: bool,
+    via_static: bool,
+    cache: bool,
+    hello: Option<HelloReply>,
+    failures: u32,
+    last_seen: Option<SystemTime>,
+}
+
+impl Entry {
+    fn alive(&self) -> bool {
+        self.hello.is_some() && self.failures < DOWN_AFTER
+    }
+}
+
+/// Known peers, keyed by node ID (static peers by address until they answer).
+#[derive(Debug, Clone)]
+pub struct PeerTable {
+    inner: Arc<Mutex<Vec<Entry>>>,
+    keys: GroupKeys,
+    me: NodeId,
+}
+
+impl PeerTable {
+    /// An empty table for node `me` of the group of `keys`.
+    pub fn new(keys: GroupKeys, me: NodeId) -> PeerTable {
+        PeerTable {
+            inner: Arc::default(),
+            keys,
+            me,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.inner.lock().expect("peer table lock")
+    }
+
+    /// Adds a static peer (`--peer HOST:PORT`).
+    pub fn add_static(&self, addr: SocketAddr) {
+        let mut t = self.lock();
+        if t.iter().any(|e| e.addrs.contains(&addr)) {
+            return;
+        }
+        t.push(Entry {
+            node: None,
+            host: addr.to_string(),
+            addrs: vec![addr],
+            good: None,
+            tag_ok: true,
+            via_static: true,
+            cache: false,
+            hello: None,
+            failures: 0,
+            last_seen: None,
+        });
+    }
+
+    /// Applies a discovery event.
+    pub fn apply(&self, ev: DiscoveryEvent) {
+        let mut t = self.lock();
+        match ev {
+            DiscoveryEvent::Up {
+                advert,
+                addrs,
+                host,
+            } => {
+                let Advert {
+                    node,
+                    tag,
+                    port,
+                    cache,
+                } = advert;
+                if node == self.me {
+                    return;
+                }
+                let addrs: Vec<SocketAddr> = usable(&addrs)
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect();
+                let tag_ok = self.keys.is_member_tag(&node, &tag);
+                match t.iter_mut().find(|e| e.node == Some(node)) {
+                    Some(e) => {
+                        e.addrs = addrs;
+                        e.tag_ok = tag_ok;
+                        e.cache = cache;
+                        e.host = host;
+                        e.last_seen = Some(SystemTime::now());
+                    }
+                    None => t.push(Entry {
+                        node: Some(node),
+                        host,
+                        addrs,
+                        good: None,
+                        tag_ok,
+                        via_static: false,
+                        cache,
+                        hello: None,
+                        failures: 0,
+                        last_seen: Some(SystemTime::now()),
+                    }),
+                }
+            }
+            DiscoveryEvent::Down { node } => t.retain(|e| e.via_static || e.node != Some(node)),
+        }
+    }
+
+    /// Peers to fetch from: alive and of our group, cache nodes first, then the least busy.
+    pub fn fetch_peers(&self) -> Vec<PeerRef> {
+        let t = self.lock();
+        let mut v: Vec<(bool, u32, PeerRef)> = t
+            .iter()
+            .filter(|e| e.alive())
+            .filter_map(|e| {
+                let h = e.hello.as_ref()?;
+                Some((
+                    !h.cache,
+                    h.busy,
+                    PeerRef {
+                        addr: e.good?,
+                        node: Some(h.node),
+                        cache: h.cache,
+                    },
+                ))
+            })
+            .collect();
+        v.sort_by_key(|(not_cache, busy, p)| (*not_cache, *busy, p.addr));
+        v.into_iter().map(|(_, _, p)| p).collect()
+    }
+
+    /// Live cache nodes of our group: (node ID, name, address).
+    pub fn caches(&self) -> Vec<(NodeId, String, SocketAddr)> {
+        self.lock()
+            .iter()
+            .filter(|e| e.alive())
+            .filter_map(|e| {
+                let h = e.hello.as_ref().filter(|h| h.cache)?;
+                Some((h.node, h.name.clone(), e.good?))
+            })
+            .collect()
+    }
+
+    /// The table as `pdist peers` shows it.
+    pub fn views(&self, stats: &ServiceStats) -> Vec<PeerView> {
+        let now = SystemTime::now();
+        self.lock()
+            .iter()
+            .map(|e| {
+                let (to, from) = e.node.map(|n| stats.exchanged(&n)).unwrap_or_default();
+                PeerView {
+                    id: e.node.map(|n| n.to_hex()),
+                    name: e
+                        .hello
+                        .as_ref()
+                        .map(|h| h.name.clone())
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| e.host.clone()),
+                    addrs: e.addrs.clone(),
+                    group: e.tag_ok && (e.hello.is_some() || !e.via_static),
+                    alive: e.alive(),
+                    via: if e.via_static { "static" } else { "mdns" },
+                    cache: e.hello.as_ref().map_or(e.cache, |h| h.cache),
+                    last_seen_secs: e
+                        .last_seen
+                        .and_then(|t| now.duration_since(t).ok())
+                        .map(|d| d.as_secs()),
+                    contents: e.hello.as_ref().map(|h| h.contents),
+                    bytes_to: to,
+                    bytes_from: from,
+                }
+            })
+            .collect()
+    }
+
+    /// Says hello to every known peer of our group (in parallel) and records who answered.
+    pub async fn probe(&self, transport: &Arc<dyn Transport>, timeout: Duration) {
+        let targets: Vec<(usize, Vec<SocketAddr>)> = self
+            .lock()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.tag_ok)
+            .map(|(i, e)| {
+                let mut addrs = e.addrs.clone();
+                if let Some(g) = e.good {
+                    addrs.retain(|a| *a != g);
+                    addrs.insert(0, g);
+                }
+                (i, addrs)
+            })
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for (i, addrs) in targets {
+            let transport = Arc::clone(transport);
+            let keys = self.keys.clone();
+            let me = self.me;
+            set.spawn(async move {
+                for addr in addrs {
+                    if let Some(h) = hello(&transport, &keys, me, addr, timeout).await {
+                        return (i, Some((addr, h)));
+                    }
+                }
+                (i, None)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        let mut t = self.lock();
+        for (i, r) in results {
+            let Some(e) = t.get_mut(i) else { continue };
+            match r {
+                Some((addr, h)) if h.node != self.me => {
+                    if e.node.is_some_and(|n| n != h.node) {
+                        // Someone else answers at that address now.
+                        e.failures += 1;
+                        continue;
+                    }
+                    e.node = Some(h.node);
+                    e.good = Some(addr);
+                    e.cache = h.cache;
+                    e.hello = Some(h);
+                    e.failures = 0;
+                    e.last_seen = Some(SystemTime::now());
+                }
+                Some(_) => e.failures = DOWN_AFTER,
+                None => e.failures += 1,
+            }
+        }
+        // A static peer that turned out to be a node we also know from mDNS is kept once.
+        let mut seen = std::collections::HashSet::new();
+        t.retain(|e| e.node.is_none() || seen.insert(e.node));
+    }
+}
+
+/// One authenticated hello; `None` if the peer does not answer as a member of our group.
+pub(crate) async fn hello(
+    transport: &Arc<dyn Transport>,
+    keys: &GroupKeys,
+    me: NodeId,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Option<HelloReply> {
+    let (req, mac) = wire::encode_request(keys, &me, &Request::Hello);
+    let call = async {
+        let resp = transport.call(addr, req).await.ok()?;
+        resp.body.collect(4096).await.ok()
+    };
+    let body = tokio::time::timeout(timeout, call).await.ok()??;
+    match wire::decode_reply(keys, &mac, &body).ok()? {
+        Reply::Hello(h) => Some(h),
+        _ => None,
+    }
+}
+
+/// Addresses worth trying: IPv4 first (link-local IPv6 needs a scope we do not carry).
+fn usable(addrs: &[IpAddr]) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| match a {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    v.sort_by_key(|a| (a.is_ipv6(), a.is_loopback(), *a));
+    v.dedup();
+    v
+}
