@@ -24,11 +24,22 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        alias = "group-secret",
         env = "PDIST_SECRET",
         value_name = "HEX",
         hide_env_values = true
     )]
     pub secret: Option<String>,
+
+    /// Read the group secret (hex) from this file instead (keeps it out of process lists).
+    #[arg(
+        long,
+        global = true,
+        env = "PDIST_SECRET_FILE",
+        value_name = "FILE",
+        conflicts_with = "secret"
+    )]
+    pub secret_file: Option<PathBuf>,
 
     /// Where the store keeps its data (default: $XDG_DATA_HOME/pdist, or ~/.local/share/pdist).
     #[arg(long, global = true, env = "PDIST_DATA_DIR", value_name = "DIR")]
@@ -85,6 +96,105 @@ pub enum Command {
     Rm(RmArgs),
     /// Re-hash stored and published blocks, report, and repair the record of which are present.
     Verify(VerifyArgs),
+    /// Run a node: serve the store to peers, find peers with mDNS, and take commands from the
+    /// other pdist commands. Stops cleanly on Ctrl-C or SIGTERM.
+    Node(NodeArgs),
+    /// Fetch content by its ticket from peers (and an HTTP origin), verified block by block.
+    Fetch(FetchArgs),
+    /// List the nodes this node sees.
+    Peers(JsonArgs),
+    /// Show this node: ID, address, store usage, transfers, bytes served and received.
+    Status(JsonArgs),
+    /// Ask cache nodes to fetch and keep content ahead of demand.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Address of the peer protocol endpoint (port 0: any free port).
+    #[arg(
+        long,
+        env = "PDIST_LISTEN",
+        default_value = "0.0.0.0:7461",
+        value_name = "ADDR:PORT"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// A peer to use besides those mDNS finds (HOST:PORT; repeatable), for networks that block
+    /// multicast.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+
+    /// Do not use mDNS (only --peer peers).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Use mDNS only on this interface (repeatable; default: every interface).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interfaces: Vec<String>,
+
+    /// The name other nodes see (default: the host name).
+    #[arg(long, env = "PDIST_NAME")]
+    pub name: Option<String>,
+
+    /// For tests of fetchers only: serve corrupted blocks.
+    #[arg(long, hide = true)]
+    pub serve_corrupt: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The content's ticket.
+    pub ticket: String,
+
+    /// Where to write the content ('-' for standard output).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// HTTP origin for blocks no peer holds (range requests), and for content no peer has.
+    #[arg(long, env = "PDIST_ORIGIN", value_name = "URL")]
+    pub origin: Option<String>,
+
+    /// Never use an origin, even one set in the environment.
+    #[arg(long)]
+    pub no_origin: bool,
+
+    /// A peer to fetch from besides those mDNS finds (HOST:PORT; repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+
+    /// Without a running node: do not use mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Without a running node: how long to look for peers before fetching (seconds).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub wait: f64,
+
+    /// Print progress as JSON lines (on standard error when the content goes to standard output).
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The content's ticket.
+    pub ticket: String,
+
+    /// Only the cache node with this name (or node ID prefix).
+    #[arg(long, value_name = "NODE")]
+    pub on: Option<String>,
+
+    /// Print JSON.
+    #[arg(long, env = "PDIST_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

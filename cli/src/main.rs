@@ -20,6 +20,8 @@ mod exit {
     pub const DATA_ERR: u8 = 65;
     /// An input file that cannot be opened (EX_NOINPUT).
     pub const NO_INPUT: u8 = 66;
+    /// Content no reachable peer or origin has, or no running node (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: u8 = 69;
     /// Reading or writing failed (EX_IOERR).
     pub const IO_ERR: u8 = 74;
 }
@@ -28,6 +30,17 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.downcast_ref::<cmd::UsageError>().is_some() {
             return exit::USAGE;
+        }
+        if let Some(f) = cause.downcast_ref::<cmd::Failed>() {
+            use engine::node::control::ErrorKind as K;
+            return match f.kind {
+                K::Usage => exit::USAGE,
+                K::Unavailable => exit::UNAVAILABLE,
+                K::Data => exit::DATA_ERR,
+                K::NoInput => exit::NO_INPUT,
+                K::Io => exit::IO_ERR,
+                _ => exit::FAILURE,
+            };
         }
         if cause.downcast_ref::<engine::DecodeError>().is_some()
             || cause

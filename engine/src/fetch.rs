@@ -128,7 +128,7 @@ pub struct FetchReport {
 #[non_exhaustive]
 pub enum FetchError {
     /// No peer answered with the content information.
-    #[error("no reachable peer has content {id} ({asked} asked){}", hint(*asked))]
+    #[error("no reachable peer has content {} ({asked} asked){}", id.ticket(), hint(*asked))]
     NoInfo {
         /// The content.
         id: ContentId,
@@ -137,8 +137,9 @@ pub enum FetchError {
     },
     /// Some blocks are held by no reachable peer and there is no origin.
     #[error(
-        "no reachable peer holds segment(s) {} of content {id}; give --origin URL to take them from the origin",
-        list(segments)
+        "no reachable peer holds segment(s) {} of content {}; give --origin URL to take them from the origin",
+        list(segments),
+        id.ticket()
     )]
     Unavailable {
         /// The content.

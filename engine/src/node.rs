@@ -326,13 +326,18 @@ impl Node {
     }
 
     /// Waits until at least `n` peers of our group are alive, or `timeout` passes; returns how
-    /// many are.
-    pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
+    /// many are. Once the first peer answers, others get `settle` more to show up.
+    pub async fn wait_for_peers(&self, n: usize, timeout: Duration, settle: Duration) -> usize {
+        let mut deadline = Instant::now() + timeout;
+        let mut settled = false;
         loop {
             let alive = self.inner.peers.fetch_peers().len();
             if alive >= n || Instant::now() >= deadline {
                 return alive;
+            }
+            if alive > 0 && !settled {
+                settled = true;
+                deadline = deadline.min(Instant::now() + settle);
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return alive,

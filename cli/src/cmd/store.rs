@@ -19,7 +19,7 @@ use crate::args::{GlobalArgs, LsArgs, PublishArgs, RmArgs, VerifyArgs};
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 /// The data directory: `--data-dir`, `PDIST_DATA_DIR`, or the XDG data directory.
-fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+pub(super) fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     if let Some(d) = &global.data_dir {
         return Ok(d.clone());
     }
@@ -33,7 +33,7 @@ fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// The store in the data directory, capped by `--cache-size` when given.
-fn open_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn SegmentStore>> {
+pub(super) fn open_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn SegmentStore>> {
     let dir = data_dir(global)?;
     let store = RocksStore::open(&dir, RocksStoreOptions::default())
         .with_context(|| format!("opening the store in {}", dir.display()))?;
@@ -43,7 +43,7 @@ fn open_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn SegmentStore>> {
     })
 }
 
-fn parse_ticket(s: &str) -> anyhow::Result<Ticket> {
+pub(super) fn parse_ticket(s: &str) -> anyhow::Result<Ticket> {
     s.parse::<Ticket>()
         .map_err(|e| UsageError(format!("{s:?} is not a ticket: {e}")).into())
 }
@@ -69,7 +69,50 @@ fn progress_bar(len: u64, name: &str) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// Runs `f` against the running node's control API, if a node runs on this data directory.
+fn with_node<T>(
+    global: &GlobalArgs,
+    f: impl AsyncFnOnce(&engine::node::control::ControlClient) -> anyhow::Result<T>,
+) -> anyhow::Result<Option<T>> {
+    super::net::runtime()?.block_on(async {
+        match super::net::client(global).await? {
+            Some(c) => f(&c).await.map(Some),
+            None => Ok(None),
+        }
+    })
+}
+
 pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
+    let mut paths = Vec::new();
+    for p in &args.files {
+        paths.push(std::path::absolute(p).with_context(|| format!("publishing {}", p.display()))?);
+    }
+    let body = json!({ "paths": paths, "copy": args.copy });
+    let via_node = with_node(global, async |c| {
+        super::net::call(c, hyper::Method::POST, "/v1/publish", Some(body)).await
+    })?;
+    if let Some(rows) = via_node {
+        let mut out = io::stdout().lock();
+        if args.json {
+            writeln!(out, "{rows}")?;
+        } else {
+            for r in rows.as_array().into_iter().flatten() {
+                let note = if r["new"].as_bool() == Some(false) {
+                    "  (already in the store)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    out,
+                    "{}  {}  {}{note}",
+                    r["ticket"].as_str().unwrap_or("?"),
+                    r["name"].as_str().unwrap_or("?"),
+                    human_bytes(r["size"].as_u64().unwrap_or(0))
+                )?;
+            }
+        }
+        return Ok(());
+    }
     let store = open_store(global)?;
     let secret = super::secret(global)?;
     let opts = HashOptions {
@@ -127,7 +170,7 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -164,8 +207,15 @@ fn kind(origin: &Origin) -> &'static str {
 }
 
 pub fn ls(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<()> {
-    let store = open_store(global)?;
-    let mut records = store.list()?;
+    let via_node = with_node(global, async |c| {
+        let v = super::net::call(c, hyper::Method::GET, "/v1/ls", None).await?;
+        serde_json::from_value::<Vec<engine::store::ContentRecord>>(v)
+            .context("a malformed list from the node")
+    })?;
+    let mut records = match via_node {
+        Some(r) => r,
+        None => open_store(global)?.list()?,
+    };
     records.sort_by_key(|r| std::cmp::Reverse(r.last_used_ms));
     let mut out = io::stdout().lock();
     if args.json {
@@ -210,8 +260,27 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| parse_ticket(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let store = open_store(global)?;
+    let body = json!({ "tickets": args.tickets });
+    let via_node = with_node(global, async |c| {
+        super::net::call(c, hyper::Method::POST, "/v1/rm", Some(body)).await
+    })?;
     let mut out = io::stdout().lock();
+    if let Some(rows) = via_node {
+        let mut missing = Vec::new();
+        for r in rows.as_array().into_iter().flatten() {
+            let t = r["ticket"].as_str().unwrap_or("?");
+            if r["removed"].as_bool() == Some(true) {
+                writeln!(out, "removed {t}")?;
+            } else {
+                missing.push(t.to_string());
+            }
+        }
+        if !missing.is_empty() {
+            anyhow::bail!("not in the store: {}", missing.join(", "));
+        }
+        return Ok(());
+    }
+    let store = open_store(global)?;
     let (mut missing, mut failed) = (Vec::new(), Vec::new());
     for t in tickets {
         // Go on with the others when one fails; report everything at the end.

@@ -96,6 +96,9 @@ pub struct FetchRequest {
     pub output: Option<PathBuf>,
     /// Origin URL for blocks no peer holds.
     pub origin: Option<String>,
+    /// Peers to add (HOST:PORT) before fetching.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 /// A request to publish.
@@ -309,6 +312,17 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
         ),
         None => None,
     };
+    if !r.peers.is_empty() {
+        for p in &r.peers {
+            let addr = tokio::net::lookup_host(p)
+                .await
+                .ok()
+                .and_then(|mut a| a.find(std::net::SocketAddr::is_ipv4))
+                .ok_or_else(|| error(ErrorKind::Usage, format!("peer {p:?} is not HOST:PORT")))?;
+            node.peers().add_static(addr);
+        }
+        node.probe_now().await;
+    }
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(256);
     let cancel = node.stopping().child_token();
     let line = |v: Value| Bytes::from(format!("{v}\n"));

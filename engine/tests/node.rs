@@ -1,0 +1,325 @@
+//! Whole nodes in one process: in-memory discovery and transport for groups and seeding, and
+//! real TCP with an HTTP origin for the wire path.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pdist_engine::content::{ContentInfo, HashOptions, ServerSecret};
+use pdist_engine::discovery::{Discovery, MemBus};
+use pdist_engine::fetch::{Events, FetchError, FetchOptions, OriginClient, Source};
+use pdist_engine::node::{Listen, Node, NodeConfig};
+use pdist_engine::peer::Transport;
+use pdist_engine::peer::http::HttpTransport;
+use pdist_engine::peer::mem::MemNetwork;
+use pdist_engine::store::{CappedStore, Leases, MemStore, SegmentStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+fn cfg(secret: &[u8], listen: Listen, dir: &Path, cache: bool) -> NodeConfig {
+    NodeConfig {
+        name: "test".into(),
+        secret: ServerSecret::new(secret.to_vec()),
+        listen,
+        cache,
+        static_peers: Vec::new(),
+        probe_interval: Duration::from_millis(200),
+        hello_timeout: Duration::from_secs(1),
+        scratch: dir.to_path_buf(),
+        corrupt_blocks: false,
+    }
+}
+
+async fn mem_node(
+    net: &MemNetwork,
+    bus: &MemBus,
+    i: u8,
+    secret: &[u8],
+    dir: &Path,
+    cache: bool,
+) -> Node {
+    let addr: SocketAddr = format!("10.1.0.{i}:7461").parse().unwrap();
+    let store: Arc<dyn SegmentStore> = if cache {
+        Arc::new(CappedStore::new(MemStore::new(), 1 << 30, Leases::new()))
+    } else {
+        Arc::new(MemStore::new())
+    };
+    let disc: Arc<dyn Discovery> = Arc::new(bus.member(addr.ip()));
+    Node::start(
+        cfg(secret, Listen::Mem(net.clone(), addr), dir, cache),
+        store,
+        Arc::new(net.clone()),
+        Some(disc),
+    )
+    .await
+    .unwrap()
+}
+
+fn no_events() -> Events {
+    Arc::new(|_| {})
+}
+
+fn publish(node: &Node, dir: &Path, seed: u64, len: u64) -> (Vec<u8>, ContentInfo) {
+    let data = fixtures::content(seed, len);
+    let path = dir.join(format!("c{seed}.bin"));
+    std::fs::write(&path, &data).unwrap();
+    let (info, _) = node.publish(&path, false, &HashOptions::default()).unwrap();
+    (data, info)
+}
+
+fn read_all(node: &Node, info: &ContentInfo) -> Vec<u8> {
+    let mut out = Vec::new();
+    pdist_engine::fetch::write_content(node.store().as_ref(), info, &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_publish_on_one_fetch_from_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, bus) = (MemNetwork::new(), MemBus::new());
+    let mut nodes = Vec::new();
+    for i in 1..=4 {
+        nodes.push(mem_node(&net, &bus, i, b"g", dir.path(), false).await);
+    }
+    for n in &nodes {
+        assert_eq!(
+            n.wait_for_peers(3, Duration::from_secs(5), Duration::ZERO)
+                .await,
+            3
+        );
+    }
+    let (data, info) = publish(&nodes[0], dir.path(), 1, 40 << 20);
+    for n in &nodes[1..3] {
+        n.fetch(
+            info.id(),
+            FetchOptions::default(),
+            no_events(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let (_, report) = nodes[3]
+        .fetch(
+            info.id(),
+            FetchOptions::default(),
+            no_events(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_all(&nodes[3], &info), data);
+    let sources: Vec<_> = report.by_source.keys().collect();
+    assert_eq!(sources.len(), 3, "fetched from three peers: {sources:?}");
+    let st = nodes[0].status().unwrap();
+    assert!(st.bytes_served > 0);
+    assert_eq!(st.peers_alive, 3);
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_separate_and_caches_take_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, bus) = (MemNetwork::new(), MemBus::new());
+    let a = mem_node(&net, &bus, 1, b"office", dir.path(), false).await;
+    let cache = mem_node(&net, &bus, 2, b"office", dir.path(), true).await;
+    let stranger = mem_node(&net, &bus, 3, b"elsewhere", dir.path(), false).await;
+    assert_eq!(
+        a.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await,
+        1
+    );
+    let (data, info) = publish(&a, dir.path(), 2, 5 << 20);
+    // The stranger sees a pdist node, but not as one of its group, and can fetch nothing.
+    stranger.probe_now().await;
+    let views = stranger.peer_views();
+    assert_eq!(views.len(), 2);
+    assert!(views.iter().all(|v| !v.group && !v.alive), "{views:?}");
+    let err = stranger
+        .fetch(
+            info.id(),
+            FetchOptions::default(),
+            no_events(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::NoInfo { asked: 0, .. }), "{err}");
+    // Seeding: the cache node fetches and keeps it.
+    let results = a.seed(info.id(), None).await;
+    assert_eq!(results.len(), 1);
+    assert!(results[0].accepted);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache
+        .store()
+        .record(&info.id())
+        .unwrap()
+        .is_none_or(|r| r.blocks_present < r.blocks_total)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache did not fetch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(read_all(&cache, &info), data);
+    // A seed naming a node that is not a cache goes nowhere.
+    assert!(a.seed(info.id(), Some("nobody")).await.is_empty());
+    for n in [&a, &cache, &stranger] {
+        n.shutdown().await;
+    }
+}
+
+/// A tiny HTTP origin that serves one body, with single ranges; counts bytes sent.
+async fn origin(data: Arc<Vec<u8>>) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let s2 = Arc::clone(&sent);
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = l.accept().await.unwrap();
+            let data = Arc::clone(&data);
+            let sent = Arc::clone(&s2);
+            tokio::spawn(async move {
+                loop {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !req.ends_with(b"\r\n\r\n") {
+                        if sock.read(&mut b).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        req.push(b[0]);
+                    }
+                    let req = String::from_utf8_lossy(&req).to_lowercase();
+                    let range = req
+                        .lines()
+                        .find_map(|l| l.strip_prefix("range: bytes="))
+                        .map(|r| {
+                            let (a, b) = r.trim().split_once('-').unwrap();
+                            (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
+                        });
+                    let (head, body) = match range {
+                        Some((a, b)) => (
+                            format!(
+                                "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes {a}-{b}/{}\r\ncontent-length: {}\r\n\r\n",
+                                data.len(),
+                                b + 1 - a
+                            ),
+                            &data[a..=b],
+                        ),
+                        None => (
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", data.len()),
+                            &data[..],
+                        ),
+                    };
+                    sock.write_all(head.as_bytes()).await.unwrap();
+                    sock.write_all(body).await.unwrap();
+                    sent.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, sent)
+}
+
+async fn tcp_node(dir: &Path, peers: Vec<SocketAddr>) -> Node {
+    let mut c = cfg(
+        b"tcp",
+        Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+        dir,
+        false,
+    );
+    c.static_peers = peers;
+    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(Duration::from_secs(5)));
+    Node::start(c, Arc::new(MemStore::new()), transport, None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_with_an_origin_for_what_no_peer_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixtures::content(3, 3 * (32 << 20) + 999);
+    let path = dir.path().join("x.bin");
+    std::fs::write(&path, &data).unwrap();
+    let (addr, sent) = origin(Arc::new(data.clone())).await;
+    let url = format!("http://{addr}/x.bin");
+    let opts = || FetchOptions {
+        origin: Some(OriginClient::new(&url, Duration::from_secs(5)).unwrap()),
+        ..FetchOptions::default()
+    };
+    // Nobody has it: the first node bootstraps from the origin, checked against the ticket.
+    let info = pdist_engine::content::hash_reader(
+        &data[..],
+        &ServerSecret::new(b"tcp".to_vec()),
+        &HashOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let first = tcp_node(dir.path(), vec![]).await;
+    let (_, r) = first
+        .fetch(info.id(), opts(), no_events(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.by_source.get(&Source::Origin), Some(&(data.len() as u64)));
+    assert_eq!(read_all(&first, &info), data);
+    // It then loses segment 1; a second node takes segments 0 and 2 from it over TCP and only
+    // segment 1 from the origin, by range.
+    let seg1 = info.layout().segment(1).unwrap();
+    for b in info.layout().blocks(seg1) {
+        first.store().mark_missing(&info.id(), b).unwrap();
+    }
+    let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let second = tcp_node(dir.path(), vec![first.addr()]).await;
+    assert_eq!(
+        second
+            .wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await,
+        1
+    );
+    let (_, r) = second
+        .fetch(info.id(), opts(), no_events(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&second, &info), data);
+    let from_origin = sent.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(from_origin, 32 << 20, "only segment 1 came from the origin");
+    assert_eq!(r.by_source.get(&Source::Origin), Some(&(32 << 20)));
+    assert_eq!(
+        r.by_source.get(&Source::Peer(first.addr())),
+        Some(&(2 * (32 << 20) + 999))
+    );
+    // Without an origin the missing segment is named.
+    let third = tcp_node(dir.path(), vec![first.addr()]).await;
+    third
+        .wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+        .await;
+    let err = third
+        .fetch(
+            info.id(),
+            FetchOptions::default(),
+            no_events(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("segment(s) 1 "), "{err}");
+    // A wrong ticket with an origin: the origin's bytes are refused.
+    let other = pdist_engine::content::ContentId(pdist_engine::Hash([9; 32]));
+    let fourth = tcp_node(dir.path(), vec![]).await;
+    let err = fourth
+        .fetch(other, opts(), no_events(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not the content of the ticket"),
+        "{err}"
+    );
+    for n in [&first, &second, &third, &fourth] {
+        n.shutdown().await;
+    }
+}
