@@ -1,0 +1,160 @@
+//! What the CLI tests that run nodes share: data directories, running `pdist`, and node
+//! processes that are stopped (SIGTERM, then SIGKILL) when the test ends, also on failure.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn pdist_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pdist")
+}
+
+/// A `pdist` command for data directory `data`, with the environment cleaned.
+pub fn cmd(data: &Path) -> Command {
+    let mut c = Command::new(pdist_bin());
+    c.env_remove("PDIST_SECRET")
+        .env_remove("PDIST_JSON")
+        .env_remove("PDIST_ORIGIN")
+        .env("PDIST_DATA_DIR", data);
+    c
+}
+
+pub fn run(data: &Path, args: &[&str]) -> Output {
+    cmd(data).args(args).output().unwrap()
+}
+
+pub fn ok(data: &Path, args: &[&str]) -> String {
+    let out = run(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn json(data: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(data, args)).unwrap()
+}
+
+/// Polls `check` every 20 ms until it gives a value or `limit` passes.
+pub fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `pdist node`.
+pub struct NodeProc {
+    pub child: Option<Child>,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+impl NodeProc {
+    /// Starts `pdist node ARGS` (under `prefix`, e.g. `ip netns exec NS`) and waits until its
+    /// control socket answers.
+    pub fn start(prefix: &[&str], data: &Path, args: &[&str]) -> NodeProc {
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.with_extension("log");
+        let mut c = match prefix.split_first() {
+            Some((p, rest)) => {
+                let mut c = Command::new(p);
+                c.args(rest).arg(pdist_bin());
+                c
+            }
+            None => Command::new(pdist_bin()),
+        };
+        c.env_remove("PDIST_SECRET")
+            .env("PDIST_DATA_DIR", data)
+            .env("PDIST_LOG", "info")
+            .arg("node")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = c.spawn().unwrap();
+        let n = NodeProc {
+            child: Some(child),
+            data: data.to_path_buf(),
+            log,
+        };
+        poll(Duration::from_secs(15), "the node's control socket", || {
+            run(data, &["status", "--json"])
+                .status
+                .success()
+                .then_some(())
+        });
+        n
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        json(&self.data, &["status", "--json"])
+    }
+
+    /// The peer endpoint's address.
+    pub fn addr(&self) -> String {
+        self.status()["listen"].as_str().unwrap().to_string()
+    }
+
+    pub fn peers(&self) -> Vec<serde_json::Value> {
+        json(&self.data, &["peers", "--json"])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops with SIGTERM and returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("node did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills with SIGKILL (no goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "TERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}

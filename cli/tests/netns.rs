@@ -1,0 +1,276 @@
+//! Multi-host tests: `pdist node` processes in Linux network namespaces on one bridge, finding
+//! each other with real mDNS. Needs root (CI runs as root); skips with a message otherwise.
+//!
+//! Hosts: n1 seeds, n2..n4 fetch, n5 is of another group, n6 serves corrupted blocks. The
+//! namespaces and links are made per test run (names carry the PID) and removed by a guard,
+//! also when the test fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{NodeProc, cmd, json, poll, run};
+
+const GROUP: &str = "0ff1ce0ff1ce0ff1ce0ff1ce";
+const OTHER: &str = "5724a93e5724a93e";
+
+fn sh(args: &[&str]) {
+    let s = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(s.success(), "{args:?} failed");
+}
+
+fn root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+        && Command::new("ip").arg("-V").output().is_ok()
+}
+
+/// A bridge namespace and one namespace per host, removed on drop.
+struct Lab {
+    tag: String,
+    hosts: usize,
+}
+
+impl Lab {
+    fn new(hosts: usize) -> Lab {
+        let tag = format!("{}", std::process::id() % 100_000);
+        let lab = Lab { tag, hosts };
+        let br = lab.br();
+        sh(&["ip", "netns", "add", &br]);
+        sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", &br, "link", "set", "br0", "up"]);
+        for i in 1..=hosts {
+            let ns = lab.ns(i);
+            let (v, b) = (lab.veth(i), lab.port(i));
+            sh(&["ip", "netns", "add", &ns]);
+            sh(&["ip", "link", "add", &v, "type", "veth", "peer", "name", &b]);
+            sh(&["ip", "link", "set", &v, "netns", &ns]);
+            sh(&["ip", "link", "set", &b, "netns", &br]);
+            sh(&["ip", "-n", &br, "link", "set", &b, "master", "br0"]);
+            sh(&["ip", "-n", &br, "link", "set", &b, "up"]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.78.0.{i}/24"),
+                "dev",
+                &v,
+            ]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", &v, "up"]);
+        }
+        lab
+    }
+
+    fn br(&self) -> String {
+        format!("pdt{}-br", self.tag)
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("pdt{}-n{i}", self.tag)
+    }
+
+    fn veth(&self, i: usize) -> String {
+        format!("pv{}h{i}", self.tag)
+    }
+
+    fn port(&self, i: usize) -> String {
+        format!("pb{}h{i}", self.tag)
+    }
+
+    /// Starts `pdist node` on host `i`, mDNS on its link only.
+    fn node(&self, i: usize, dir: &Path, secret: &str, extra: &[&str]) -> NodeProc {
+        let ns = self.ns(i);
+        let v = self.veth(i);
+        let mut args = vec![
+            "--secret",
+            secret,
+            "--listen",
+            "0.0.0.0:7461",
+            "--interface",
+            &v,
+            "--name",
+        ];
+        let name = format!("host{i}");
+        args.push(&name);
+        args.extend_from_slice(extra);
+        NodeProc::start(
+            &["ip", "netns", "exec", &ns],
+            &dir.join(format!("n{i}")),
+            &args,
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 1..=self.hosts {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.br()])
+            .status();
+    }
+}
+
+fn group_alive(n: &NodeProc) -> usize {
+    n.peers()
+        .iter()
+        .filter(|p| p["group"] == true && p["alive"] == true)
+        .count()
+}
+
+/// Fetches through node `n`'s control socket; returns the final JSON line.
+fn fetch(n: &NodeProc, ticket: &str, out: &Path) -> serde_json::Value {
+    let o = run(
+        &n.data,
+        &["fetch", ticket, "-o", out.to_str().unwrap(), "--json"],
+    );
+    assert!(
+        o.status.success(),
+        "fetch on {}: {}\n{}",
+        n.data.display(),
+        String::from_utf8_lossy(&o.stderr),
+        n.log()
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+fn publish(n: &NodeProc, file: &Path) -> String {
+    json(&n.data, &["publish", "--json", file.to_str().unwrap()])[0]["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn hosts_on_a_bridge() {
+    if !root() {
+        eprintln!("SKIPPED: multi-host tests need root and iproute2 (CI runs them as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(6);
+    let n1 = lab.node(1, dir.path(), GROUP, &[]);
+    let mut n2 = lab.node(2, dir.path(), GROUP, &[]);
+    let n3 = lab.node(3, dir.path(), GROUP, &[]);
+    let n4 = lab.node(4, dir.path(), GROUP, &[]);
+    let n5 = lab.node(5, dir.path(), OTHER, &[]);
+    let n6 = lab.node(6, dir.path(), GROUP, &["--serve-corrupt"]);
+    // Real mDNS: every group member finds the other four, by its own hellos.
+    for n in [&n1, &n2, &n3, &n4] {
+        poll(Duration::from_secs(20), "mDNS discovery", || {
+            (group_alive(n) == 4).then_some(())
+        });
+    }
+    // Another group sees pdist nodes but none of its group, and can fetch nothing.
+    let seen = n5.peers();
+    assert!(seen.len() >= 5, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|p| p["group"] == false && p["alive"] == false),
+        "{seen:?}"
+    );
+
+    let data = fixtures::content(21, 48 << 20);
+    let file = dir.path().join("x.bin");
+    std::fs::write(&file, &data).unwrap();
+    let ticket = publish(&n1, &file);
+    assert_eq!(publish(&n6, &file), ticket, "one group, one content ID");
+    let r = run(
+        &n5.data,
+        &[
+            "fetch",
+            &ticket,
+            "-o",
+            dir.path().join("no").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        r.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    // n2 fetches from n1 and the corrupt n6: n6 is caught and dropped, the bytes are right.
+    let out = dir.path().join("o2.bin");
+    let done = fetch(&n2, &ticket, &out);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let dropped = done["dropped"].as_array().unwrap();
+    assert!(
+        dropped
+            .iter()
+            .any(|d| d["peer"].as_str().unwrap().starts_with("10.78.0.6:")),
+        "{done}"
+    );
+    assert!(
+        dropped
+            .iter()
+            .any(|d| d["reason"].as_str().unwrap().contains("verification")),
+        "{done}"
+    );
+    fetch(&n3, &ticket, &dir.path().join("o3.bin"));
+    // n4 fetches from three honest peers at once.
+    let done = fetch(&n4, &ticket, &dir.path().join("o4.bin"));
+    let sources = done["by_source"].as_object().unwrap();
+    assert!(sources.len() >= 3, "fetched from three peers: {done}");
+    assert_eq!(std::fs::read(dir.path().join("o4.bin")).unwrap(), data);
+
+    // A serving node killed mid-fetch: n4's link is shaped so that the fetch takes seconds.
+    let big = fixtures::content(22, 96 << 20);
+    let file = dir.path().join("y.bin");
+    std::fs::write(&file, &big).unwrap();
+    let ticket = publish(&n1, &file);
+    fetch(&n2, &ticket, &dir.path().join("y2.bin"));
+    fetch(&n3, &ticket, &dir.path().join("y3.bin"));
+    sh(&[
+        "tc",
+        "-n",
+        &lab.br(),
+        "qdisc",
+        "add",
+        "dev",
+        &lab.port(4),
+        "root",
+        "tbf",
+        "rate",
+        "300mbit",
+        "burst",
+        "256kbit",
+        "latency",
+        "50ms",
+    ]);
+    let out = dir.path().join("y4.bin");
+    let mut child = cmd(&n4.data)
+        .args(["fetch", &ticket, "-o", out.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut last = String::new();
+    let mut killed = false;
+    for line in lines.by_ref() {
+        last = line.unwrap();
+        if !killed && last.contains("\"progress\"") {
+            n2.kill();
+            killed = true;
+        }
+    }
+    assert!(child.wait().unwrap().success(), "{last}\n{}", n4.log());
+    assert!(killed);
+    assert_eq!(std::fs::read(&out).unwrap(), big);
+    let done: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(done["event"], "done");
+}
