@@ -26,7 +26,7 @@ use crate::store::{Origin, SegmentStore, StoreError};
 use crate::wire::{self, ContentKeys, GroupKeys, NodeId, Reply, Request};
 
 pub use origin::{OriginClient, OriginError};
-pub use output::{write_content, write_content_atomically};
+pub use output::{PartFile, fill_sink, write_content, write_content_atomically};
 
 /// A peer to fetch from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,9 @@ pub struct FetchOptions {
     pub max_failures: u32,
     /// The HTTP origin for blocks no peer holds.
     pub origin: Option<OriginClient>,
+    /// A file every verified run is also written into at its offset (see [`PartFile`]); blocks
+    /// that were in the store already are copied into it at the end.
+    pub sink: Option<Arc<std::fs::File>>,
 }
 
 impl Default for FetchOptions {
@@ -108,6 +111,7 @@ impl Default for FetchOptions {
             chunk_timeout: Duration::from_secs(10),
             max_failures: 3,
             origin: None,
+            sink: None,
         }
     }
 }

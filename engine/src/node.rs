@@ -420,6 +420,17 @@ impl Node {
                     .store
                     .content_info(&id)?
                     .ok_or(FetchError::NoInfo { id, asked: 0 })?;
+                if let Some(sink) = opts.sink.clone() {
+                    let store = Arc::clone(&self.inner.store);
+                    let info = Arc::clone(&info);
+                    tokio::task::spawn_blocking(move || {
+                        crate::fetch::fill_sink(store.as_ref(), &info, &sink, None)
+                    })
+                    .await
+                    .map_err(|e| {
+                        StoreError::io("writing the output", std::io::Error::other(e))
+                    })??;
+                }
                 self.announce(&id);
                 return Ok((info, report));
             }
@@ -493,6 +504,23 @@ impl Node {
         let mut report = FetchReport::default();
         report.by_source.insert(Source::Origin, n);
         Ok(report)
+    }
+
+    /// After content was fetched into the file at `path`: the content is served from that file
+    /// from now on (published in place), and the copies in the store are dropped, so a fetch
+    /// to a file takes its size on disk once, not twice. A cache node keeps its copies.
+    pub fn keep_in_place(
+        &self,
+        info: &ContentInfo,
+        path: &std::path::Path,
+    ) -> Result<(), StoreError> {
+        if self.inner.cfg.cache {
+            return self.inner.store.sync_content(&info.id());
+        }
+        let origin = crate::store::published_origin(path)?;
+        let name = crate::store::name_of(path);
+        self.inner.store.put_content(info, &name, origin)?;
+        Ok(())
     }
 
     /// Asks cache nodes (all, or the one whose name or ID is `on`) to fetch and keep `id`.

@@ -220,7 +220,16 @@ async fn standalone(
             .expect("events lock")
             .push(control::event_json(&e));
     });
+    let part = output
+        .as_deref()
+        .map(engine::fetch::PartFile::create)
+        .transpose()
+        .map_err(|e| Failed {
+            kind: ErrorKind::of_store(&e),
+            msg: e.to_string(),
+        })?;
     let opts = FetchOptions {
+        sink: part.as_ref().map(engine::fetch::PartFile::sink),
         origin: origin
             .as_deref()
             .map(|u| OriginClient::new(u, Duration::from_secs(30)))
@@ -247,12 +256,12 @@ async fn standalone(
     }
     let result = match result {
         Ok((info, report)) => {
-            if let Some(path) = &output {
-                let store = Arc::clone(node.store());
-                let path = path.clone();
+            if let (Some(part), Some(path)) = (part, output.clone()) {
+                let n = node.clone();
                 let info = Arc::clone(&info);
                 tokio::task::spawn_blocking(move || {
-                    engine::fetch::write_content_atomically(store.as_ref(), &info, &path)
+                    part.commit()?;
+                    n.keep_in_place(&info, &path)
                 })
                 .await
                 .context("writing the output")?

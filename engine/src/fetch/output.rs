@@ -5,8 +5,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::content::ContentInfo;
-use crate::store::{SegmentStore, StoreError};
+use crate::store::{BlockSet, SegmentStore, StoreError};
 
 /// Writes the whole content to `out`. Fails if a block is missing.
 pub fn write_content(
@@ -64,4 +66,100 @@ pub fn write_content_atomically(
     fs::File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(ctx("syncing the folder of"), e))
+}
+
+/// An output file being filled while a fetch runs: a temporary file beside the destination that
+/// verified runs of blocks are written into at their offsets, renamed into place when complete.
+#[derive(Debug)]
+pub struct PartFile {
+    tmp: tempfile::NamedTempFile,
+    file: Arc<fs::File>,
+    path: PathBuf,
+}
+
+impl PartFile {
+    /// A new temporary file for `path` (random name, created exclusively, in the same folder).
+    pub fn create(path: &Path) -> Result<PartFile, StoreError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".pdist-")
+            .suffix(".part")
+            .tempfile_in(&dir)
+            .map_err(|e| {
+                StoreError::io(
+                    format!("creating a temporary file for {}", path.display()),
+                    e,
+                )
+            })?;
+        let file = Arc::new(
+            tmp.as_file()
+                .try_clone()
+                .map_err(|e| StoreError::io("opening the temporary file", e))?,
+        );
+        Ok(PartFile {
+            tmp,
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where fetched runs go (see [`super::FetchOptions::sink`]).
+    pub fn sink(&self) -> Arc<fs::File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Syncs the file and renames it into place; a reader sees no file or the whole one.
+    pub fn commit(self) -> Result<(), StoreError> {
+        let ctx = |what: &str| format!("{what} {}", self.path.display());
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| StoreError::io(ctx("syncing"), e))?;
+        let dir = self.tmp.path().parent().map(Path::to_path_buf);
+        self.tmp
+            .persist(&self.path)
+            .map_err(|e| StoreError::io(ctx("renaming into"), e.error))?;
+        if let Some(dir) = dir {
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io(ctx("syncing the folder of"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies into `sink` every block of `info` that `skip` does not mark as written already
+/// (`None`: every block), reading it from the store (checked on read).
+pub fn fill_sink(
+    store: &dyn SegmentStore,
+    info: &ContentInfo,
+    sink: &fs::File,
+    skip: Option<&[BlockSet]>,
+) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileExt;
+    let id = info.id();
+    let layout = info.layout();
+    for seg in layout.segments() {
+        let done = skip.and_then(|s| s.get(seg.get() as usize));
+        for block in layout.blocks(seg) {
+            if done.is_some_and(|d| d.contains(block.index_in_segment())) {
+                continue;
+            }
+            let data = store.get_block(&id, block)?.ok_or_else(|| {
+                StoreError::io(
+                    format!("content {}", id.ticket()),
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("block {} is missing", block.global()),
+                    ),
+                )
+            })?;
+            sink.write_all_at(&data, layout.block_offset(block))
+                .map_err(|e| StoreError::io("writing the output", e))?;
+        }
+    }
+    Ok(())
 }

@@ -164,6 +164,7 @@ pub(super) async fn run(
         peers: holding,
     });
     if sched.is_empty() {
+        finish(f, &info, opts, Some(present)).await?;
         return Ok(FetchReport {
             present: present_bytes,
             ..FetchReport::default()
@@ -214,18 +215,62 @@ pub(super) async fn run(
     if cancel.is_cancelled() {
         return Err(FetchError::Cancelled);
     }
-    let sched = ctx.lock();
-    if !sched.finished() {
-        return Err(FetchError::Unavailable {
-            id,
-            segments: sched.unheld_segments(),
-        });
+    {
+        let sched = ctx.lock();
+        if !sched.finished() {
+            return Err(FetchError::Unavailable {
+                id,
+                segments: sched.unheld_segments(),
+            });
+        }
     }
+    finish(f, &ctx.info, opts, Some(present)).await?;
     Ok(FetchReport {
         present: present_bytes,
         by_source: ctx.tally.0.lock().expect("tally lock").clone(),
         dropped: ctx.dropped.lock().expect("dropped lock").clone(),
     })
+}
+
+/// Without an output file, makes the fetched blocks durable; with one, copies into it the
+/// blocks that were already in the store.
+async fn finish(
+    f: &Fetcher,
+    info: &Arc<ContentInfo>,
+    opts: &FetchOptions,
+    present: Option<Vec<BlockSet>>,
+) -> Result<(), FetchError> {
+    let store = Arc::clone(&f.store);
+    let info = Arc::clone(info);
+    let sink = opts.sink.clone();
+    tokio::task::spawn_blocking(move || {
+        if sink.is_none() {
+            store.sync_content(&info.id())?;
+        }
+        // With an output file, the stored copies are dropped once the file is in place (see
+        // `Node::keep_in_place`), so they are not synced.
+        if let Some(sink) = &sink {
+            // Only blocks that were present before this fetch began are not in the sink yet.
+            let done: Option<Vec<BlockSet>> = present.map(|p| {
+                p.iter()
+                    .zip(info.layout().segments())
+                    .map(|(had, seg)| {
+                        let n = info.layout().blocks_in_segment(seg);
+                        let mut fetched = BlockSet::full(n);
+                        for i in had.iter() {
+                            fetched.remove(i);
+                        }
+                        fetched
+                    })
+                    .collect()
+            });
+            super::fill_sink(store.as_ref(), &info, sink, done.as_deref())?;
+        }
+        Ok::<(), StoreError>(())
+    })
+    .await
+    .map_err(|e| StoreError::io("finishing the fetch", std::io::Error::other(e)))??;
+    Ok(())
 }
 
 /// Asks a peer which blocks it holds, in batches of segments.
@@ -379,6 +424,7 @@ async fn open_and_store(ctx: &Ctx, unit: Unit, sealed: Vec<Vec<u8>>) -> Result<u
     let info = Arc::clone(&ctx.info);
     let store = Arc::clone(&ctx.f.store);
     let lookup = ctx.lookup;
+    let sink = ctx.opts.sink.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let key = SegmentKey::new(&info.descriptor(unit.seg).kp);
         let mut data = Vec::with_capacity(sealed.iter().map(Vec::len).sum());
@@ -397,8 +443,13 @@ async fn open_and_store(ctx: &Ctx, unit: Unit, sealed: Vec<Vec<u8>>) -> Result<u
             .layout()
             .block(unit.seg, unit.first)
             .expect("units lie within their segment");
-        match store.put_blocks(&info.id(), first, &data) {
-            Ok(()) => Ok(data.len() as u64),
+        match store.put_blocks_lazy(&info.id(), first, &data) {
+            Ok(()) => {
+                if let Some(sink) = &sink {
+                    write_at(sink, &data, info.layout().block_offset(first))?;
+                }
+                Ok(data.len() as u64)
+            }
             Err(StoreError::Verify(e)) => Err(Miss::Bad(format!(
                 "sent a block that failed verification: {e}"
             ))),
@@ -407,6 +458,13 @@ async fn open_and_store(ctx: &Ctx, unit: Unit, sealed: Vec<Vec<u8>>) -> Result<u
     })
     .await;
     joined.unwrap_or_else(|e| Err(Miss::Transport(format!("worker failed: {e}"))))
+}
+
+/// Writes a run into the output file.
+fn write_at(sink: &std::fs::File, data: &[u8], offset: u64) -> Result<(), Miss> {
+    use std::os::unix::fs::FileExt;
+    sink.write_all_at(data, offset)
+        .map_err(|e| Miss::Store(StoreError::io("writing the output", e)))
 }
 
 async fn origin_worker(ctx: Arc<Ctx>) {

@@ -335,10 +335,17 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
             ev_cancel.cancel();
         }
     });
+    let part = match &r.output {
+        Some(p) => {
+            Some(crate::fetch::PartFile::create(p).map_err(|e| error(ErrorKind::of_store(&e), e))?)
+        }
+        None => None,
+    };
     let n = node.clone();
     node.spawn(async move {
         let opts = FetchOptions {
             origin,
+            sink: part.as_ref().map(crate::fetch::PartFile::sink),
             ..FetchOptions::default()
         };
         let watch = {
@@ -355,18 +362,18 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
         };
         let last = match result {
             Ok((info, report)) => {
-                let written = match &r.output {
-                    Some(path) => {
-                        let store = Arc::clone(n.store());
-                        let path = path.clone();
+                let written = match (part, r.output.clone()) {
+                    (Some(part), Some(path)) => {
+                        let n = n.clone();
                         let info = Arc::clone(&info);
                         tokio::task::spawn_blocking(move || {
-                            crate::fetch::write_content_atomically(store.as_ref(), &info, &path)
+                            part.commit()?;
+                            n.keep_in_place(&info, &path)
                         })
                         .await
                         .unwrap_or_else(|e| Err(StoreError::io("writing", io::Error::other(e))))
                     }
-                    None => Ok(()),
+                    _ => Ok(()),
                 };
                 match written {
                     Ok(()) => {

@@ -160,6 +160,19 @@ impl<S: SegmentStore> CappedStore<S> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+
+    /// After a run of blocks of `bytes` was stored: evicts when the run crossed a multiple of
+    /// [`CappedStore::CHECK_EVERY`] blocks (counted as 64 KiB each).
+    fn after_run(&self, bytes: usize) -> Result<(), StoreError> {
+        let blocks = (bytes as u64).div_ceil(64 * 1024).max(1);
+        let before = self
+            .puts
+            .fetch_add(blocks, std::sync::atomic::Ordering::Relaxed);
+        if before / Self::CHECK_EVERY != (before + blocks) / Self::CHECK_EVERY {
+            evict_to(&self.inner, self.cap, &self.leases)?;
+        }
+        Ok(())
+    }
 }
 
 impl<S: SegmentStore> SegmentStore for CappedStore<S> {
@@ -215,8 +228,22 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
     ) -> Result<(), StoreError> {
         let _writing = self.leases.lease(*id);
         self.inner.put_blocks(id, first, data)?;
-        evict_to(&self.inner, self.cap, &self.leases)?;
-        Ok(())
+        self.after_run(data.len())
+    }
+
+    fn put_blocks_lazy(
+        &self,
+        id: &ContentId,
+        first: crate::content::BlockIdx,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let _writing = self.leases.lease(*id);
+        self.inner.put_blocks_lazy(id, first, data)?;
+        self.after_run(data.len())
+    }
+
+    fn sync_content(&self, id: &ContentId) -> Result<(), StoreError> {
+        self.inner.sync_content(id)
     }
 
     fn get_block(

@@ -194,8 +194,13 @@ impl RocksStore {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write_with(batch, true)
+    }
+
+    /// Writes a batch, synced if the store syncs and `durable` asks for it.
+    fn write_with(&self, batch: WriteBatch, durable: bool) -> Result<(), StoreError> {
         let mut w = WriteOptions::default();
-        w.set_sync(self.opts.sync);
+        w.set_sync(self.opts.sync && durable);
         self.db.write_opt(batch, &w).map_err(backend)
     }
 
@@ -244,6 +249,7 @@ impl RocksStore {
         info: &ContentInfo,
         block: BlockIdx,
         data: &[u8],
+        durable: bool,
     ) -> Result<(), StoreError> {
         let path = self.segment_path(&info.id(), block.segment());
         let ctx = |what: &str| format!("{what} {}", path.display());
@@ -263,7 +269,7 @@ impl RocksStore {
         let layout = info.layout();
         let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
         write_all_at(&file, data, offset).map_err(|e| StoreError::io(ctx("writing"), e))?;
-        if self.opts.sync {
+        if self.opts.sync && durable {
             file.sync_data()
                 .map_err(|e| StoreError::io(ctx("syncing"), e))?;
             if new_file {
@@ -286,7 +292,13 @@ impl RocksStore {
         block: BlockIdx,
         present: bool,
     ) -> Result<bool, StoreError> {
-        self.set_present_many(id, block.segment(), &[block.index_in_segment()], present)
+        self.set_present_many(
+            id,
+            block.segment(),
+            &[block.index_in_segment()],
+            present,
+            true,
+        )
     }
 
     /// Sets or clears the present bits of blocks `indices` of segment `seg`, and the record's
@@ -298,6 +310,7 @@ impl RocksStore {
         seg: SegmentIdx,
         indices: &[u32],
         present: bool,
+        durable: bool,
     ) -> Result<bool, StoreError> {
         let mut set = self.present(id, seg)?;
         let mut changed = 0u64;
@@ -326,8 +339,40 @@ impl RocksStore {
             set.to_bytes(),
         );
         Self::put_record(&mut batch, self.cf(CF_RECORD), &r);
-        self.write(batch)?;
+        self.write_with(batch, durable)?;
         Ok(true)
+    }
+
+    /// Stores a run of blocks of one segment: bytes (synced if `durable`), then the bits.
+    fn put_run(
+        &self,
+        id: &ContentId,
+        first: BlockIdx,
+        data: &[u8],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let info = self.info_or_unknown(id)?;
+        let blocks = super::split_blocks(id, info.layout(), first, data)?;
+        for (block, bytes) in &blocks {
+            info.verify_block(*block, bytes)?;
+        }
+        if matches!(self.record_or_unknown(id)?.origin, Origin::Published { .. }) {
+            return Err(StoreError::PublishedInPlace { id: *id });
+        }
+        let seg = first.segment();
+        let present = self.present(id, seg)?;
+        if blocks
+            .iter()
+            .all(|(b, _)| present.contains(b.index_in_segment()))
+        {
+            return Ok(());
+        }
+        // All the bytes with one sync, then all the bits in one batch.
+        self.write_block_file(&info, first, data, durable)?;
+        let indices: Vec<u32> = blocks.iter().map(|(b, _)| b.index_in_segment()).collect();
+        let _w = lock(&self.write_lock);
+        self.set_present_many(id, seg, &indices, true, durable)
+            .map(drop)
     }
 
     /// The bytes in a block's place in its segment file (unchecked); `None` when the file or
@@ -541,33 +586,41 @@ impl SegmentStore for RocksStore {
             return Ok(());
         }
         // Bytes first, durable; only then the bit that says they are there.
-        self.write_block_file(&info, block, data)?;
+        self.write_block_file(&info, block, data, true)?;
         let _w = lock(&self.write_lock);
         self.set_present(id, block, true).map(drop)
     }
 
     fn put_blocks(&self, id: &ContentId, first: BlockIdx, data: &[u8]) -> Result<(), StoreError> {
-        let info = self.info_or_unknown(id)?;
-        let blocks = super::split_blocks(id, info.layout(), first, data)?;
-        for (block, bytes) in &blocks {
-            info.verify_block(*block, bytes)?;
+        self.put_run(id, first, data, true)
+    }
+
+    fn put_blocks_lazy(
+        &self,
+        id: &ContentId,
+        first: BlockIdx,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        self.put_run(id, first, data, false)
+    }
+
+    fn sync_content(&self, id: &ContentId) -> Result<(), StoreError> {
+        let dir = self.blocks_dir.join(id.0.to_hex());
+        let ctx = |what: &str| format!("{what} {}", dir.display());
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(ctx("listing"), e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| StoreError::io(ctx("listing"), e))?.path();
+            fs::File::open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))?;
         }
-        if matches!(self.record_or_unknown(id)?.origin, Origin::Published { .. }) {
-            return Err(StoreError::PublishedInPlace { id: *id });
-        }
-        let seg = first.segment();
-        let present = self.present(id, seg)?;
-        if blocks
-            .iter()
-            .all(|(b, _)| present.contains(b.index_in_segment()))
-        {
-            return Ok(());
-        }
-        // All the bytes with one sync, then all the bits in one batch.
-        self.write_block_file(&info, first, data)?;
-        let indices: Vec<u32> = blocks.iter().map(|(b, _)| b.index_in_segment()).collect();
-        let _w = lock(&self.write_lock);
-        self.set_present_many(id, seg, &indices, true).map(drop)
+        sync_dir(&dir).map_err(|e| StoreError::io(ctx("syncing"), e))?;
+        sync_dir(&self.blocks_dir).map_err(|e| StoreError::io(ctx("syncing the parent of"), e))?;
+        self.db.flush_wal(true).map_err(backend)
     }
 
     fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError> {
