@@ -71,6 +71,12 @@ pub enum DecodeErrorKind {
         /// Largest value allowed.
         max: u64,
     },
+    /// Text that is not UTF-8.
+    #[error("{field} is not UTF-8")]
+    NotUtf8 {
+        /// The field.
+        field: &'static str,
+    },
     /// A field that disagrees with what the rest of the structure implies.
     #[error("{field} is {found}, expected {expected}")]
     Mismatch {

@@ -210,8 +210,9 @@ async fn standalone(
     let listen = "0.0.0.0:0".parse().expect("a valid address");
     let node = start_node(global, listen, &args.peers, !args.no_mdns, &[], None, false).await?;
     let wait = Duration::from_secs_f64(args.wait.max(0.0));
-    node.wait_for_peers(usize::MAX, wait, Duration::from_millis(300))
-        .await;
+    // With only --peer peers there is nothing to wait for once they all answered.
+    let want = if args.no_mdns { args.peers.len() } else { usize::MAX };
+    node.wait_for_peers(want, wait, Duration::from_millis(300)).await;
     let id = ticket.content_id();
     let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
     let sink = Arc::clone(&lines);
@@ -278,6 +279,8 @@ async fn standalone(
             Ok(json!({
                 "event": "done", "ticket": id.ticket().to_string(),
                 "len": info.layout().content_len(), "present": report.present, "by_source": by,
+                "dropped": report.dropped.iter().map(|(p, w)| json!({"peer": p.to_string(), "reason": w})).collect::<Vec<_>>(),
+                "peak_rss_bytes": peak_rss(),
             }))
         }
         Err(e) => Err(Failed {
@@ -329,4 +332,12 @@ async fn write_stdout(
     }
     out.flush()?;
     Ok(())
+}
+
+/// This process's peak resident set size (VmHWM), if the kernel says.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -347,7 +347,10 @@ pub fn decode_reply(
             let at = r.pos();
             let name_len = r.u8("name length")? as usize;
             check_range(at, "name length", name_len as u64, 0, MAX_NAME_LEN as u64)?;
-            let name = String::from_utf8_lossy(r.bytes(name_len, "name")?).into_owned();
+            let at = r.pos();
+            let name = std::str::from_utf8(r.bytes(name_len, "name")?)
+                .map_err(|_| DecodeError::at(at, DecodeErrorKind::NotUtf8 { field: "name" }))?
+                .to_string();
             let at = r.pos();
             let cache = match r.u8("cache flag")? {
                 0 => false,
