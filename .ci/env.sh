@@ -83,7 +83,8 @@ pdist_setup() {
         pdist_need_cmd cargo || { pdist_log "cargo not found: install Rust from rustup.rs first"; return 1; }
     }
     # libclang for bindgen (both packages: libclang1 alone fails on stdbool.h); g++ for the link.
-    pdist_apt_install libclang1-14 libclang-common-14-dev g++ || return 1
+    # iproute2 (ip, tc) and procps (kill) for the multi-host tests.
+    pdist_apt_install libclang1-14 libclang-common-14-dev g++ iproute2 procps || return 1
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PDIST_CACHE/target}"
     pdist_build_rocksdb || return 1
 }

@@ -25,7 +25,11 @@ struct Opts {
 }
 
 fn parse_args() -> Result<Opts, String> {
-    let mut o = Opts { size: 1 << 30, runs: 3, rate: None };
+    let mut o = Opts {
+        size: 1 << 30,
+        runs: 3,
+        rate: None,
+    };
     let mut args = env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -45,7 +49,11 @@ fn parse_args() -> Result<Opts, String> {
 
 fn sh(args: &[&str]) -> io::Result<()> {
     let s = Command::new(args[0]).args(&args[1..]).status()?;
-    if s.success() { Ok(()) } else { Err(io::Error::other(format!("{args:?} failed"))) }
+    if s.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{args:?} failed")))
+    }
 }
 
 /// The namespaces, processes and files of one run; all removed on drop.
@@ -69,7 +77,9 @@ impl Lab {
     fn new() -> io::Result<Lab> {
         let lab = Lab {
             tag: format!("{}", std::process::id() % 100_000),
-            dir: tempfile::Builder::new().prefix("pdist-bench-").tempdir_in("/var/tmp")?,
+            dir: tempfile::Builder::new()
+                .prefix("pdist-bench-")
+                .tempdir_in("/var/tmp")?,
             children: Vec::new(),
         };
         let br = lab.br();
@@ -84,7 +94,16 @@ impl Lab {
             sh(&["ip", "link", "set", &b, "netns", &br])?;
             sh(&["ip", "-n", &br, "link", "set", &b, "master", "br0"])?;
             sh(&["ip", "-n", &br, "link", "set", &b, "up"])?;
-            sh(&["ip", "-n", &ns, "addr", "add", &format!("10.79.0.{i}/24"), "dev", &v])?;
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.79.0.{i}/24"),
+                "dev",
+                &v,
+            ])?;
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
             sh(&["ip", "-n", &ns, "link", "set", &v, "up"])?;
         }
@@ -97,7 +116,11 @@ impl Lab {
         for (k, v) in env {
             c.env(k, v);
         }
-        let log = fs::File::create(self.dir.path().join(format!("h{host}-{}.log", self.children.len())))?;
+        let log = fs::File::create(
+            self.dir
+                .path()
+                .join(format!("h{host}-{}.log", self.children.len())),
+        )?;
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         self.children.push(c.spawn()?);
         Ok(())
@@ -113,9 +136,13 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for i in 1..=4 {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(i)]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.br()]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.br()])
+            .status();
     }
 }
 
@@ -127,7 +154,9 @@ fn pdist_bin() -> io::Result<PathBuf> {
     if p.exists() {
         Ok(p)
     } else {
-        Err(io::Error::other("pdist not found beside this program: `cargo build --release -p pdist-cli`, or set PDIST_BIN"))
+        Err(io::Error::other(
+            "pdist not found beside this program: `cargo build --release -p pdist-cli`, or set PDIST_BIN",
+        ))
     }
 }
 
@@ -175,10 +204,24 @@ fn run() -> io::Result<()> {
     let mut ticket = String::new();
     for h in 1..=3 {
         let data = root.join(format!("node{h}"));
-        lab.spawn(h, &[pdist.to_str().unwrap(), "node", "--no-mdns", "--listen", "0.0.0.0:7461"], &[("PDIST_DATA_DIR", &data)])?;
+        lab.spawn(
+            h,
+            &[
+                pdist.to_str().unwrap(),
+                "node",
+                "--no-mdns",
+                "--listen",
+                "0.0.0.0:7461",
+            ],
+            &[("PDIST_DATA_DIR", &data)],
+        )?;
         let pd = pdist.clone();
         wait_until("a node", || {
-            Command::new(&pd).env("PDIST_DATA_DIR", &data).args(["status"]).output().is_ok_and(|o| o.status.success())
+            Command::new(&pd)
+                .env("PDIST_DATA_DIR", &data)
+                .args(["status"])
+                .output()
+                .is_ok_and(|o| o.status.success())
         })?;
         let out = Command::new(&pdist)
             .env("PDIST_DATA_DIR", &data)
@@ -188,7 +231,23 @@ fn run() -> io::Result<()> {
         ticket = v[0]["ticket"].as_str().unwrap_or_default().to_string();
     }
     if let Some(rate) = &o.rate {
-        sh(&["tc", "-n", &lab.br(), "qdisc", "add", "dev", &lab.port(4), "root", "tbf", "rate", rate, "burst", "512kbit", "latency", "50ms"])?;
+        sh(&[
+            "tc",
+            "-n",
+            &lab.br(),
+            "qdisc",
+            "add",
+            "dev",
+            &lab.port(4),
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "512kbit",
+            "latency",
+            "50ms",
+        ])?;
     }
     let out = root.join("out.bin");
     let fetcher_data = root.join("fetcher");
@@ -197,7 +256,16 @@ fn run() -> io::Result<()> {
         let _ = fs::remove_file(&out);
         let t = Instant::now();
         let ok = Command::new("ip")
-            .args(["netns", "exec", &h4, "curl", "-sf", "-o", out.to_str().unwrap(), "http://10.79.0.1:8080/content.bin"])
+            .args([
+                "netns",
+                "exec",
+                &h4,
+                "curl",
+                "-sf",
+                "-o",
+                out.to_str().unwrap(),
+                "http://10.79.0.1:8080/content.bin",
+            ])
             .status()?
             .success();
         let s = t.elapsed().as_secs_f64();
@@ -209,18 +277,36 @@ fn run() -> io::Result<()> {
     let fetch = |peers: &[&str]| -> io::Result<(f64, u64)> {
         let _ = fs::remove_file(&out);
         let _ = fs::remove_dir_all(&fetcher_data);
-        let mut args = vec!["netns", "exec", &h4, pdist.to_str().unwrap(), "fetch", &ticket, "-o", out.to_str().unwrap(), "--no-mdns", "--json"];
+        let mut args = vec![
+            "netns",
+            "exec",
+            &h4,
+            pdist.to_str().unwrap(),
+            "fetch",
+            &ticket,
+            "-o",
+            out.to_str().unwrap(),
+            "--no-mdns",
+            "--json",
+        ];
         for p in peers {
             args.extend_from_slice(&["--peer", p]);
         }
         let t = Instant::now();
-        let r = Command::new("ip").args(&args).env("PDIST_DATA_DIR", &fetcher_data).output()?;
+        let r = Command::new("ip")
+            .args(&args)
+            .env("PDIST_DATA_DIR", &fetcher_data)
+            .output()?;
         let s = t.elapsed().as_secs_f64();
         if !r.status.success() || fs::metadata(&out)?.len() != o.size {
-            return Err(io::Error::other(format!("pdist fetch failed: {}", String::from_utf8_lossy(&r.stderr))));
+            return Err(io::Error::other(format!(
+                "pdist fetch failed: {}",
+                String::from_utf8_lossy(&r.stderr)
+            )));
         }
         let text = String::from_utf8_lossy(&r.stdout);
-        let done: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).map_err(io::Error::other)?;
+        let done: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap_or("{}")).map_err(io::Error::other)?;
         Ok((s, done["peak_rss_bytes"].as_u64().unwrap_or(0)))
     };
     let (mut tc, mut t1, mut t3, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
@@ -232,15 +318,37 @@ fn run() -> io::Result<()> {
         let (s, r) = fetch(&["10.79.0.1:7461", "10.79.0.2:7461", "10.79.0.3:7461"])?;
         t3.push(s);
         rss = rss.max(r);
-        eprintln!("run {}: curl {:.2} s, pdist 1 peer {:.2} s, 3 peers {:.2} s", i + 1, tc[i], t1[i], t3[i]);
+        eprintln!(
+            "run {}: curl {:.2} s, pdist 1 peer {:.2} s, 3 peers {:.2} s",
+            i + 1,
+            tc[i],
+            t1[i],
+            t3[i]
+        );
     }
     let mb = o.size as f64 / 1e6;
     let (c, p1, p3) = (median(tc), median(t1), median(t3));
-    println!("fetch-vs-curl: {} MB, link {}, medians of {} runs", mb as u64, o.rate.as_deref().unwrap_or("unshaped veth"), o.runs);
+    println!(
+        "fetch-vs-curl: {} MB, link {}, medians of {} runs",
+        mb as u64,
+        o.rate.as_deref().unwrap_or("unshaped veth"),
+        o.runs
+    );
     println!("  curl from nginx       {c:6.2} s  {:7.0} MB/s", mb / c);
-    println!("  pdist fetch, 1 peer   {p1:6.2} s  {:7.0} MB/s  {:.2}x curl (bar {BAR}x)", mb / p1, c / p1);
-    println!("  pdist fetch, 3 peers  {p3:6.2} s  {:7.0} MB/s  {:.2}x curl", mb / p3, c / p3);
-    println!("  pdist fetch peak RSS  {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    println!(
+        "  pdist fetch, 1 peer   {p1:6.2} s  {:7.0} MB/s  {:.2}x curl (bar {BAR}x)",
+        mb / p1,
+        c / p1
+    );
+    println!(
+        "  pdist fetch, 3 peers  {p3:6.2} s  {:7.0} MB/s  {:.2}x curl",
+        mb / p3,
+        c / p3
+    );
+    println!(
+        "  pdist fetch peak RSS  {:.1} MiB",
+        rss as f64 / (1 << 20) as f64
+    );
     Ok(())
 }
 

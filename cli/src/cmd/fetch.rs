@@ -211,8 +211,13 @@ async fn standalone(
     let node = start_node(global, listen, &args.peers, !args.no_mdns, &[], None, false).await?;
     let wait = Duration::from_secs_f64(args.wait.max(0.0));
     // With only --peer peers there is nothing to wait for once they all answered.
-    let want = if args.no_mdns { args.peers.len() } else { usize::MAX };
-    node.wait_for_peers(want, wait, Duration::from_millis(300)).await;
+    let want = if args.no_mdns {
+        args.peers.len()
+    } else {
+        usize::MAX
+    };
+    node.wait_for_peers(want, wait, Duration::from_millis(300))
+        .await;
     let id = ticket.content_id();
     let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
     let sink = Arc::clone(&lines);
