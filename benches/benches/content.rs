@@ -101,5 +101,44 @@ fn formats(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, block_hashing, content_info, proofs, formats);
+/// Sealing and opening one 64 KiB block frame (AES-256-GCM), as peers do for every block.
+fn block_frames(c: &mut Criterion) {
+    use engine::wire::{FrameReader, LookupKey, SealedParts, SegmentKey, encode_frame};
+    let key = SegmentKey::new(&engine::Hash([3; 32]));
+    let lookup = LookupKey([4; 32]);
+    let block = vec![9u8; 65_536];
+    let mut g = c.benchmark_group("block frame");
+    g.throughput(Throughput::Bytes(block.len() as u64));
+    g.bench_function("seal 64 KiB", |b| {
+        let mut out = Vec::with_capacity(70_000);
+        b.iter(|| {
+            out.clear();
+            encode_frame(&key, &lookup, 1, 2, &block, &mut out);
+        })
+    });
+    let mut frame = Vec::new();
+    encode_frame(&key, &lookup, 1, 2, &block, &mut frame);
+    g.bench_function("open 64 KiB", |b| {
+        let mut data = Vec::with_capacity(70_000);
+        b.iter(|| {
+            let mut r = FrameReader::new();
+            r.push(&frame);
+            let f = r.next_ref().unwrap().unwrap();
+            data.clear();
+            let (p, n) = SealedParts::take(f.sealed.unwrap(), &mut data).unwrap();
+            p.open_in_place(&key, &lookup, 1, 2, &mut data[..n])
+                .unwrap();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    block_hashing,
+    content_info,
+    proofs,
+    formats,
+    block_frames
+);
 criterion_main!(benches);

@@ -15,7 +15,8 @@ mod keys;
 mod msg;
 
 pub use frame::{
-    Frame, FrameReader, MAX_FRAME_LEN, encode_frame, encode_missing_frame, open_frame,
+    Frame, FrameReader, FrameRef, MAX_FRAME_LEN, SealedParts, encode_frame, encode_missing_frame,
+    open_frame,
 };
 pub use keys::{AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, SegmentKey, open, seal};
 pub use msg::{

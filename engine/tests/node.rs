@@ -281,10 +281,21 @@ async fn over_tcp_with_an_origin_for_what_no_peer_has() {
             .await,
         1
     );
+    // Into an output file: runs from the peer and from the origin all land in it.
+    let out = dir.path().join("out2.bin");
+    let part = pdist_engine::fetch::PartFile::create(&out).unwrap();
+    let with_sink = FetchOptions {
+        sink: Some(part.sink()),
+        ..opts()
+    };
     let (_, r) = second
-        .fetch(info.id(), opts(), no_events(), CancellationToken::new())
+        .fetch(info.id(), with_sink, no_events(), CancellationToken::new())
         .await
         .unwrap();
+    part.commit().unwrap();
+    second.keep_in_place(&info, &out).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    // Served from the output file now.
     assert_eq!(read_all(&second, &info), data);
     let from_origin = sent.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert_eq!(from_origin, 32 << 20, "only segment 1 came from the origin");

@@ -231,8 +231,9 @@ impl Sched {
 
     /// `who` delivered unit `u` (stored). Returns false if someone else already had.
     pub fn done(&mut self, u: usize, who: Who) -> bool {
-        if let Who::Peer(p) = who {
-            self.peers[p].failures = 0;
+        match who {
+            Who::Peer(p) => self.peers[p].failures = 0,
+            Who::Origin => self.origin_failures = 0,
         }
         if self.states[u] == State::Done {
             return false;
@@ -260,7 +261,7 @@ impl Sched {
         None
     }
 
-    /// Failures of the origin so far.
+    /// Failures of the origin in a row.
     pub fn origin_failures(&self) -> u32 {
         self.origin_failures
     }

@@ -15,7 +15,7 @@ use super::{
 use crate::content::ContentInfo;
 use crate::store::{BlockSet, StoreError};
 use crate::wire::{
-    self, ContentKeys, FrameReader, HaveEntry, LookupKey, Reply, Request, SegmentKey,
+    self, ContentKeys, FrameReader, HaveEntry, LookupKey, Reply, Request, SealedParts, SegmentKey,
 };
 
 /// Everything the workers of one fetch share.
@@ -384,8 +384,11 @@ async fn fetch_from_peer(ctx: &Ctx, p: usize, u: usize, unit: Unit) -> Result<u6
     };
     let mut body = resp.body;
     let mut frames = FrameReader::new();
-    let mut sealed = Vec::with_capacity(unit.count as usize);
-    while (sealed.len() as u32) < unit.count {
+    // Ciphertexts go straight into the run's buffer and are opened there in place.
+    let layout = *ctx.info.layout();
+    let mut data = Vec::with_capacity(unit.count as usize * layout.block_size() as usize);
+    let mut parts = Vec::with_capacity(unit.count as usize);
+    while (parts.len() as u32) < unit.count {
         let chunk = match tokio::time::timeout(t, body.chunk()).await {
             Ok(Some(Ok(c))) => c,
             Ok(Some(Err(e))) => return Err(Miss::Transport(e.to_string())),
@@ -394,50 +397,73 @@ async fn fetch_from_peer(ctx: &Ctx, p: usize, u: usize, unit: Unit) -> Result<u6
         };
         frames.push(&chunk);
         loop {
-            let frame = match frames.next_frame() {
+            let frame = match frames.next_ref() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => return Err(Miss::Bad(format!("malformed block frame: {e}"))),
             };
-            let want = unit.first + sealed.len() as u32;
-            if frame.block != want || sealed.len() as u32 >= unit.count {
+            let want = unit.first + parts.len() as u32;
+            if frame.block != want || parts.len() as u32 >= unit.count {
                 return Err(Miss::Bad(format!(
                     "sent block {} where {want} was due",
                     frame.block
                 )));
             }
-            match frame.sealed {
-                Some(s) => sealed.push(s),
-                None => return Err(Miss::Gone),
+            let Some(sealed) = frame.sealed else {
+                return Err(Miss::Gone);
+            };
+            let block = layout
+                .block(unit.seg, want)
+                .expect("units lie within their segment");
+            let expected = layout.block_len(block) as usize;
+            match SealedParts::take(sealed, &mut data) {
+                Some((p, len)) if len == expected => parts.push(p),
+                _ => return Err(Miss::Bad(format!("sent block {want} of the wrong length"))),
             }
         }
         if ctx.lock().is_done(u) {
             return Err(Miss::Superseded);
         }
     }
-    open_and_store(ctx, unit, sealed).await
+    open_and_store(ctx, unit, parts, data).await
 }
 
 /// Opens the sealed blocks of a unit and stores them (the store checks every block's hash) on
 /// a blocking thread.
-async fn open_and_store(ctx: &Ctx, unit: Unit, sealed: Vec<Vec<u8>>) -> Result<u64, Miss> {
+async fn open_and_store(
+    ctx: &Ctx,
+    unit: Unit,
+    parts: Vec<SealedParts>,
+    mut data: Vec<u8>,
+) -> Result<u64, Miss> {
     let info = Arc::clone(&ctx.info);
     let store = Arc::clone(&ctx.f.store);
     let lookup = ctx.lookup;
     let sink = ctx.opts.sink.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let key = SegmentKey::new(&info.descriptor(unit.seg).kp);
-        let mut data = Vec::with_capacity(sealed.iter().map(Vec::len).sum());
-        for (i, s) in sealed.iter().enumerate() {
+        let layout = info.layout();
+        let mut at = 0;
+        for (i, p) in parts.iter().enumerate() {
             let block = unit.first + i as u32;
-            let plain =
-                wire::open_frame(&key, &lookup, unit.seg.get(), block, s).map_err(|_| {
-                    Miss::Bad(format!(
-                        "block {block} of segment {} did not decrypt",
-                        unit.seg.get()
-                    ))
-                })?;
-            data.extend_from_slice(&plain);
+            let b = layout
+                .block(unit.seg, block)
+                .expect("units lie within their segment");
+            let len = layout.block_len(b) as usize;
+            p.open_in_place(
+                &key,
+                &lookup,
+                unit.seg.get(),
+                block,
+                &mut data[at..at + len],
+            )
+            .map_err(|_| {
+                Miss::Bad(format!(
+                    "block {block} of segment {} did not decrypt",
+                    unit.seg.get()
+                ))
+            })?;
+            at += len;
         }
         let first = info
             .layout()
@@ -502,13 +528,18 @@ async fn origin_worker(ctx: Arc<Ctx>) {
             Ok(data) => {
                 let info = Arc::clone(&ctx.info);
                 let store = Arc::clone(&ctx.f.store);
+                let sink = ctx.opts.sink.clone();
                 let put = tokio::task::spawn_blocking(move || {
-                    store
-                        .put_blocks(&info.id(), first, &data)
-                        .map(|()| data.len() as u64)
+                    store.put_blocks_lazy(&info.id(), first, &data)?;
+                    if let Some(sink) = &sink {
+                        use std::os::unix::fs::FileExt;
+                        sink.write_all_at(&data, info.layout().block_offset(first))
+                            .map_err(|e| StoreError::io("writing the output", e))?;
+                    }
+                    Ok(data.len() as u64)
                 })
                 .await
-                .expect("store tasks do not panic");
+                .unwrap_or_else(|e| Err(StoreError::io("storing a run", std::io::Error::other(e))));
                 match put {
                     Ok(n) => {
                         if ctx.lock().done(u, Who::Origin) {

@@ -12,7 +12,9 @@
 use crate::codec::{DecodeError, DecodeErrorKind, check_range, unsupported};
 
 use super::WireError;
-use super::keys::{AEAD_OVERHEAD, LookupKey, SegmentKey, open, seal_into};
+use super::keys::{
+    AEAD_OVERHEAD, LookupKey, SegmentKey, open, open_in_place, seal_into, split_sealed,
+};
 
 const FRAME_HEADER_LEN: usize = 9;
 /// Largest frame: a 1 MiB block (the largest block size a layout may have) sealed.
@@ -68,6 +70,58 @@ pub fn open_frame(
     open(key.bytes(), &aad(lookup, seg, block), sealed, "block")
 }
 
+/// A sealed block taken apart: nonce and tag, with the ciphertext left where the caller put it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedParts {
+    nonce: [u8; 12],
+    tag: [u8; 16],
+}
+
+impl SealedParts {
+    /// Splits `sealed` into its parts and appends the ciphertext to `out`; `None` if it is too
+    /// short to be sealed bytes.
+    pub fn take(sealed: &[u8], out: &mut Vec<u8>) -> Option<(SealedParts, usize)> {
+        let (nonce, ct, tag) = split_sealed(sealed)?;
+        out.extend_from_slice(ct);
+        Some((
+            SealedParts {
+                nonce: nonce.try_into().ok()?,
+                tag: tag.try_into().ok()?,
+            },
+            ct.len(),
+        ))
+    }
+
+    /// Opens block `block` of segment `seg` in place: `buf` is its ciphertext, as
+    /// [`SealedParts::take`] appended it.
+    pub fn open_in_place(
+        &self,
+        key: &SegmentKey,
+        lookup: &LookupKey,
+        seg: u32,
+        block: u32,
+        buf: &mut [u8],
+    ) -> Result<(), WireError> {
+        open_in_place(
+            key.bytes(),
+            &aad(lookup, seg, block),
+            &self.nonce,
+            buf,
+            &self.tag,
+            "block",
+        )
+    }
+}
+
+/// A frame borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    /// Block index within the segment.
+    pub block: u32,
+    /// The sealed block, or `None` when the peer no longer has it.
+    pub sealed: Option<&'a [u8]>,
+}
+
 /// Splits a byte stream into frames, whatever the chunking; holds at most one frame.
 #[derive(Debug, Default)]
 pub struct FrameReader {
@@ -96,6 +150,14 @@ impl FrameReader {
     /// The next complete frame, `Ok(None)` if more bytes are needed, or an error for a frame
     /// that breaks the format (the stream is then unusable).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
+        Ok(self.next_ref()?.map(|f| Frame {
+            block: f.block,
+            sealed: f.sealed.map(<[u8]>::to_vec),
+        }))
+    }
+
+    /// Like [`FrameReader::next_frame`], without copying the sealed bytes.
+    pub fn next_ref(&mut self) -> Result<Option<FrameRef<'_>>, DecodeError> {
         let rest = &self.buf[self.consumed..];
         if rest.len() < FRAME_HEADER_LEN {
             return Ok(None);
@@ -116,7 +178,7 @@ impl FrameReader {
                 if rest.len() < FRAME_HEADER_LEN + len {
                     return Ok(None);
                 }
-                Some(rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec())
+                Some(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len)
             }
             1 => {
                 check_range(at + 5, "frame length", len as u64, 0, 0)?;
@@ -124,8 +186,13 @@ impl FrameReader {
             }
             s => return Err(unsupported(at + 4, "frame status", s.into())),
         };
+        let start = self.consumed;
         self.consumed += FRAME_HEADER_LEN + len;
-        Ok(Some(Frame { block, sealed }))
+        let buf = &self.buf[start..];
+        Ok(Some(FrameRef {
+            block,
+            sealed: sealed.map(|r| &buf[r]),
+        }))
     }
 
     /// Checks that the stream ended on a frame boundary.

@@ -216,6 +216,33 @@ pub(crate) fn seal_into(key: &[u8; 32], aad: &[u8], plain: &[u8], out: &mut Vec<
     out.extend_from_slice(&tag);
 }
 
+/// Opens, in place, the ciphertext `buf` of bytes made by [`seal`], given their nonce and tag.
+pub(crate) fn open_in_place(
+    key: &[u8; 32],
+    aad: &[u8],
+    nonce: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+    what: &'static str,
+) -> Result<(), WireError> {
+    if nonce.len() != NONCE_LEN || tag.len() != TAG_LEN {
+        return Err(WireError::Sealed { what });
+    }
+    Aes256Gcm::new(key.into())
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
+        .map_err(|_| WireError::Sealed { what })
+}
+
+/// Splits sealed bytes into nonce, ciphertext and tag.
+pub(crate) fn split_sealed(sealed: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    if sealed.len() < AEAD_OVERHEAD {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    Some((nonce, ct, tag))
+}
+
 /// Opens bytes made by [`seal`]; `what` names them in the error.
 pub fn open(
     key: &[u8; 32],
