@@ -269,6 +269,12 @@ impl Fetcher {
                 if info.id() != id {
                     return Err("sent content information for other content".to_string());
                 }
+                let l = info.layout();
+                if l.block_size() as usize > wire::MAX_FRAME_LEN - 64
+                    || l.blocks_per_segment() > wire::MAX_BITMAP_BITS
+                {
+                    return Err("content with a layout the peer protocol cannot carry".to_string());
+                }
                 Ok(info)
             });
         }

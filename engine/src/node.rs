@@ -31,6 +31,9 @@ use crate::wire::{GroupKeys, NodeId, Reply, Request};
 
 pub use peers::{PeerTable, PeerView};
 
+/// How long shutdown waits for transfers and tasks to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The default TCP port of the peer protocol.
 pub const DEFAULT_PORT: u16 = 7461;
 
@@ -391,10 +394,15 @@ impl Node {
         events: Events,
         cancel: CancellationToken,
     ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
+        struct Counted<'a>(&'a AtomicU32);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
-        let r = self.fetch_inner(id, opts, events, cancel).await;
-        self.inner.fetches.fetch_sub(1, Ordering::Relaxed);
-        r
+        let _counted = Counted(&self.inner.fetches);
+        self.fetch_inner(id, opts, events, cancel).await
     }
 
     async fn fetch_inner(
@@ -600,8 +608,17 @@ impl Node {
             net.detach(*a);
         }
         self.stop.cancel();
-        self.inner.service.drain().await;
-        self.tasks.close();
-        self.tasks.wait().await;
+        // Transfers get a while to finish; a peer that stopped reading does not hold the node.
+        let drain = async {
+            self.inner.service.drain().await;
+            self.tasks.close();
+            self.tasks.wait().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!(
+                "stopping without waiting longer for {} tasks",
+                self.tasks.len()
+            );
+        }
     }
 }

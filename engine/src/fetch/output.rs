@@ -94,6 +94,13 @@ impl PartFile {
                     e,
                 )
             })?;
+        // Readable like a file the user made (tempfile creates 0600).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o644))
+                .map_err(|e| StoreError::io("setting the output's permissions", e))?;
+        }
         let file = Arc::new(
             tmp.as_file()
                 .try_clone()

@@ -132,6 +132,65 @@ impl Sched {
         p
     }
 
+    /// After every peer is added: splits units that no single peer holds whole, but several
+    /// do together, at the boundaries of what each holds (greedily: each piece is the longest
+    /// run some one peer holds), so that partial holders (peers still fetching) are used.
+    pub fn split_for_partial_holders(&mut self) {
+        let mut units = Vec::with_capacity(self.units.len());
+        for (u, unit) in self.units.iter().enumerate() {
+            if self.holders[u] > 0 || self.states[u] != State::Pending {
+                units.push(*unit);
+                continue;
+            }
+            let holds_block = |p: &PeerSlot, i: u32| {
+                p.dropped.is_none()
+                    && p.have
+                        .get(unit.seg.get() as usize)
+                        .is_some_and(|s| s.contains(i))
+            };
+            let mut start = unit.first;
+            let end = unit.first + unit.count;
+            while start < end {
+                // The longest run from `start` that one peer holds (at least one block, even
+                // if nobody holds it: the origin takes such pieces).
+                let best = self
+                    .peers
+                    .iter()
+                    .map(|p| (start..end).take_while(|&i| holds_block(p, i)).count() as u32)
+                    .max()
+                    .unwrap_or(0);
+                let len = if best == 0 {
+                    // Nobody holds `start`: the run of blocks nobody holds.
+                    ((start..end)
+                        .take_while(|&i| !self.peers.iter().any(|p| holds_block(p, i)))
+                        .count() as u32)
+                        .max(1)
+                } else {
+                    best
+                };
+                units.push(Unit {
+                    seg: unit.seg,
+                    first: start,
+                    count: len,
+                });
+                start += len;
+            }
+        }
+        if units.len() == self.units.len() {
+            return;
+        }
+        let n = units.len();
+        self.units = units;
+        self.states = vec![State::Pending; n];
+        self.holders = (0..n)
+            .map(|u| {
+                (0..self.peers.len())
+                    .filter(|&p| self.live_holds(p, u))
+                    .count() as u32
+            })
+            .collect();
+    }
+
     /// The unit with index `u`.
     pub fn unit(&self, u: usize) -> Unit {
         self.units[u]
@@ -385,6 +444,40 @@ mod tests {
         assert!(s.done(0, Who::Origin));
         assert!(s.finished());
         assert_eq!(s.next_for_origin(t), Next::Exit);
+    }
+
+    #[test]
+    fn units_split_where_peers_hold_parts() {
+        let l = Layout::new(2 * 512 * 65_536).unwrap();
+        let mut s = Sched::new(&l, &empty(&l), 16, 3, false);
+        // a holds blocks 0..600, b holds 600..1024: unit 37 (blocks 592..608) is whole at
+        // neither.
+        let mut a = empty(&l);
+        let mut b = empty(&l);
+        for g in 0..1024u32 {
+            let (seg, i) = ((g / 512) as usize, g % 512);
+            if g < 600 {
+                a[seg].insert(i);
+            } else {
+                b[seg].insert(i);
+            }
+        }
+        let (pa, pb) = (s.add_peer(a), s.add_peer(b));
+        assert!(!s.unheld_segments().is_empty());
+        s.split_for_partial_holders();
+        assert!(s.unheld_segments().is_empty(), "{:?}", s.unheld_segments());
+        assert_eq!(s.len(), 65);
+        let t = Instant::now();
+        let mut fetched = 0;
+        while !s.finished() {
+            for p in [pa, pb] {
+                if let Next::Fetch(u) = s.next_for_peer(p, t) {
+                    fetched += s.unit(u).count;
+                    assert!(s.done(u, Who::Peer(p)));
+                }
+            }
+        }
+        assert_eq!(fetched, 1024);
     }
 
     #[test]

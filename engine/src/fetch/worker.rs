@@ -158,6 +158,7 @@ pub(super) async fn run(
         }
         sched.add_peer(h);
     }
+    sched.split_for_partial_holders();
     (events)(FetchEvent::Started {
         len: layout.content_len(),
         present: present_bytes,
@@ -331,8 +332,14 @@ async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
         };
         let unit = ctx.lock().unit(u);
         let who = Who::Peer(p);
+        // A whole unit gets a deadline too, so a peer that trickles bytes cannot hold it: the
+        // chunk timeout, plus the unit at no less than 256 KiB/s.
+        let bytes = u64::from(unit.count) * u64::from(ctx.info.layout().block_size());
+        let deadline = ctx.opts.chunk_timeout + std::time::Duration::from_millis(bytes / 256);
         let result = tokio::select! {
-            r = fetch_from_peer(&ctx, p, u, unit) => r,
+            r = tokio::time::timeout(deadline, fetch_from_peer(&ctx, p, u, unit)) => {
+                r.unwrap_or_else(|_| Err(Miss::Transport("too slow for the unit".into())))
+            }
             _ = ctx.cancel.cancelled() => return,
         };
         match result {

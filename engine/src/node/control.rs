@@ -115,6 +115,11 @@ pub fn serve(node: Node, path: PathBuf) -> io::Result<()> {
     // A socket file left by a node that died: the store's lock says no node runs here now.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
+    // Only the node's user may drive it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
     let stop = node.stopping();
     node.clone().spawn(async move {
         loop {
@@ -122,7 +127,11 @@ pub fn serve(node: Node, path: PathBuf) -> io::Result<()> {
                 _ = stop.cancelled() => break,
                 r = listener.accept() => match r {
                     Ok((s, _)) => s,
-                    Err(_) => continue,
+                    Err(e) => {
+                        tracing::warn!("control socket: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 },
             };
             let n = node.clone();

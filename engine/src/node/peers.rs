@@ -14,6 +14,9 @@ use crate::fetch::PeerRef;
 use crate::peer::{ServiceStats, Transport};
 use crate::wire::{self, GroupKeys, HelloReply, NodeId, Reply, Request};
 
+/// Most nodes of other groups kept in the table (for `pdist peers`); more are ignored.
+const MAX_FOREIGN: usize = 64;
+
 /// Failed hellos in a row after which a peer is considered down.
 const DOWN_AFTER: u32 = 2;
 
@@ -130,6 +133,7 @@ impl PeerTable {
                     .map(|ip| SocketAddr::new(ip, port))
                     .collect();
                 let tag_ok = self.keys.is_member_tag(&node, &tag);
+                let foreign = t.iter().filter(|e| !e.tag_ok).count();
                 match t.iter_mut().find(|e| e.node == Some(node)) {
                     Some(e) => {
                         e.addrs = addrs;
@@ -137,6 +141,9 @@ impl PeerTable {
                         e.cache = cache;
                         e.host = host;
                         e.last_seen = Some(SystemTime::now());
+                    }
+                    None if !tag_ok && foreign >= MAX_FOREIGN => {
+                        // Enough nodes of other groups listed already (they cannot be used).
                     }
                     None => t.push(Entry {
                         node: Some(node),
@@ -225,18 +232,17 @@ impl PeerTable {
 
     /// Says hello to every known peer of our group (in parallel) and records who answered.
     pub async fn probe(&self, transport: &Arc<dyn Transport>, timeout: Duration) {
-        let targets: Vec<(usize, Vec<SocketAddr>)> = self
+        let targets: Vec<(Key, Vec<SocketAddr>)> = self
             .lock()
             .iter()
-            .enumerate()
-            .filter(|(_, e)| e.tag_ok)
-            .map(|(i, e)| {
+            .filter(|e| e.tag_ok)
+            .map(|e| {
                 let mut addrs = e.addrs.clone();
                 if let Some(g) = e.good {
                     addrs.retain(|a| *a != g);
                     addrs.insert(0, g);
                 }
-                (i, addrs)
+                (key(e), addrs)
             })
             .collect();
         let mut set = tokio::task::JoinSet::new();
@@ -260,14 +266,21 @@ impl PeerTable {
             }
         }
         let mut t = self.lock();
-        for (i, r) in results {
-            let Some(e) = t.get_mut(i) else { continue };
+        for (k, r) in results {
+            // Entries may have come and gone while the hellos ran: find this one again.
+            let Some(e) = t.iter_mut().find(|e| key(e) == k) else {
+                continue;
+            };
             match r {
                 Some((addr, h)) if h.node != self.me => {
                     if e.node.is_some_and(|n| n != h.node) {
-                        // Someone else answers at that address now.
-                        e.failures += 1;
-                        continue;
+                        if !e.via_static {
+                            // Someone else answers at that address now.
+                            e.failures += 1;
+                            continue;
+                        }
+                        // A static peer restarted (node IDs are chosen at start).
+                        e.node = None;
                     }
                     e.node = Some(h.node);
                     e.good = Some(addr);
@@ -284,6 +297,16 @@ impl PeerTable {
         let mut seen = std::collections::HashSet::new();
         t.retain(|e| e.node.is_none() || seen.insert(e.node));
     }
+}
+
+/// What identifies an entry across a probe: its node ID, or a static peer's address.
+type Key = (Option<NodeId>, Option<SocketAddr>);
+
+fn key(e: &Entry) -> Key {
+    (
+        e.node,
+        e.node.is_none().then(|| e.addrs.first().copied()).flatten(),
+    )
 }
 
 /// One authenticated hello; `None` if the peer does not answer as a member of our group.

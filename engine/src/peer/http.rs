@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,6 +29,9 @@ use crate::wire::MAX_REQUEST_LEN;
 
 type Body = BoxBody<Bytes, io::Error>;
 
+/// Most peer connections served at once.
+const MAX_CONNECTIONS: usize = 256;
+
 /// Serves the peer protocol on `listener` until `stop` is cancelled; then lets connections
 /// finish what they are sending and returns. Every connection task is tracked by `tasks`.
 pub async fn serve(
@@ -37,6 +40,7 @@ pub async fn serve(
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let conns = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, from) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -49,13 +53,21 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
+            // Too many connections: refuse this one (the peer retries or uses others).
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let svc = Arc::clone(&service);
         let stop = stop.clone();
         tasks.spawn(async move {
+            let _permit = permit;
             let handler = service_fn(move |req| answer(Arc::clone(&svc), from, req));
             let conn = http1::Builder::new()
                 .max_buf_size(64 * 1024)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), handler);
             tokio::pin!(conn);
             tokio::select! {
@@ -77,12 +89,14 @@ async fn answer(
     if req.method() != Method::POST || req.uri().path() != PEER_PATH {
         return Ok(plain(StatusCode::NOT_FOUND, true));
     }
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_LEN)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, true)),
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        Limited::new(req.into_body(), MAX_REQUEST_LEN).collect(),
+    );
+    let body = match read.await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, true)),
+        Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, true)),
     };
     let resp = svc.handle(from, &body);
     let code = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

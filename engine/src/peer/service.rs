@@ -89,7 +89,11 @@ pub struct PeerService {
     stats: Arc<ServiceStats>,
     seeds: Option<mpsc::Sender<ContentId>>,
     tasks: TaskTracker,
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most block streams served at once; more get 503 and go to other peers.
+const MAX_STREAMS: usize = 64;
 
 impl PeerService {
     /// A service for `store`, in the group of `keys`, indexing what the store holds now. Seeds
@@ -110,6 +114,7 @@ impl PeerService {
             stats: Arc::default(),
             seeds,
             tasks: TaskTracker::new(),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         };
         for r in svc.store.list()? {
             svc.index(&r.id);
@@ -283,13 +288,18 @@ impl PeerService {
         if self.tasks.is_closed() {
             return status(from, 503);
         }
+        let Ok(permit) = Arc::clone(&self.streams).try_acquire_owned() else {
+            return status(from, 503);
+        };
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         let svc = Arc::clone(self);
         let key = SegmentKey::new(&info.descriptor(segment).kp);
         let rt = tokio::runtime::Handle::current();
+        let rt2 = rt.clone();
         self.stats.busy.fetch_add(1, Ordering::Relaxed);
         self.tasks.spawn_blocking_on(
             move || {
+                let _permit = permit;
                 for i in first..first + count {
                     let block = layout.block(segment, i).expect("checked above");
                     let mut out = Vec::with_capacity(layout.block_len(block) as usize + 64);
@@ -307,7 +317,7 @@ impl PeerService {
                             break;
                         }
                     }
-                    if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+                    if !send_bounded(&rt2, &tx, Bytes::from(out)) {
                         break;
                     }
                 }
@@ -320,6 +330,19 @@ impl PeerService {
             body: ReplyBody::chan(from, rx),
         }
     }
+}
+
+/// Sends a frame, giving up (the stream ends) if the peer has not taken it within 30 s.
+fn send_bounded(
+    rt: &tokio::runtime::Handle,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    frame: Bytes,
+) -> bool {
+    rt.block_on(async {
+        tx.send_timeout(Ok(frame), std::time::Duration::from_secs(30))
+            .await
+            .is_ok()
+    })
 }
 
 fn status(from: PeerAddr, code: u16) -> PeerResponse {

@@ -22,9 +22,10 @@ pub const MAX_HAVE_SEGMENTS: u32 = 4096;
 pub const MAX_RANGE_BLOCKS: u32 = 64;
 /// Longest node name in a hello.
 const MAX_NAME_LEN: usize = 64;
-/// Longest bitmap in a have entry (512 blocks per segment at most in practice; 64 KiB bitmaps
-/// for the largest layouts the model allows).
+/// Longest bitmap in a have entry: 65,536 blocks per segment (the standard layout has 512).
 const MAX_BITMAP_LEN: usize = 8192;
+/// Most blocks per segment the have reply can describe.
+pub const MAX_BITMAP_BITS: u32 = MAX_BITMAP_LEN as u32 * 8;
 
 const REQUEST_MAGIC: &[u8; 3] = b"PDW";
 const REPLY_MAGIC: &[u8; 3] = b"PDR";
