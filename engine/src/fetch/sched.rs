@@ -1,5 +1,5 @@
 //! The fetch scheduler's state: which runs of blocks ("units") are wanted, who holds them, who
-//! is fetching what. Pure and synchronous; the workers in [`super::worker`] lock it, ask for work
+//! is fetching what. Pure and synchronous; the fetch workers lock it, ask for work
 //! and report back.
 //!
 //! Rules:
