@@ -105,8 +105,8 @@ impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
             unit_blocks: 16,
-            depth: 3,
-            cache_depth: 4,
+            depth: 6,
+            cache_depth: 8,
             origin_depth: 2,
             chunk_timeout: Duration::from_secs(10),
             max_failures: 3,
