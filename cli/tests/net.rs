@@ -129,3 +129,60 @@ fn fetch_without_a_node() {
     assert_eq!(r.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&r.stderr).contains("no pdist node is running"));
 }
+
+#[test]
+fn a_killed_fetch_resumes_from_what_it_verified() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let a = NodeProc::start(&[], &da, &["--listen", "127.0.0.1:0", "--no-mdns"]);
+    let data = fixtures::content(9, 256 << 20);
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    let ticket = json(&da, &["publish", "--json", file.to_str().unwrap()])[0]["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = dir.path().join("out.bin");
+    let args = [
+        "fetch",
+        &ticket,
+        "-o",
+        out.to_str().unwrap(),
+        "--peer",
+        &a.addr(),
+        "--no-mdns",
+        "--json",
+    ];
+    let mut child = common::cmd(&db)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = 0u64;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        got += v["bytes"].as_u64().unwrap_or(0);
+        if got >= 32 << 20 {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(!out.exists(), "no partial output under the final name");
+    // The second run takes only what the first did not verify.
+    let r = run(&db, &args);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let done: serde_json::Value =
+        serde_json::from_str(String::from_utf8(r.stdout).unwrap().lines().last().unwrap()).unwrap();
+    let present = done["present"].as_u64().unwrap();
+    assert!(present >= 16 << 20, "resumed with {present} bytes present");
+    let fetched: u64 = done["by_source"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(present + fetched, data.len() as u64);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+}

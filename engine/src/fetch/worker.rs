@@ -33,6 +33,38 @@ struct Ctx {
     dropped: Mutex<Vec<(crate::peer::PeerAddr, String)>>,
     fatal: Mutex<Option<FetchError>>,
     cancel: CancellationToken,
+    flusher: Arc<Flusher>,
+}
+
+/// Starts writing fetched bytes to disk while the fetch runs (a sync every 64 MiB, on the
+/// blocking thread that crossed the mark, one at a time), so that the final sync has little
+/// left to do.
+struct Flusher {
+    written: std::sync::atomic::AtomicU64,
+    busy: std::sync::atomic::AtomicBool,
+    sink: Option<Arc<std::fs::File>>,
+    store: Arc<dyn crate::store::SegmentStore>,
+    id: crate::content::ContentId,
+}
+
+impl Flusher {
+    const EVERY: u64 = 64 << 20;
+
+    fn wrote(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = self.written.fetch_add(n, Relaxed);
+        if before / Self::EVERY == (before + n) / Self::EVERY || self.busy.swap(true, Relaxed) {
+            return;
+        }
+        // Errors surface at the final sync.
+        let _ = match &self.sink {
+            Some(f) => f
+                .sync_data()
+                .map_err(|e| StoreError::io("syncing the output", e)),
+            None => self.store.sync_content(&self.id),
+        };
+        self.busy.store(false, Relaxed);
+    }
 }
 
 /// Why a unit did not arrive from a peer.
@@ -192,6 +224,13 @@ pub(super) async fn run(
         dropped: Mutex::default(),
         fatal: Mutex::default(),
         cancel: cancel.child_token(),
+        flusher: Arc::new(Flusher {
+            written: Default::default(),
+            busy: Default::default(),
+            sink: opts.sink.clone(),
+            store: Arc::clone(&f.store),
+            id,
+        }),
     });
     let mut workers = JoinSet::new();
     for (p, peer) in peers.iter().enumerate() {
@@ -447,6 +486,7 @@ async fn open_and_store(
     let store = Arc::clone(&ctx.f.store);
     let lookup = ctx.lookup;
     let sink = ctx.opts.sink.clone();
+    let flusher = Arc::clone(&ctx.flusher);
     let joined = tokio::task::spawn_blocking(move || {
         let key = SegmentKey::new(&info.descriptor(unit.seg).kp);
         let layout = info.layout();
@@ -481,6 +521,7 @@ async fn open_and_store(
                 if let Some(sink) = &sink {
                     write_at(sink, &data, info.layout().block_offset(first))?;
                 }
+                flusher.wrote(data.len() as u64);
                 Ok(data.len() as u64)
             }
             Err(StoreError::Verify(e)) => Err(Miss::Bad(format!(
@@ -536,6 +577,7 @@ async fn origin_worker(ctx: Arc<Ctx>) {
                 let info = Arc::clone(&ctx.info);
                 let store = Arc::clone(&ctx.f.store);
                 let sink = ctx.opts.sink.clone();
+                let flusher = Arc::clone(&ctx.flusher);
                 let put = tokio::task::spawn_blocking(move || {
                     store.put_blocks_lazy(&info.id(), first, &data)?;
                     if let Some(sink) = &sink {
@@ -543,6 +585,7 @@ async fn origin_worker(ctx: Arc<Ctx>) {
                         sink.write_all_at(&data, info.layout().block_offset(first))
                             .map_err(|e| StoreError::io("writing the output", e))?;
                     }
+                    flusher.wrote(data.len() as u64);
                     Ok(data.len() as u64)
                 })
                 .await
