@@ -24,6 +24,7 @@ use crate::args::{FetchArgs, GlobalArgs};
 struct Progress {
     json: Option<Box<dyn Write + Send>>,
     bar: Option<ProgressBar>,
+    by_source: std::collections::BTreeMap<String, u64>,
 }
 
 impl Progress {
@@ -43,7 +44,11 @@ impl Progress {
             );
             b
         });
-        Progress { json, bar }
+        Progress {
+            json,
+            bar,
+            by_source: Default::default(),
+        }
     }
 
     fn event(&mut self, v: &Value) {
@@ -57,7 +62,18 @@ impl Progress {
                     b.set_position(v["present"].as_u64().unwrap_or(0));
                     b.set_message(format!("{} peers", v["peers"]));
                 }
-                Some("progress") => b.inc(v["bytes"].as_u64().unwrap_or(0)),
+                Some("progress") => {
+                    let n = v["bytes"].as_u64().unwrap_or(0);
+                    b.inc(n);
+                    let src = v["source"].as_str().unwrap_or("?").to_string();
+                    *self.by_source.entry(src).or_default() += n;
+                    // Bytes per source, largest first.
+                    let mut v: Vec<_> = self.by_source.iter().collect();
+                    v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+                    let parts: Vec<String> =
+                        v.iter().take(4).map(|(s, n)| format!("{s} {}", human_bytes(**n))).collect();
+                    b.set_message(parts.join(", "));
+                }
                 Some("peer_dropped") => b.println(format!(
                     "dropped peer {}: {}",
                     v["peer"].as_str().unwrap_or("?"),
