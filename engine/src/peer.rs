@@ -138,6 +138,23 @@ impl ReplyBody {
     }
 }
 
+/// An HTTP body fed by a channel (frames or content produced on a blocking thread).
+pub(crate) struct ChanBody(pub(crate) mpsc::Receiver<io::Result<Bytes>>);
+
+impl hyper::body::Body for ChanBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
 /// A peer's answer: the HTTP status and the body.
 #[derive(Debug)]
 pub struct PeerResponse {

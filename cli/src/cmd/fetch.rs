@@ -70,8 +70,11 @@ impl Progress {
                     // Bytes per source, largest first.
                     let mut v: Vec<_> = self.by_source.iter().collect();
                     v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
-                    let parts: Vec<String> =
-                        v.iter().take(4).map(|(s, n)| format!("{s} {}", human_bytes(**n))).collect();
+                    let parts: Vec<String> = v
+                        .iter()
+                        .take(4)
+                        .map(|(s, n)| format!("{s} {}", human_bytes(**n)))
+                        .collect();
                     b.set_message(parts.join(", "));
                 }
                 Some("peer_dropped") => b.println(format!(

@@ -354,20 +354,34 @@ async fn have_map(
     Ok(out)
 }
 
+impl Ctx {
+    /// The next unit for a worker, `ask` being its question to the scheduler; waits while
+    /// there is nothing now; `None` when the worker is done.
+    async fn next_unit(
+        &self,
+        rx: &mut watch::Receiver<u64>,
+        ask: impl Fn(&mut Sched) -> Next,
+    ) -> Option<usize> {
+        loop {
+            rx.borrow_and_update();
+            let next = ask(&mut self.lock());
+            match next {
+                Next::Fetch(u) => return Some(u),
+                Next::Wait if self.wait(rx).await => continue,
+                Next::Wait | Next::Exit => return None,
+            }
+        }
+    }
+}
+
 async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
     let mut rx = ctx.generation.subscribe();
     loop {
-        rx.borrow_and_update();
-        let next = ctx.lock().next_for_peer(p, Instant::now());
-        let u = match next {
-            Next::Fetch(u) => u,
-            Next::Wait => {
-                if ctx.wait(&mut rx).await {
-                    continue;
-                }
-                return;
-            }
-            Next::Exit => return,
+        let Some(u) = ctx
+            .next_unit(&mut rx, |s| s.next_for_peer(p, Instant::now()))
+            .await
+        else {
+            return;
         };
         let unit = ctx.lock().unit(u);
         let who = Who::Peer(p);
@@ -549,17 +563,11 @@ async fn origin_worker(ctx: Arc<Ctx>) {
         .expect("origin workers run only with an origin");
     let mut rx = ctx.generation.subscribe();
     loop {
-        rx.borrow_and_update();
-        let next = ctx.lock().next_for_origin(Instant::now());
-        let u = match next {
-            Next::Fetch(u) => u,
-            Next::Wait => {
-                if ctx.wait(&mut rx).await {
-                    continue;
-                }
-                return;
-            }
-            Next::Exit => return,
+        let Some(u) = ctx
+            .next_unit(&mut rx, |s| s.next_for_origin(Instant::now()))
+            .await
+        else {
+            return;
         };
         let unit = ctx.lock().unit(u);
         let layout = ctx.info.layout();

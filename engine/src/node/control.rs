@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use super::Node;
 use crate::content::{HashOptions, Ticket};
 use crate::fetch::{FetchError, FetchEvent, FetchOptions, OriginClient, OriginError, Source};
+use crate::peer::ChanBody;
 use crate::store::StoreError;
 
 /// The socket's file name in the data directory.
@@ -462,22 +463,6 @@ impl io::Write for ChanWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-struct ChanBody(mpsc::Receiver<io::Result<Bytes>>);
-
-impl hyper::body::Body for ChanBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
     }
 }
 

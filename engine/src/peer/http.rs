@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    BodyInner, BoxFuture, PEER_PATH, PeerAddr, PeerResponse, PeerService, ReplyBody, Transport,
-    TransportError,
+    BodyInner, BoxFuture, ChanBody, PEER_PATH, PeerAddr, PeerResponse, PeerService, ReplyBody,
+    Transport, TransportError,
 };
 use crate::wire::MAX_REQUEST_LEN;
 
@@ -128,23 +128,6 @@ fn plain(code: StatusCode, close: bool) -> Response<Body> {
             .boxed(),
     )
     .expect("static headers are valid")
-}
-
-/// A body fed by a channel (block frames produced on a blocking thread).
-struct ChanBody(tokio::sync::mpsc::Receiver<io::Result<Bytes>>);
-
-impl hyper::body::Body for ChanBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
-    }
 }
 
 /// Calls other nodes over HTTP/1.1, pooling connections (several per peer, so requests to one
