@@ -67,6 +67,9 @@ pub struct NodeConfig {
     pub scratch: PathBuf,
     /// Serve corrupted blocks (only for tests of fetchers).
     pub corrupt_blocks: bool,
+    /// The leases of the store's eviction (a `CappedStore`'s), so that content being fetched or
+    /// streamed is not evicted under the transfer.
+    pub leases: crate::store::Leases,
 }
 
 /// Why a node failed.
@@ -303,6 +306,11 @@ impl Node {
         }
     }
 
+    /// Keeps `id` from eviction while the lease lives.
+    pub fn lease(&self, id: ContentId) -> crate::store::Lease {
+        self.inner.cfg.leases.lease(id)
+    }
+
     /// This node's ID.
     pub fn id(&self) -> NodeId {
         self.inner.id
@@ -402,6 +410,8 @@ impl Node {
         }
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
         let _counted = Counted(&self.inner.fetches);
+        // Not evicted while it is being fetched (on a cache node near its cap).
+        let _lease = self.inner.cfg.leases.lease(id);
         self.fetch_inner(id, opts, events, cancel).await
     }
 

@@ -28,6 +28,7 @@ fn cfg(secret: &[u8], listen: Listen, dir: &Path, cache: bool) -> NodeConfig {
         hello_timeout: Duration::from_secs(1),
         scratch: dir.to_path_buf(),
         corrupt_blocks: false,
+        leases: pdist_engine::store::Leases::new(),
     }
 }
 
@@ -40,20 +41,18 @@ async fn mem_node(
     cache: bool,
 ) -> Node {
     let addr: SocketAddr = format!("10.1.0.{i}:7461").parse().unwrap();
+    let leases = Leases::new();
     let store: Arc<dyn SegmentStore> = if cache {
-        Arc::new(CappedStore::new(MemStore::new(), 1 << 30, Leases::new()))
+        Arc::new(CappedStore::new(MemStore::new(), 1 << 30, leases.clone()))
     } else {
         Arc::new(MemStore::new())
     };
     let disc: Arc<dyn Discovery> = Arc::new(bus.member(addr.ip()));
-    Node::start(
-        cfg(secret, Listen::Mem(net.clone(), addr), dir, cache),
-        store,
-        Arc::new(net.clone()),
-        Some(disc),
-    )
-    .await
-    .unwrap()
+    let mut c = cfg(secret, Listen::Mem(net.clone(), addr), dir, cache);
+    c.leases = leases;
+    Node::start(c, store, Arc::new(net.clone()), Some(disc))
+        .await
+        .unwrap()
 }
 
 fn no_events() -> Events {

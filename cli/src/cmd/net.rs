@@ -15,7 +15,7 @@ use engine::store::SegmentStore;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::store::{data_dir, human_bytes, open_store};
+use super::store::{data_dir, human_bytes, open_store_with};
 use super::{Failed, UsageError};
 use crate::args::{GlobalArgs, JsonArgs, NodeArgs, SeedArgs};
 
@@ -103,7 +103,8 @@ pub(super) async fn start_node(
     corrupt: bool,
 ) -> anyhow::Result<Node> {
     let dir = data_dir(global)?;
-    let store: Arc<dyn SegmentStore> = Arc::from(open_store(global)?);
+    let leases = engine::store::Leases::new();
+    let store: Arc<dyn SegmentStore> = Arc::from(open_store_with(global, leases.clone())?);
     let name = name.unwrap_or_else(hostname);
     let discovery: Option<Arc<dyn Discovery>> = if mdns {
         Some(Arc::new(
@@ -122,6 +123,7 @@ pub(super) async fn start_node(
         hello_timeout: Duration::from_secs(1),
         scratch: dir.join("tmp"),
         corrupt_blocks: corrupt,
+        leases,
     };
     let transport = Arc::new(HttpTransport::new(Duration::from_secs(5)));
     Ok(Node::start(cfg, store, transport, discovery).await?)

@@ -34,11 +34,19 @@ pub(super) fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 
 /// The store in the data directory, capped by `--cache-size` when given.
 pub(super) fn open_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn SegmentStore>> {
+    open_store_with(global, Leases::new())
+}
+
+/// [`open_store`], with the leases its eviction honours.
+pub(super) fn open_store_with(
+    global: &GlobalArgs,
+    leases: Leases,
+) -> anyhow::Result<Box<dyn SegmentStore>> {
     let dir = data_dir(global)?;
     let store = RocksStore::open(&dir, RocksStoreOptions::default())
         .with_context(|| format!("opening the store in {}", dir.display()))?;
     Ok(match global.cache_size {
-        Some(cap) => Box::new(CappedStore::new(store, cap, Leases::new())),
+        Some(cap) => Box::new(CappedStore::new(store, cap, leases)),
         None => Box::new(store),
     })
 }

@@ -429,8 +429,10 @@ fn content(node: Node, t: &str) -> Answer {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let store = Arc::clone(node.store());
     let stop = node.stopping();
+    let lease = node.lease(id);
     node.spawn(async move {
         let _ = tokio::task::spawn_blocking(move || {
+            let _lease = lease;
             let mut w = ChanWriter { tx, stop };
             if let Err(e) = crate::fetch::write_content(store.as_ref(), &info, &mut w) {
                 let _ = w.tx.blocking_send(Err(io::Error::other(e)));
