@@ -1,10 +1,10 @@
 //! The peer protocol's bytes: key derivations, request and reply messages, and the encrypted
 //! block frames. Pure: bytes in, values out; the HTTP transport in [`crate::peer`] carries them.
 //!
-//! Every message starts with the magic `PDW`, a version and a kind, and is bounded
-//! ([`MAX_REQUEST_LEN`], [`MAX_REPLY_LEN`]); a peer that breaks either is cut off. Requests and
-//! replies carry a MAC under the group's key, so only nodes of one group talk to each other, and
-//! a node of another group learns only that a pdist node answered. Content is named on the wire
+//! Every message starts with the magic `PDW` or `PDR` and a version, and is bounded
+//! ([`MAX_REQUEST_LEN`], [`MAX_REPLY_LEN`]); a peer that breaks either is cut off. Everything
+//! after that header is sealed under the group's message key, so only nodes of one group talk
+//! to each other, and a node of another group learns only that a pdist node answered. Content is named on the wire
 //! only by keyed derivations of its content ID ([`LookupKey`]); content information travels
 //! sealed under a key derived from the content ID, and blocks sealed under a per-segment key
 //! derived from the segment secret Kp, so a node without the ticket learns nothing about the
@@ -22,7 +22,7 @@ pub use keys::{AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, Segment
 pub use msg::{
     HaveEntry, HelloReply, MAX_BITMAP_BITS, MAX_HAVE_SEGMENTS, MAX_RANGE_BLOCKS, MAX_REPLY_LEN,
     MAX_REQUEST_LEN, Reply, Request, RequestEnvelope, decode_reply, decode_request, encode_reply,
-    encode_request,
+    encode_request, unix_now,
 };
 
 /// The version of the peer protocol this build speaks; messages of any other are refused.

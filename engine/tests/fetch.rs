@@ -356,3 +356,40 @@ async fn another_group_learns_nothing() {
         .unwrap_err();
     assert!(matches!(err, FetchError::NoInfo { asked: 1, .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_sealed_and_cannot_be_replayed() {
+    use pdist_engine::peer::{Transport, TransportError};
+    use pdist_engine::wire::{self, Request};
+    let net = MemNetwork::new();
+    let a = node(
+        &net,
+        1,
+        ServeOptions {
+            name: "secret-name".into(),
+            ..ServeOptions::default()
+        },
+    );
+    let keys = GroupKeys::new(&secret());
+    let (req, _) = wire::encode_request(&keys, &NodeId::random(), &Request::Hello);
+    let first = net.call(a.addr, req.clone()).await.unwrap();
+    let body = first.body.collect(4096).await.unwrap();
+    assert!(
+        !body.windows(11).any(|w| w == b"secret-name"),
+        "the hello is sealed"
+    );
+    // The same bytes again (a captured request): refused.
+    let again = net.call(a.addr, req).await.unwrap_err();
+    assert!(
+        matches!(again, TransportError::Status { status: 403, .. }),
+        "{again}"
+    );
+    // A request of another group: refused the same way.
+    let other = GroupKeys::new(&ServerSecret::new(b"other".to_vec()));
+    let (req, _) = wire::encode_request(&other, &NodeId::random(), &Request::Hello);
+    let err = net.call(a.addr, req).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::Status { status: 403, .. }),
+        "{err}"
+    );
+}

@@ -90,7 +90,15 @@ pub struct PeerService {
     seeds: Option<mpsc::Sender<ContentId>>,
     tasks: TaskTracker,
     streams: Arc<tokio::sync::Semaphore>,
+    /// Tags of requests seen within the freshness window, with their send times.
+    seen: Mutex<HashMap<[u8; 16], u64>>,
 }
+
+/// How far a request's send time may be from our clock (seconds); older requests, and
+/// requests seen before, are refused as replays.
+pub const FRESHNESS_SECS: u64 = 300;
+/// Most request tags remembered (older ones are forgotten first).
+const MAX_SEEN: usize = 1 << 16;
 
 /// Most block streams served at once; more get 503 and go to other peers.
 const MAX_STREAMS: usize = 64;
@@ -115,6 +123,7 @@ impl PeerService {
             seeds,
             tasks: TaskTracker::new(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            seen: Mutex::default(),
         };
         for r in svc.store.list()? {
             svc.index(&r.id);
@@ -173,6 +182,26 @@ impl PeerService {
         }
     }
 
+    /// Whether a request is recent (by the sender's clock against ours) and not seen before.
+    fn fresh(&self, env: &wire::RequestEnvelope) -> bool {
+        let now = wire::unix_now();
+        if env.sent_at.abs_diff(now) > FRESHNESS_SECS {
+            return false;
+        }
+        let mut seen = self.seen.lock().expect("seen lock");
+        if seen.len() >= MAX_SEEN {
+            seen.retain(|_, t| t.abs_diff(now) <= FRESHNESS_SECS);
+            if seen.len() >= MAX_SEEN {
+                // Still full of fresh tags: forget the oldest half.
+                let mut times: Vec<u64> = seen.values().copied().collect();
+                times.sort_unstable();
+                let cut = times[times.len() / 2];
+                seen.retain(|_, t| *t > cut);
+            }
+        }
+        seen.insert(env.mac, env.sent_at).is_none()
+    }
+
     fn lookup(&self, k: &LookupKey) -> Option<ContentId> {
         self.index.read().expect("index lock").get(k).copied()
     }
@@ -184,6 +213,10 @@ impl PeerService {
             Err(WireError::NotInGroup) => return status(from, 403),
             Err(_) => return status(from, 400),
         };
+        if !self.fresh(&env) {
+            tracing::debug!("refused a stale or replayed request from {from}");
+            return status(from, 403);
+        }
         let reply = match env.request {
             Request::Hello => Reply::Hello(self.hello()),
             Request::Info { lookup } => self.info(&lookup),

@@ -5,7 +5,8 @@
 //!
 //! | key | derived from | protects |
 //! |---|---|---|
-//! | group auth | group secret | MACs on every request and reply, node tags in mDNS |
+//! | group messages | group secret | every request and reply after its header |
+//! | group auth | group secret | node tags in mDNS |
 //! | group seal | group secret | seed requests (they carry a content ID) |
 //! | lookup key | content ID | names content on the wire (reveals nothing without the ID) |
 //! | info key | content ID | content information sent to a fetcher |
@@ -71,6 +72,7 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 pub struct GroupKeys {
     auth: Hash,
     seal: Hash,
+    msg: Hash,
 }
 
 impl fmt::Debug for GroupKeys {
@@ -85,6 +87,7 @@ impl GroupKeys {
         GroupKeys {
             auth: hmac_sha256(secret.as_bytes(), &[b"pdist group auth v1"]),
             seal: hmac_sha256(secret.as_bytes(), &[b"pdist group seal v1"]),
+            msg: hmac_sha256(secret.as_bytes(), &[b"pdist group messages v1"]),
         }
     }
 
@@ -101,11 +104,21 @@ impl GroupKeys {
         m[..8].try_into().expect("16 >= 8")
     }
 
-    /// The MAC a message of this group carries over `parts`; for fuzzing and tests that need
-    /// valid messages with chosen bodies.
+    /// Seals a peer message's body (everything after its 4-byte header).
+    pub(crate) fn seal_msg(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        seal(&self.msg.0, aad, plain)
+    }
+
+    /// Opens a peer message's body; a message of another group fails here.
+    pub(crate) fn open_msg(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, WireError> {
+        open(&self.msg.0, aad, sealed, "message").map_err(|_| WireError::NotInGroup)
+    }
+
+    /// [`GroupKeys::seal_msg`], for fuzzing and tests that need valid messages with chosen
+    /// bodies.
     #[doc(hidden)]
-    pub fn test_mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-        self.mac(parts)
+    pub fn test_seal_msg(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        self.seal_msg(aad, plain)
     }
 
     /// Whether `tag` is the tag of `node` in this group.

@@ -1,15 +1,19 @@
-//! Requests and replies: the envelope, the MACs, and the size limits.
+//! Requests and replies: the envelope, the seal, and the size limits.
 //!
 //! ```text
-//! request: "PDW" version kind node-id[16] nonce[16] payload… mac[16]
-//! reply:   "PDR" version kind payload… mac[16]
+//! request: "PDW" version ‖ seal(kind node-id[16] sent-at u64 random[8] payload…)
+//! reply:   "PDR" version ‖ seal(kind payload…)
+//! seal:    nonce[12] ‖ AES-256-GCM(group message key) ‖ tag[16]
 //! ```
-//! A request's MAC covers everything before it; a reply's MAC also covers the MAC of the
-//! request it answers, so replies cannot be replayed to other requests. Integers are big-endian.
+//! Everything after the 4-byte header is sealed under the group's message key, with the header
+//! as associated data (for a reply, also the tag of the request it answers, so a reply cannot
+//! be replayed to another request). A node of another group sees only the header and sizes. The
+//! request's send time lets the receiver refuse stale or replayed requests. Integers are
+//! big-endian.
 
 use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_range, unsupported};
 
-use super::keys::{GroupKeys, LookupKey, MAC_LEN, NodeId, ct_eq, random_bytes};
+use super::keys::{GroupKeys, LookupKey, MAC_LEN, NodeId, random_bytes};
 use super::{PROTOCOL_VERSION, WireError};
 
 /// Largest request: requests are small and fixed-size apart from a seed's sealed ticket.
@@ -68,14 +72,16 @@ pub enum Request {
     },
 }
 
-/// A request with its sender and the MAC that authenticated it.
+/// A request with its sender, when it was sent, and the tag that authenticated it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestEnvelope {
     /// The request.
     pub request: Request,
     /// The sender's node ID.
     pub from: NodeId,
-    /// The request's MAC (a reply's MAC covers it).
+    /// When it was sent (Unix seconds, the sender's clock).
+    pub sent_at: u64,
+    /// The request's authentication tag (a reply is bound to it; unique per request).
     pub mac: [u8; MAC_LEN],
 }
 
@@ -143,7 +149,58 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-/// Encodes and authenticates a request; returns the bytes and the MAC a reply must cover.
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Seals the body of an encoded message (after its 4-byte header) under the group's message
+/// key, with the header and `bind` as associated data; returns the bytes and the tag.
+fn seal_body(keys: &GroupKeys, plain: &[u8], bind: &[u8]) -> (Vec<u8>, [u8; MAC_LEN]) {
+    let (hdr, body) = plain.split_at(4);
+    let sealed = keys.seal_msg(&[hdr, bind].concat(), body);
+    let mut out = Vec::with_capacity(4 + sealed.len());
+    out.extend_from_slice(hdr);
+    out.extend_from_slice(&sealed);
+    let tag = out[out.len() - MAC_LEN..]
+        .try_into()
+        .expect("sealed bytes end with a tag");
+    (out, tag)
+}
+
+/// Checks the header of a message (magic, version), opens its body, and returns the plain
+/// message (header ‖ body) and its tag.
+fn open_body(
+    keys: &GroupKeys,
+    bytes: &[u8],
+    max: usize,
+    magic: &[u8; 3],
+    bind: &[u8],
+) -> Result<(Vec<u8>, [u8; MAC_LEN]), WireError> {
+    let mut r = ByteReader::new(bytes, max)?;
+    let at = r.pos();
+    if r.bytes(3, "magic")? != magic {
+        return Err(DecodeError::at(at, DecodeErrorKind::UnknownFormat).into());
+    }
+    let at = r.pos();
+    let version = r.u8("protocol version")?;
+    if version != PROTOCOL_VERSION {
+        return Err(unsupported(at, "protocol version", version.into()).into());
+    }
+    let (hdr, sealed) = bytes.split_at(4);
+    let body = keys.open_msg(&[hdr, bind].concat(), sealed)?;
+    let mut plain = Vec::with_capacity(4 + body.len());
+    plain.extend_from_slice(hdr);
+    plain.extend_from_slice(&body);
+    let tag = bytes[bytes.len() - MAC_LEN..]
+        .try_into()
+        .expect("opened bytes end with a tag");
+    Ok((plain, tag))
+}
+
+/// Encodes and seals a request; returns the bytes and the tag a reply is bound to.
 pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8>, [u8; MAC_LEN]) {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(REQUEST_MAGIC);
@@ -157,7 +214,8 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
     };
     out.push(kind);
     out.extend_from_slice(&from.0);
-    out.extend_from_slice(&random_bytes::<16>());
+    put_u64(&mut out, unix_now());
+    out.extend_from_slice(&random_bytes::<8>());
     match req {
         Request::Hello => {}
         Request::Info { lookup } => out.extend_from_slice(&lookup.0),
@@ -186,9 +244,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
             out.extend_from_slice(sealed_id);
         }
     }
-    let mac = keys.mac(&[&out]);
-    out.extend_from_slice(&mac);
-    (out, mac)
+    seal_body(keys, &out, &[])
 }
 
 fn read_header(r: &mut ByteReader<'_>, magic: &[u8; 3]) -> Result<u8, DecodeError> {
@@ -220,33 +276,16 @@ fn bounded_u32(
     Ok(v)
 }
 
-/// Checks the MAC at the end of `bytes` (over `prefix` and everything before it); returns the
-/// body and the MAC.
-fn split_mac<'a>(
-    keys: &GroupKeys,
-    prefix: &[u8],
-    bytes: &'a [u8],
-) -> Result<(&'a [u8], [u8; MAC_LEN]), WireError> {
-    if bytes.len() < MAC_LEN {
-        return Err(WireError::NotInGroup);
-    }
-    let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
-    if !ct_eq(&keys.mac(&[prefix, body]), mac) {
-        return Err(WireError::NotInGroup);
-    }
-    Ok((body, mac.try_into().expect("split at MAC_LEN")))
-}
-
-/// Checks a request's size, form and MAC, and decodes it.
+/// Checks a request's size and header, opens it under the group's key (a request of another
+/// group fails with [`WireError::NotInGroup`]), and decodes it.
 pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope, WireError> {
-    ByteReader::new(bytes, MAX_REQUEST_LEN)?;
-    // Form first, so that a malformed message is reported as such, then the MAC.
-    let body_len = bytes.len().saturating_sub(MAC_LEN);
-    let mut r = ByteReader::new(&bytes[..body_len], MAX_REQUEST_LEN)?;
+    let (plain, mac) = open_body(keys, bytes, MAX_REQUEST_LEN, REQUEST_MAGIC, &[])?;
+    let mut r = ByteReader::new(&plain, MAX_REQUEST_LEN)?;
     let kind_at = r.pos() + 4;
     let kind = read_header(&mut r, REQUEST_MAGIC)?;
     let from = NodeId(r.bytes(16, "node id")?.try_into().expect("16 bytes"));
-    r.bytes(16, "nonce")?;
+    let sent_at = r.u64_be("send time")?;
+    r.bytes(8, "random")?;
     let request = match kind {
         1 => Request::Hello,
         2 => Request::Info {
@@ -272,11 +311,15 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
         k => return Err(unsupported(kind_at, "request kind", k.into()).into()),
     };
     r.finish()?;
-    let (_, mac) = split_mac(keys, &[], bytes)?;
-    Ok(RequestEnvelope { request, from, mac })
+    Ok(RequestEnvelope {
+        request,
+        from,
+        sent_at,
+        mac,
+    })
 }
 
-/// Encodes and authenticates a reply to the request whose MAC is `request_mac`.
+/// Encodes and seals a reply to the request whose tag is `request_mac`.
 pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(REPLY_MAGIC);
@@ -319,9 +362,7 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
         Reply::SeedAccepted => out.push(5),
         Reply::Refused => out.push(6),
     }
-    let mac = keys.mac(&[request_mac, &out]);
-    out.extend_from_slice(&mac);
-    out
+    seal_body(keys, &out, request_mac).0
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
@@ -332,15 +373,15 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Checks a reply's size, form and MAC (against the request it answers) and decodes it.
+/// Checks a reply's size and header, opens it (bound to the request it answers), and decodes
+/// it.
 pub fn decode_reply(
     keys: &GroupKeys,
     request_mac: &[u8; MAC_LEN],
     bytes: &[u8],
 ) -> Result<Reply, WireError> {
-    ByteReader::new(bytes, MAX_REPLY_LEN)?;
-    let body_len = bytes.len().saturating_sub(MAC_LEN);
-    let mut r = ByteReader::new(&bytes[..body_len], MAX_REPLY_LEN)?;
+    let (plain, _) = open_body(keys, bytes, MAX_REPLY_LEN, REPLY_MAGIC, request_mac)?;
+    let mut r = ByteReader::new(&plain, MAX_REPLY_LEN)?;
     let kind_at = r.pos() + 4;
     let reply = match read_header(&mut r, REPLY_MAGIC)? {
         1 => {
@@ -403,7 +444,6 @@ pub fn decode_reply(
         k => return Err(unsupported(kind_at, "reply kind", k.into()).into()),
     };
     r.finish()?;
-    split_mac(keys, request_mac, bytes)?;
     Ok(reply)
 }
 
