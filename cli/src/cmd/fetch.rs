@@ -295,17 +295,9 @@ async fn standalone(
                     msg: e.to_string(),
                 })?;
             }
-            let by: serde_json::Map<String, Value> = report
-                .by_source
-                .iter()
-                .map(|(s, n)| (control::source_name(s), json!(n)))
-                .collect();
-            Ok(json!({
-                "event": "done", "ticket": id.ticket().to_string(),
-                "len": info.layout().content_len(), "present": report.present, "by_source": by,
-                "dropped": report.dropped.iter().map(|(p, w)| json!({"peer": p.to_string(), "reason": w})).collect::<Vec<_>>(),
-                "peak_rss_bytes": peak_rss(),
-            }))
+            let mut done = control::done_json(&id, info.layout().content_len(), &report);
+            done["peak_rss_bytes"] = json!(peak_rss());
+            Ok(done)
         }
         Err(e) => Err(Failed {
             kind: ErrorKind::of_fetch(&e),

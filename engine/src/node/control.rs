@@ -304,6 +304,28 @@ pub fn event_json(e: &FetchEvent) -> Value {
     }
 }
 
+/// The last line of a successful fetch: where the bytes came from, and who was dropped.
+pub fn done_json(id: &crate::ContentId, len: u64, report: &crate::fetch::FetchReport) -> Value {
+    let by: serde_json::Map<String, Value> = report
+        .by_source
+        .iter()
+        .map(|(s, n)| (source_name(s), json!(n)))
+        .collect();
+    let dropped: Vec<Value> = report
+        .dropped
+        .iter()
+        .map(|(p, w)| json!({"peer": p.to_string(), "reason": w}))
+        .collect();
+    json!({
+        "event": "done",
+        "ticket": id.ticket().to_string(),
+        "len": len,
+        "present": report.present,
+        "by_source": by,
+        "dropped": dropped,
+    })
+}
+
 /// How a source is named in events and reports: a peer's address, or "origin".
 pub fn source_name(s: &Source) -> String {
     match s {
@@ -386,21 +408,7 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
                     _ => Ok(()),
                 };
                 match written {
-                    Ok(()) => {
-                        let by: serde_json::Map<String, Value> = report
-                            .by_source
-                            .iter()
-                            .map(|(s, n)| (source_name(s), json!(n)))
-                            .collect();
-                        json!({
-                            "event": "done",
-                            "ticket": id.ticket().to_string(),
-                            "len": info.layout().content_len(),
-                            "present": report.present,
-                            "by_source": by,
-                            "dropped": report.dropped.iter().map(|(p, w)| json!({"peer": p.to_string(), "reason": w})).collect::<Vec<_>>(),
-                        })
-                    }
+                    Ok(()) => done_json(&id, info.layout().content_len(), &report),
                     Err(e) => json!({ "event": "error", "kind": ErrorKind::of_store(&e), "error": e.to_string() }),
                 }
             }
