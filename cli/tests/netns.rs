@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{NodeProc, cmd, json, poll, run};
@@ -17,79 +17,23 @@ use common::{NodeProc, cmd, json, poll, run};
 const GROUP: &str = "0ff1ce0ff1ce0ff1ce0ff1ce";
 const OTHER: &str = "5724a93e5724a93e";
 
-fn sh(args: &[&str]) {
-    let s = Command::new(args[0]).args(&args[1..]).status().unwrap();
-    assert!(s.success(), "{args:?} failed");
-}
-
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
-        && Command::new("ip").arg("-V").output().is_ok()
-}
-
-/// A bridge namespace and one namespace per host, removed on drop.
-struct Lab {
-    tag: String,
-    hosts: usize,
-}
+/// The hosts, and how to start a node on one.
+struct Lab(fixtures::netns::Bridge);
 
 impl Lab {
     fn new(hosts: usize) -> Lab {
-        let tag = format!("{}", std::process::id() % 100_000);
-        let lab = Lab { tag, hosts };
-        let br = lab.br();
-        sh(&["ip", "netns", "add", &br]);
-        sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"]);
-        sh(&["ip", "-n", &br, "link", "set", "br0", "up"]);
-        for i in 1..=hosts {
-            let ns = lab.ns(i);
-            let (v, b) = (lab.veth(i), lab.port(i));
-            sh(&["ip", "netns", "add", &ns]);
-            sh(&["ip", "link", "add", &v, "type", "veth", "peer", "name", &b]);
-            sh(&["ip", "link", "set", &v, "netns", &ns]);
-            sh(&["ip", "link", "set", &b, "netns", &br]);
-            sh(&["ip", "-n", &br, "link", "set", &b, "master", "br0"]);
-            sh(&["ip", "-n", &br, "link", "set", &b, "up"]);
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.78.0.{i}/24"),
-                "dev",
-                &v,
-            ]);
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            sh(&["ip", "-n", &ns, "link", "set", &v, "up"]);
-        }
-        lab
-    }
-
-    fn br(&self) -> String {
-        format!("pdt{}-br", self.tag)
+        Lab(fixtures::netns::Bridge::new('t', hosts, "10.78.0").unwrap())
     }
 
     fn ns(&self, i: usize) -> String {
-        format!("pdt{}-n{i}", self.tag)
-    }
-
-    fn veth(&self, i: usize) -> String {
-        format!("pv{}h{i}", self.tag)
-    }
-
-    fn port(&self, i: usize) -> String {
-        format!("pb{}h{i}", self.tag)
+        self.0.ns(i)
     }
 
     /// Starts `pdist node` on host `i`, mDNS on its link only.
     fn node(&self, i: usize, dir: &Path, secret: &str, extra: &[&str]) -> NodeProc {
         let ns = self.ns(i);
-        let v = self.veth(i);
+        let v = self.0.veth(i);
+        let name = format!("host{i}");
         let mut args = vec![
             "--secret",
             secret,
@@ -98,28 +42,14 @@ impl Lab {
             "--interface",
             &v,
             "--name",
+            &name,
         ];
-        let name = format!("host{i}");
-        args.push(&name);
         args.extend_from_slice(extra);
         NodeProc::start(
             &["ip", "netns", "exec", &ns],
             &dir.join(format!("n{i}")),
             &args,
         )
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for i in 1..=self.hosts {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(i)])
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.br()])
-            .status();
     }
 }
 
@@ -156,7 +86,7 @@ fn publish(n: &NodeProc, file: &Path) -> String {
 
 #[test]
 fn hosts_on_a_bridge() {
-    if !root() {
+    if !fixtures::netns::available() {
         eprintln!("SKIPPED: multi-host tests need root and iproute2 (CI runs them as root)");
         return;
     }
@@ -235,23 +165,7 @@ fn hosts_on_a_bridge() {
     let ticket = publish(&n1, &file);
     fetch(&n2, &ticket, &dir.path().join("y2.bin"));
     fetch(&n3, &ticket, &dir.path().join("y3.bin"));
-    sh(&[
-        "tc",
-        "-n",
-        &lab.br(),
-        "qdisc",
-        "add",
-        "dev",
-        &lab.port(4),
-        "root",
-        "tbf",
-        "rate",
-        "300mbit",
-        "burst",
-        "256kbit",
-        "latency",
-        "50ms",
-    ]);
+    lab.0.shape_to(4, "300mbit").unwrap();
     let out = dir.path().join("y4.bin");
     let mut child = cmd(&n4.data)
         .args(["fetch", &ticket, "-o", out.to_str().unwrap(), "--json"])

@@ -47,67 +47,27 @@ fn parse_args() -> Result<Opts, String> {
     Ok(o)
 }
 
-fn sh(args: &[&str]) -> io::Result<()> {
-    let s = Command::new(args[0]).args(&args[1..]).status()?;
-    if s.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("{args:?} failed")))
-    }
-}
-
-/// The namespaces, processes and files of one run; all removed on drop.
+/// The hosts, the processes started on them and the scratch files of one run; all removed on
+/// drop (processes first, then the namespaces, then the files).
 struct Lab {
-    tag: String,
-    dir: tempfile::TempDir,
     children: Vec<Child>,
+    net: fixtures::netns::Bridge,
+    dir: tempfile::TempDir,
 }
 
 impl Lab {
-    fn ns(&self, i: usize) -> String {
-        format!("pdb{}-h{i}", self.tag)
-    }
-    fn br(&self) -> String {
-        format!("pdb{}-br", self.tag)
-    }
-    fn port(&self, i: usize) -> String {
-        format!("pbb{}h{i}", self.tag)
-    }
-
     fn new() -> io::Result<Lab> {
-        let lab = Lab {
-            tag: format!("{}", std::process::id() % 100_000),
+        Ok(Lab {
+            children: Vec::new(),
+            net: fixtures::netns::Bridge::new('b', 4, "10.79.0")?,
             dir: tempfile::Builder::new()
                 .prefix("pdist-bench-")
                 .tempdir_in("/var/tmp")?,
-            children: Vec::new(),
-        };
-        let br = lab.br();
-        sh(&["ip", "netns", "add", &br])?;
-        sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"])?;
-        sh(&["ip", "-n", &br, "link", "set", "br0", "up"])?;
-        for i in 1..=4 {
-            let (ns, b, v) = (lab.ns(i), lab.port(i), format!("pvb{}h{i}", lab.tag));
-            sh(&["ip", "netns", "add", &ns])?;
-            sh(&["ip", "link", "add", &v, "type", "veth", "peer", "name", &b])?;
-            sh(&["ip", "link", "set", &v, "netns", &ns])?;
-            sh(&["ip", "link", "set", &b, "netns", &br])?;
-            sh(&["ip", "-n", &br, "link", "set", &b, "master", "br0"])?;
-            sh(&["ip", "-n", &br, "link", "set", &b, "up"])?;
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.79.0.{i}/24"),
-                "dev",
-                &v,
-            ])?;
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
-            sh(&["ip", "-n", &ns, "link", "set", &v, "up"])?;
-        }
-        Ok(lab)
+        })
+    }
+
+    fn ns(&self, i: usize) -> String {
+        self.net.ns(i)
     }
 
     fn spawn(&mut self, host: usize, cmd: &[&str], env: &[(&str, &Path)]) -> io::Result<()> {
@@ -135,14 +95,6 @@ impl Drop for Lab {
         for c in &mut self.children {
             let _ = c.wait();
         }
-        for i in 1..=4 {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(i)])
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.br()])
-            .status();
     }
 }
 
@@ -231,23 +183,7 @@ fn run() -> io::Result<()> {
         ticket = v[0]["ticket"].as_str().unwrap_or_default().to_string();
     }
     if let Some(rate) = &o.rate {
-        sh(&[
-            "tc",
-            "-n",
-            &lab.br(),
-            "qdisc",
-            "add",
-            "dev",
-            &lab.port(4),
-            "root",
-            "tbf",
-            "rate",
-            rate,
-            "burst",
-            "512kbit",
-            "latency",
-            "50ms",
-        ])?;
+        lab.net.shape_to(4, rate)?;
     }
     let out = root.join("out.bin");
     let fetcher_data = root.join("fetcher");
