@@ -31,6 +31,32 @@ use crate::wire::{GroupKeys, NodeId, Reply, Request};
 
 pub use peers::{PeerTable, PeerView};
 
+/// Stores every block of `file` (the content of `info`) in runs of 16 blocks without syncing,
+/// then syncs the content once: a downloaded file goes into the store at disk speed rather
+/// than one sync per block.
+fn store_file_runs(
+    store: &dyn SegmentStore,
+    info: &ContentInfo,
+    file: &std::fs::File,
+) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileExt;
+    let layout = info.layout();
+    let mut buf = Vec::new();
+    for seg in layout.segments() {
+        let blocks: Vec<_> = layout.blocks(seg).collect();
+        for run in blocks.chunks(16) {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            let start = layout.block_offset(first);
+            let end = layout.block_range(last).end;
+            buf.resize((end - start) as usize, 0);
+            file.read_exact_at(&mut buf, start)
+                .map_err(|e| StoreError::io("reading the downloaded file", e))?;
+            store.put_blocks_lazy(&info.id(), first, &buf)?;
+        }
+    }
+    store.sync_content(&info.id())
+}
+
 /// How long shutdown waits for transfers and tasks to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -513,7 +539,7 @@ impl Node {
                     .into());
                 }
                 store.put_content(&info, &id.ticket().to_string(), Origin::Fetched)?;
-                crate::store::copy_file_blocks(store.as_ref(), &info, &file)?;
+                store_file_runs(store.as_ref(), &info, &file)?;
                 Ok(())
             })
             .await
