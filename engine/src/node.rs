@@ -31,32 +31,6 @@ use crate::wire::{GroupKeys, NodeId, Reply, Request};
 
 pub use peers::{PeerTable, PeerView};
 
-/// Stores every block of `file` (the content of `info`) in runs of 16 blocks without syncing,
-/// then syncs the content once: a downloaded file goes into the store at disk speed rather
-/// than one sync per block.
-fn store_file_runs(
-    store: &dyn SegmentStore,
-    info: &ContentInfo,
-    file: &std::fs::File,
-) -> Result<(), StoreError> {
-    use std::os::unix::fs::FileExt;
-    let layout = info.layout();
-    let mut buf = Vec::new();
-    for seg in layout.segments() {
-        let blocks: Vec<_> = layout.blocks(seg).collect();
-        for run in blocks.chunks(16) {
-            let (first, last) = (run[0], run[run.len() - 1]);
-            let start = layout.block_offset(first);
-            let end = layout.block_range(last).end;
-            buf.resize((end - start) as usize, 0);
-            file.read_exact_at(&mut buf, start)
-                .map_err(|e| StoreError::io("reading the downloaded file", e))?;
-            store.put_blocks_lazy(&info.id(), first, &buf)?;
-        }
-    }
-    store.sync_content(&info.id())
-}
-
 /// How long shutdown waits for transfers and tasks to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -539,7 +513,7 @@ impl Node {
                     .into());
                 }
                 store.put_content(&info, &id.ticket().to_string(), Origin::Fetched)?;
-                store_file_runs(store.as_ref(), &info, &file)?;
+                crate::store::copy_file_blocks(store.as_ref(), &info, &file)?;
                 Ok(())
             })
             .await
@@ -565,6 +539,29 @@ impl Node {
         let name = crate::store::name_of(path);
         self.inner.store.put_content(info, &name, origin)?;
         Ok(())
+    }
+
+    /// Puts a fetch's output file in place ([`crate::fetch::PartFile::commit`]) and serves the
+    /// content from it from now on ([`Node::keep_in_place`]), on a blocking thread.
+    pub async fn commit_output(
+        &self,
+        part: crate::fetch::PartFile,
+        info: &Arc<ContentInfo>,
+    ) -> Result<(), StoreError> {
+        let node = self.clone();
+        let info = Arc::clone(info);
+        tokio::task::spawn_blocking(move || {
+            let path = part.path().to_path_buf();
+            part.commit()?;
+            node.keep_in_place(&info, &path)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::io(
+                "writing the output",
+                std::io::Error::other(e),
+            ))
+        })
     }
 
     /// Asks cache nodes (all, or the one whose name or ID is `on`) to fetch and keep `id`.

@@ -354,24 +354,33 @@ pub(crate) fn read_published_block(
 }
 
 /// Stores every block of `file` (whose content information is `info`) in `store`, each checked
-/// on the way in; blocks already present are skipped, so an interrupted copy resumes.
+/// on the way in; blocks already present are skipped, so an interrupted copy resumes. Missing
+/// blocks go in runs of up to 16 (one sync each, see [`SegmentStore::put_blocks`]).
 pub fn copy_file_blocks(
     store: &dyn SegmentStore,
     info: &ContentInfo,
     file: &std::fs::File,
 ) -> Result<(), StoreError> {
+    const RUN: usize = 16;
     let layout = info.layout();
-    let mut buf = vec![0u8; layout.block_size() as usize];
+    let mut buf = Vec::new();
     for seg in layout.segments() {
         let present = store.present(&info.id(), seg)?;
-        for block in layout.blocks(seg) {
-            if present.contains(block.index_in_segment()) {
-                continue;
-            }
-            let bytes = &mut buf[..layout.block_len(block) as usize];
-            read_exact_at(file, bytes, layout.block_offset(block))
+        let missing: Vec<BlockIdx> = layout
+            .blocks(seg)
+            .filter(|b| !present.contains(b.index_in_segment()))
+            .collect();
+        // Runs of consecutive missing blocks, at most RUN long.
+        for run in missing
+            .chunk_by(|a, b| a.index_in_segment() + 1 == b.index_in_segment())
+            .flat_map(|r| r.chunks(RUN))
+        {
+            let start = layout.block_offset(run[0]);
+            let end = layout.block_range(run[run.len() - 1]).end;
+            buf.resize((end - start) as usize, 0);
+            read_exact_at(file, &mut buf, start)
                 .map_err(|e| StoreError::io("reading the file to copy", e))?;
-            store.put_block(&info.id(), block, bytes)?;
+            store.put_blocks(&info.id(), run[0], &buf)?;
         }
     }
     Ok(())

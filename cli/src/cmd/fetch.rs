@@ -281,16 +281,8 @@ async fn standalone(
     }
     let result = match result {
         Ok((info, report)) => {
-            if let (Some(part), Some(path)) = (part, output.clone()) {
-                let n = node.clone();
-                let info = Arc::clone(&info);
-                tokio::task::spawn_blocking(move || {
-                    part.commit()?;
-                    n.keep_in_place(&info, &path)
-                })
-                .await
-                .context("writing the output")?
-                .map_err(|e| Failed {
+            if let Some(part) = part {
+                node.commit_output(part, &info).await.map_err(|e| Failed {
                     kind: ErrorKind::of_store(&e),
                     msg: e.to_string(),
                 })?;

@@ -113,6 +113,11 @@ impl PartFile {
         })
     }
 
+    /// The destination it is renamed to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Where fetched runs go (see [`super::FetchOptions::sink`]).
     pub fn sink(&self) -> Arc<fs::File> {
         Arc::clone(&self.file)

@@ -33,22 +33,36 @@ struct Ctx {
     dropped: Mutex<Vec<(crate::peer::PeerAddr, String)>>,
     fatal: Mutex<Option<FetchError>>,
     cancel: CancellationToken,
-    flusher: Arc<Flusher>,
+    runs: Arc<RunWriter>,
 }
 
-/// Starts writing fetched bytes to disk while the fetch runs (a sync every 64 MiB, on the
-/// blocking thread that crossed the mark, one at a time), so that the final sync has little
-/// left to do.
-struct Flusher {
+/// Where verified runs go, from peers and from the origin alike: into the store (unsynced)
+/// and, with an output file, at their offset into it. It also starts the bytes towards the
+/// disk while the fetch runs (a sync every 64 MiB, on the blocking thread that crossed the mark,
+/// one at a time), so that the final sync has little left to do.
+struct RunWriter {
     written: std::sync::atomic::AtomicU64,
     busy: std::sync::atomic::AtomicBool,
     sink: Option<Arc<std::fs::File>>,
     store: Arc<dyn crate::store::SegmentStore>,
-    id: crate::content::ContentId,
+    info: Arc<ContentInfo>,
 }
 
-impl Flusher {
+impl RunWriter {
     const EVERY: u64 = 64 << 20;
+
+    /// Stores the run of blocks starting at `first` (checked by the store) and writes it into
+    /// the output; returns its length. Called on a blocking thread.
+    fn write(&self, first: crate::content::BlockIdx, data: &[u8]) -> Result<u64, StoreError> {
+        use std::os::unix::fs::FileExt;
+        self.store.put_blocks_lazy(&self.info.id(), first, data)?;
+        if let Some(sink) = &self.sink {
+            sink.write_all_at(data, self.info.layout().block_offset(first))
+                .map_err(|e| StoreError::io("writing the output", e))?;
+        }
+        self.wrote(data.len() as u64);
+        Ok(data.len() as u64)
+    }
 
     fn wrote(&self, n: u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -61,7 +75,7 @@ impl Flusher {
             Some(f) => f
                 .sync_data()
                 .map_err(|e| StoreError::io("syncing the output", e)),
-            None => self.store.sync_content(&self.id),
+            None => self.store.sync_content(&self.info.id()),
         };
         self.busy.store(false, Relaxed);
     }
@@ -213,7 +227,7 @@ pub(super) async fn run(
     let (generation, _) = watch::channel(0u64);
     let ctx = Arc::new(Ctx {
         f: f.clone(),
-        info,
+        info: Arc::clone(&info),
         lookup,
         peers: peers.to_vec(),
         opts: opts.clone(),
@@ -224,12 +238,12 @@ pub(super) async fn run(
         dropped: Mutex::default(),
         fatal: Mutex::default(),
         cancel: cancel.child_token(),
-        flusher: Arc::new(Flusher {
+        runs: Arc::new(RunWriter {
             written: Default::default(),
             busy: Default::default(),
             sink: opts.sink.clone(),
             store: Arc::clone(&f.store),
-            id,
+            info,
         }),
     });
     let mut workers = JoinSet::new();
@@ -497,10 +511,8 @@ async fn open_and_store(
     mut data: Vec<u8>,
 ) -> Result<u64, Miss> {
     let info = Arc::clone(&ctx.info);
-    let store = Arc::clone(&ctx.f.store);
     let lookup = ctx.lookup;
-    let sink = ctx.opts.sink.clone();
-    let flusher = Arc::clone(&ctx.flusher);
+    let runs = Arc::clone(&ctx.runs);
     let joined = tokio::task::spawn_blocking(move || {
         let key = SegmentKey::new(&info.descriptor(unit.seg).kp);
         let layout = info.layout();
@@ -530,14 +542,8 @@ async fn open_and_store(
             .layout()
             .block(unit.seg, unit.first)
             .expect("units lie within their segment");
-        match store.put_blocks_lazy(&info.id(), first, &data) {
-            Ok(()) => {
-                if let Some(sink) = &sink {
-                    write_at(sink, &data, info.layout().block_offset(first))?;
-                }
-                flusher.wrote(data.len() as u64);
-                Ok(data.len() as u64)
-            }
+        match runs.write(first, &data) {
+            Ok(n) => Ok(n),
             Err(StoreError::Verify(e)) => Err(Miss::Bad(format!(
                 "sent a block that failed verification: {e}"
             ))),
@@ -546,13 +552,6 @@ async fn open_and_store(
     })
     .await;
     joined.unwrap_or_else(|e| Err(Miss::Transport(format!("worker failed: {e}"))))
-}
-
-/// Writes a run into the output file.
-fn write_at(sink: &std::fs::File, data: &[u8], offset: u64) -> Result<(), Miss> {
-    use std::os::unix::fs::FileExt;
-    sink.write_all_at(data, offset)
-        .map_err(|e| Miss::Store(StoreError::io("writing the output", e)))
 }
 
 async fn origin_worker(ctx: Arc<Ctx>) {
@@ -582,22 +581,12 @@ async fn origin_worker(ctx: Arc<Ctx>) {
         };
         match got {
             Ok(data) => {
-                let info = Arc::clone(&ctx.info);
-                let store = Arc::clone(&ctx.f.store);
-                let sink = ctx.opts.sink.clone();
-                let flusher = Arc::clone(&ctx.flusher);
-                let put = tokio::task::spawn_blocking(move || {
-                    store.put_blocks_lazy(&info.id(), first, &data)?;
-                    if let Some(sink) = &sink {
-                        use std::os::unix::fs::FileExt;
-                        sink.write_all_at(&data, info.layout().block_offset(first))
-                            .map_err(|e| StoreError::io("writing the output", e))?;
-                    }
-                    flusher.wrote(data.len() as u64);
-                    Ok(data.len() as u64)
-                })
-                .await
-                .unwrap_or_else(|e| Err(StoreError::io("storing a run", std::io::Error::other(e))));
+                let runs = Arc::clone(&ctx.runs);
+                let put = tokio::task::spawn_blocking(move || runs.write(first, &data))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::io("storing a run", std::io::Error::other(e)))
+                    });
                 match put {
                     Ok(n) => {
                         if ctx.lock().done(u, Who::Origin) {

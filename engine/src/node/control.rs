@@ -394,18 +394,9 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
         };
         let last = match result {
             Ok((info, report)) => {
-                let written = match (part, r.output.clone()) {
-                    (Some(part), Some(path)) => {
-                        let n = n.clone();
-                        let info = Arc::clone(&info);
-                        tokio::task::spawn_blocking(move || {
-                            part.commit()?;
-                            n.keep_in_place(&info, &path)
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(StoreError::io("writing", io::Error::other(e))))
-                    }
-                    _ => Ok(()),
+                let written = match part {
+                    Some(part) => n.commit_output(part, &info).await,
+                    None => Ok(()),
                 };
                 match written {
                     Ok(()) => done_json(&id, info.layout().content_len(), &report),

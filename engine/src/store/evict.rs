@@ -161,17 +161,42 @@ impl<S: SegmentStore> CappedStore<S> {
         &self.inner
     }
 
-    /// After a run of blocks of `bytes` was stored: evicts when the run crossed a multiple of
-    /// [`CappedStore::CHECK_EVERY`] blocks (counted as 64 KiB each).
-    fn after_run(&self, bytes: usize) -> Result<(), StoreError> {
-        let blocks = (bytes as u64).div_ceil(64 * 1024).max(1);
+    /// After `blocks` blocks ending with `last` were stored: evicts when the count crossed a
+    /// multiple of [`CappedStore::CHECK_EVERY`], or when `last` ends its segment.
+    fn after_put(
+        &self,
+        id: &ContentId,
+        last: crate::content::BlockIdx,
+        blocks: u64,
+    ) -> Result<(), StoreError> {
         let before = self
             .puts
             .fetch_add(blocks, std::sync::atomic::Ordering::Relaxed);
-        if before / Self::CHECK_EVERY != (before + blocks) / Self::CHECK_EVERY {
+        let crossed = before / Self::CHECK_EVERY != (before + blocks) / Self::CHECK_EVERY;
+        let ends_segment = self.inner.content_info(id)?.is_some_and(|info| {
+            last.index_in_segment() + 1 == info.layout().blocks_in_segment(last.segment())
+        });
+        if crossed || ends_segment {
             evict_to(&self.inner, self.cap, &self.leases)?;
         }
         Ok(())
+    }
+
+    /// [`CappedStore::after_put`] for the run `data` starting at `first` (already stored).
+    fn after_run(
+        &self,
+        id: &ContentId,
+        first: crate::content::BlockIdx,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let Some(info) = self.inner.content_info(id)? else {
+            return Ok(());
+        };
+        let blocks = super::split_blocks(id, info.layout(), first, data)?;
+        match blocks.last() {
+            Some((last, _)) => self.after_put(id, *last, blocks.len() as u64),
+            None => Ok(()),
+        }
     }
 }
 
@@ -210,14 +235,7 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
         // remove it under the write.
         let _writing = self.leases.lease(*id);
         self.inner.put_block(id, block, data)?;
-        let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let ends_segment = self.inner.content_info(id)?.is_some_and(|info| {
-            block.index_in_segment() + 1 == info.layout().blocks_in_segment(block.segment())
-        });
-        if n.is_multiple_of(Self::CHECK_EVERY) || ends_segment {
-            evict_to(&self.inner, self.cap, &self.leases)?;
-        }
-        Ok(())
+        self.after_put(id, block, 1)
     }
 
     fn put_blocks(
@@ -228,7 +246,7 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
     ) -> Result<(), StoreError> {
         let _writing = self.leases.lease(*id);
         self.inner.put_blocks(id, first, data)?;
-        self.after_run(data.len())
+        self.after_run(id, first, data)
     }
 
     fn put_blocks_lazy(
@@ -239,7 +257,7 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
     ) -> Result<(), StoreError> {
         let _writing = self.leases.lease(*id);
         self.inner.put_blocks_lazy(id, first, data)?;
-        self.after_run(data.len())
+        self.after_run(id, first, data)
     }
 
     fn sync_content(&self, id: &ContentId) -> Result<(), StoreError> {
