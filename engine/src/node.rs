@@ -25,7 +25,7 @@ use crate::fetch::{
     Events, FetchError, FetchEvent, FetchOptions, FetchReport, Fetcher, OriginError, Source,
 };
 use crate::peer::mem::MemNetwork;
-use crate::peer::{PeerService, ServeOptions, Transport};
+use crate::peer::{PeerAddr, PeerService, ServeOptions, Transport};
 use crate::store::{ContentRecord, Origin, SegmentStore, StoreError, Usage};
 use crate::wire::{GroupKeys, NodeId, Reply, Request};
 
@@ -562,6 +562,36 @@ impl Node {
                 std::io::Error::other(e),
             ))
         })
+    }
+
+    /// Answers peers' [`Request::Name`] lookups from `names` (the gateway's URL records).
+    pub fn set_names(&self, names: Arc<dyn crate::peer::NameIndex>) {
+        self.inner.service.set_names(names);
+    }
+
+    /// Asks every live peer of the group for the record filed under `key`; returns the answers
+    /// that came within the hello timeout, by peer. A peer's record is only its claim: the
+    /// caller opens and checks it.
+    pub async fn ask_name(&self, key: [u8; 32]) -> Vec<(PeerAddr, Vec<u8>)> {
+        let mut asks = tokio::task::JoinSet::new();
+        for p in self.inner.peers.fetch_peers() {
+            let node = self.clone();
+            asks.spawn(async move {
+                let req = Request::Name {
+                    key: crate::wire::LookupKey(key),
+                };
+                let timeout = node.inner.cfg.hello_timeout;
+                match node.inner.fetcher.ask_peer(p.addr, &req, timeout).await {
+                    Ok(Reply::Name { sealed }) => Some((p.addr, sealed)),
+                    _ => None,
+                }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = asks.join_next().await {
+            out.extend(r.ok().flatten());
+        }
+        out
     }
 
     /// Asks cache nodes (all, or the one whose name or ID is `on`) to fetch and keep `id`.

@@ -17,6 +17,15 @@ use tokio::sync::mpsc;
 
 pub use service::{PeerService, ServeOptions, ServiceStats};
 
+/// Records other components file on a node for its peers to look up by key
+/// ([`crate::wire::Request::Name`]): the HTTP gateway files "this URL is that content" here. The
+/// node passes records on without reading them; whoever files one seals it.
+pub trait NameIndex: Send + Sync + std::fmt::Debug + 'static {
+    /// The sealed record filed under `key`, if any (at most [`crate::wire::MAX_NAME_RECORD`]
+    /// bytes).
+    fn lookup(&self, key: &[u8; 32]) -> Option<Vec<u8>>;
+}
+
 /// A boxed future, as the [`Transport`] trait returns (it is used as a trait object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -92,6 +92,7 @@ pub struct PeerService {
     streams: Arc<tokio::sync::Semaphore>,
     /// Tags of requests seen within the freshness window, with their send times.
     seen: Mutex<HashMap<[u8; 16], u64>>,
+    names: RwLock<Option<Arc<dyn super::NameIndex>>>,
 }
 
 /// How far a request's send time may be from our clock (seconds); older requests, and
@@ -124,6 +125,7 @@ impl PeerService {
             tasks: TaskTracker::new(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             seen: Mutex::default(),
+            names: RwLock::default(),
         };
         for r in svc.store.list()? {
             svc.index(&r.id);
@@ -135,6 +137,19 @@ impl PeerService {
     pub fn index(&self, id: &ContentId) {
         let k = ContentKeys::new(id).lookup;
         self.index.write().expect("index lock").insert(k, *id);
+    }
+
+    /// Answers [`Request::Name`] from `names` from now on.
+    pub fn set_names(&self, names: Arc<dyn super::NameIndex>) {
+        *self.names.write().expect("names lock") = Some(names);
+    }
+
+    fn name(&self, key: &LookupKey) -> Reply {
+        let names = self.names.read().expect("names lock").clone();
+        match names.and_then(|n| n.lookup(&key.0)) {
+            Some(sealed) if sealed.len() <= wire::MAX_NAME_RECORD => Reply::Name { sealed },
+            _ => Reply::NotFound,
+        }
     }
 
     /// Forgets content (after it leaves the store).
@@ -232,6 +247,7 @@ impl PeerService {
                 count,
             } => return self.blocks(from, env.from, lookup, seg, first, count),
             Request::Seed { sealed_id } => self.seed(&sealed_id),
+            Request::Name { key } => self.name(&key),
         };
         let bytes = wire::encode_reply(&self.keys, &env.mac, &reply);
         PeerResponse {

@@ -70,6 +70,12 @@ pub enum Request {
         /// `GroupKeys::seal` of the content ID.
         sealed_id: Vec<u8>,
     },
+    /// The record another component filed under this key with [`crate::peer::NameIndex`] (the
+    /// gateway's URL records), sealed by whoever filed it; the node only passes it on.
+    Name {
+        /// The record's lookup key.
+        key: LookupKey,
+    },
 }
 
 /// A request with its sender, when it was sent, and the tag that authenticated it.
@@ -139,7 +145,16 @@ pub enum Reply {
     SeedAccepted,
     /// This node does not do that (for example a seed to a node that is not a cache).
     Refused,
+    /// Answer to [`Request::Name`]: the record, sealed by whoever filed it (at most
+    /// [`MAX_NAME_RECORD`] bytes).
+    Name {
+        /// The sealed record.
+        sealed: Vec<u8>,
+    },
 }
+
+/// Largest record a [`Request::Name`] answer carries.
+pub const MAX_NAME_RECORD: usize = 64 * 1024;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
@@ -211,6 +226,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
         Request::Have { .. } => 3,
         Request::Blocks { .. } => 4,
         Request::Seed { .. } => 5,
+        Request::Name { .. } => 6,
     };
     out.push(kind);
     out.extend_from_slice(&from.0);
@@ -243,6 +259,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
             put_u32(&mut out, sealed_id.len() as u32);
             out.extend_from_slice(sealed_id);
         }
+        Request::Name { key } => out.extend_from_slice(&key.0),
     }
     seal_body(keys, &out, &[])
 }
@@ -308,6 +325,9 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
                 sealed_id: r.bytes(len as usize, "sealed id")?.to_vec(),
             }
         }
+        6 => Request::Name {
+            key: lookup(&mut r)?,
+        },
         k => return Err(unsupported(kind_at, "request kind", k.into()).into()),
     };
     r.finish()?;
@@ -361,6 +381,11 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
         Reply::NotFound => out.push(4),
         Reply::SeedAccepted => out.push(5),
         Reply::Refused => out.push(6),
+        Reply::Name { sealed } => {
+            out.push(7);
+            put_u32(&mut out, sealed.len() as u32);
+            out.extend_from_slice(sealed);
+        }
     }
     seal_body(keys, &out, request_mac).0
 }
@@ -441,6 +466,12 @@ pub fn decode_reply(
         4 => Reply::NotFound,
         5 => Reply::SeedAccepted,
         6 => Reply::Refused,
+        7 => {
+            let len = bounded_u32(&mut r, "record length", 0, MAX_NAME_RECORD as u32)?;
+            Reply::Name {
+                sealed: r.bytes(len as usize, "sealed record")?.to_vec(),
+            }
+        }
         k => return Err(unsupported(kind_at, "reply kind", k.into()).into()),
     };
     r.finish()?;
@@ -479,6 +510,7 @@ mod tests {
             ),
             proptest::collection::vec(any::<u8>(), 0..100)
                 .prop_map(|sealed_id| Request::Seed { sealed_id }),
+            any::<[u8; 32]>().prop_map(|k| Request::Name { key: LookupKey(k) }),
         ]
     }
 
@@ -515,6 +547,8 @@ mod tests {
             Just(Reply::NotFound),
             Just(Reply::SeedAccepted),
             Just(Reply::Refused),
+            proptest::collection::vec(any::<u8>(), 0..200)
+                .prop_map(|sealed| Reply::Name { sealed }),
         ]
     }
 

@@ -1,0 +1,265 @@
+//! What the gateway remembers about URLs, and what it tells peers about them. Pure: values in,
+//! bytes out, and back, with size limits.
+//!
+//! * [`UrlRecord`]: the local index entry of one URL, its stored variants (one per `Vary`
+//!   selection, at most [`MAX_VARIANTS`]), each with its RFC 9111 policy and the content in the
+//!   store that holds its body.
+//! * [`Claim`]: what a gateway files for its peers ("this URL, with this validator, is that
+//!   content"). It is filed under [`name_key`] and sealed under [`seal_key`], both derived from
+//!   the URL alone: a node that does not know the URL can neither find nor read it, and a node
+//!   that guesses a URL learns only whether someone fetched it (as with BranchCache's segment
+//!   IDs).
+
+use engine::content::sha256;
+use engine::{ContentId, Ticket};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_cache_semantics::CachePolicy;
+use serde::{Deserialize, Serialize};
+
+/// Most stored variants of one URL; the oldest goes first.
+pub const MAX_VARIANTS: usize = 4;
+
+/// Most header bytes a claim may carry.
+pub const MAX_CLAIM_HEADER_BYTES: usize = 16 * 1024;
+
+/// One stored response of a URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Variant {
+    /// Its caching policy (request and response headers, times).
+    pub policy: CachePolicy,
+    /// The ticket of the content holding its body.
+    pub ticket: String,
+    /// The body's length.
+    pub len: u64,
+}
+
+impl Variant {
+    /// The content holding the body.
+    pub fn content(&self) -> Option<ContentId> {
+        self.ticket.parse::<Ticket>().ok().map(|t| t.content_id())
+    }
+}
+
+/// The local index entry of one URL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UrlRecord {
+    /// Newest last.
+    pub variants: Vec<Variant>,
+}
+
+impl UrlRecord {
+    /// Adds `v`, replacing a variant for the same selecting request headers, and dropping the
+    /// oldest beyond [`MAX_VARIANTS`].
+    pub fn add(&mut self, v: Variant, same: impl Fn(&Variant) -> bool) {
+        self.variants.retain(|old| !same(old));
+        self.variants.push(v);
+        let extra = self.variants.len().saturating_sub(MAX_VARIANTS);
+        self.variants.drain(..extra);
+    }
+
+    /// Encodes for the index.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serialisable")
+    }
+
+    /// Decodes an index entry; a damaged one reads as empty (the URL is fetched again).
+    pub fn from_bytes(b: &[u8]) -> UrlRecord {
+        serde_json::from_slice(b).unwrap_or_default()
+    }
+}
+
+/// The index key of a URL's record.
+pub fn index_key(url: &str) -> Vec<u8> {
+    let mut k = b"url\0".to_vec();
+    k.extend_from_slice(url.as_bytes());
+    k
+}
+
+/// The key a URL's claim is filed under for peers.
+pub fn name_key(url: &str) -> [u8; 32] {
+    labelled(b"pdist url name v1\0", url)
+}
+
+/// The key a URL's claim is sealed under.
+pub fn seal_key(url: &str) -> [u8; 32] {
+    labelled(b"pdist url seal v1\0", url)
+}
+
+fn labelled(label: &[u8], url: &str) -> [u8; 32] {
+    let mut b = label.to_vec();
+    b.extend_from_slice(url.as_bytes());
+    sha256(&b).0
+}
+
+/// "This URL, with these response headers, is that content": what a peer tells another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The content's ticket.
+    pub ticket: String,
+    /// The body's length.
+    pub len: u64,
+    /// The stored response's status (200).
+    pub status: u16,
+    /// Its end-to-end headers, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a claim was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// It does not open under the URL's key (another URL, or forged).
+    #[error("the record does not open under this URL's key")]
+    Sealed,
+    /// It opens but does not decode, or breaks a limit.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+}
+
+impl Claim {
+    /// A claim for a stored response.
+    pub fn new(id: &ContentId, len: u64, status: StatusCode, headers: &HeaderMap) -> Claim {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (k, v) in headers {
+            let Ok(v) = v.to_str() else { continue };
+            bytes += k.as_str().len() + v.len();
+            if bytes > MAX_CLAIM_HEADER_BYTES {
+                break;
+            }
+            out.push((k.as_str().to_string(), v.to_string()));
+        }
+        Claim {
+            ticket: id.ticket().to_string(),
+            len,
+            status: status.as_u16(),
+            headers: out,
+        }
+    }
+
+    /// Seals for filing under `url`'s name key.
+    pub fn seal(&self, url: &str) -> Vec<u8> {
+        let plain = serde_json::to_vec(self).expect("serialisable");
+        engine::wire::seal(&seal_key(url), &name_key(url), &plain)
+    }
+
+    /// Opens and checks a claim a peer filed for `url`.
+    pub fn open(url: &str, sealed: &[u8]) -> Result<Claim, ClaimError> {
+        if sealed.len() > engine::wire::MAX_NAME_RECORD {
+            return Err(ClaimError::Malformed("too large".into()));
+        }
+        let plain = engine::wire::open(&seal_key(url), &name_key(url), sealed, "URL record")
+            .map_err(|_| ClaimError::Sealed)?;
+        Claim::decode(&plain)
+    }
+
+    /// Decodes the plain bytes of a claim and checks every field.
+    pub fn decode(plain: &[u8]) -> Result<Claim, ClaimError> {
+        let bad = |m: &str| ClaimError::Malformed(m.to_string());
+        let c: Claim = serde_json::from_slice(plain).map_err(|e| bad(&e.to_string()))?;
+        c.content_id().ok_or_else(|| bad("not a ticket"))?;
+        if c.status != 200 {
+            return Err(bad("status is not 200"));
+        }
+        let size: usize = c.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_CLAIM_HEADER_BYTES {
+            return Err(bad("headers too large"));
+        }
+        c.header_map().map_err(|e| bad(&e))?;
+        Ok(c)
+    }
+
+    /// The content it names.
+    pub fn content_id(&self) -> Option<ContentId> {
+        self.ticket.parse::<Ticket>().ok().map(|t| t.content_id())
+    }
+
+    /// Its headers as a map.
+    pub fn header_map(&self) -> Result<HeaderMap, String> {
+        let mut h = HeaderMap::new();
+        for (k, v) in &self.headers {
+            let k = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name: {e}"))?;
+            let v = HeaderValue::from_str(v).map_err(|e| format!("header value: {e}"))?;
+            h.append(k, v);
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::content::{HashOptions, ServerSecret, hash_reader};
+
+    fn id() -> ContentId {
+        let info = hash_reader(
+            &b"hello"[..],
+            &ServerSecret::open_group(),
+            &HashOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        info.id()
+    }
+
+    #[test]
+    fn claims_open_only_under_their_url() {
+        let mut h = HeaderMap::new();
+        h.insert("etag", HeaderValue::from_static("\"v1\""));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        let c = Claim::new(&id(), 5, StatusCode::OK, &h);
+        let sealed = c.seal("http://a.example/x");
+        assert_eq!(Claim::open("http://a.example/x", &sealed).unwrap(), c);
+        assert_eq!(
+            Claim::open("http://a.example/y", &sealed),
+            Err(ClaimError::Sealed)
+        );
+        let mut flipped = sealed.clone();
+        flipped[20] ^= 1;
+        assert_eq!(
+            Claim::open("http://a.example/x", &flipped),
+            Err(ClaimError::Sealed)
+        );
+        assert_eq!(c.header_map().unwrap()["etag"], "\"v1\"");
+        assert_ne!(name_key("http://a.example/x"), seal_key("http://a.example/x"));
+    }
+
+    #[test]
+    fn malformed_claims_are_refused() {
+        for bad in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"ticket":"nope","len":1,"status":200,"headers":[]}"#,
+        ] {
+            assert!(matches!(Claim::decode(bad), Err(ClaimError::Malformed(_))));
+        }
+        let mut c = Claim::new(&id(), 5, StatusCode::OK, &HeaderMap::new());
+        c.status = 206;
+        assert!(Claim::decode(&serde_json::to_vec(&c).unwrap()).is_err());
+        c.status = 200;
+        c.headers.push(("bad name".into(), "x".into()));
+        assert!(Claim::decode(&serde_json::to_vec(&c).unwrap()).is_err());
+    }
+
+    #[test]
+    fn records_keep_the_newest_variants() {
+        let req = http::Request::get("http://a/").body(()).unwrap();
+        let res = http::Response::builder().status(200).body(()).unwrap();
+        let v = |t: &str| Variant {
+            policy: CachePolicy::new(&req, &res),
+            ticket: t.into(),
+            len: 0,
+        };
+        let mut r = UrlRecord::default();
+        for i in 0..6 {
+            r.add(v(&i.to_string()), |_| false);
+        }
+        let tickets: Vec<_> = r.variants.iter().map(|v| v.ticket.as_str()).collect();
+        assert_eq!(tickets, ["2", "3", "4", "5"]);
+        r.add(v("new"), |old| old.ticket == "3");
+        assert_eq!(r.variants.len(), 4);
+        let back = UrlRecord::from_bytes(&r.to_bytes());
+        assert_eq!(back.variants.len(), 4);
+        assert!(UrlRecord::from_bytes(b"garbage").variants.is_empty());
+    }
+}
