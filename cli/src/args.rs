@@ -107,6 +107,65 @@ pub enum Command {
     Status(JsonArgs),
     /// Ask cache nodes to fetch and keep content ahead of demand.
     Seed(SeedArgs),
+    /// Run the HTTP caching gateway: a forward proxy (clients set http_proxy) whose cache LAN
+    /// peers share, with a node built in; or, with --reverse, origin mode in front of an HTTP
+    /// server, which also answers requests for content information.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address the proxy listens on (loopback by default; see --allow).
+    #[arg(
+        long,
+        env = "PDIST_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:7480",
+        value_name = "ADDR:PORT"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// Client network allowed to use the proxy (CIDR or address; repeatable). Loopback is
+    /// always allowed; nothing else unless listed.
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<String>,
+
+    /// Origin mode: pass every request to this HTTP server and answer requests for content
+    /// information (pdist's own and BranchCache's PeerDist).
+    #[arg(long, value_name = "URL")]
+    pub reverse: Option<String>,
+
+    /// Keep content that LAN peers hold off the origin: if peers fail, the request fails
+    /// rather than fetching the body over the WAN.
+    #[arg(long)]
+    pub no_origin_for_peered: bool,
+
+    /// Requests per second each client address may make (0: no limit).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub rate: u32,
+
+    /// Most client connections at once.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Address of the built-in node's peer endpoint.
+    #[arg(long, default_value = "0.0.0.0:7461", value_name = "ADDR:PORT")]
+    pub peer_listen: std::net::SocketAddr,
+
+    /// A peer besides those mDNS finds (HOST:PORT; repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+
+    /// Do not use mDNS (only --peer peers).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Use mDNS only on this interface (repeatable).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interfaces: Vec<String>,
+
+    /// The name other nodes see (default: the host name).
+    #[arg(long, env = "PDIST_NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

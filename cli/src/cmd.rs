@@ -1,6 +1,7 @@
 //! One module per command; each turns its arguments into engine calls and prints the result.
 
 mod fetch;
+mod gateway;
 mod hash;
 mod inspect;
 mod net;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(args) => net::peers(&cli.global, args),
         Command::Status(args) => net::status(&cli.global, args),
         Command::Seed(args) => net::seed(&cli.global, args),
+        Command::Gateway(args) => gateway::run(&cli.global, args),
     }
 }
 

@@ -569,10 +569,10 @@ impl Node {
         self.inner.service.set_names(names);
     }
 
-    /// Asks every live peer of the group for the record filed under `key`; returns the answers
-    /// that came within the hello timeout, by peer. A peer's record is only its claim: the
-    /// caller opens and checks it.
-    pub async fn ask_name(&self, key: [u8; 32]) -> Vec<(PeerAddr, Vec<u8>)> {
+    /// Asks every live peer of the group for the record filed under `key`, and returns the
+    /// first answer (within the hello timeout). A peer's record is only its claim: the caller
+    /// opens and checks it.
+    pub async fn ask_name(&self, key: [u8; 32]) -> Option<(PeerAddr, Vec<u8>)> {
         let mut asks = tokio::task::JoinSet::new();
         for p in self.inner.peers.fetch_peers() {
             let node = self.clone();
@@ -587,11 +587,12 @@ impl Node {
                 }
             });
         }
-        let mut out = Vec::new();
         while let Some(r) = asks.join_next().await {
-            out.extend(r.ok().flatten());
+            if let Ok(Some(found)) = r {
+                return Some(found);
+            }
         }
-        out
+        None
     }
 
     /// Asks cache nodes (all, or the one whose name or ID is `on`) to fetch and keep `id`.

@@ -148,7 +148,10 @@ mod tests {
     fn rocks_index_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         conformance(Arc::new(RocksIndex::open(dir.path()).unwrap()));
-        RocksIndex::open(dir.path()).unwrap().put(b"k", b"v").unwrap();
+        RocksIndex::open(dir.path())
+            .unwrap()
+            .put(b"k", b"v")
+            .unwrap();
         let again = RocksIndex::open(dir.path()).unwrap();
         assert_eq!(again.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     }

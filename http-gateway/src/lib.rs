@@ -5,8 +5,20 @@
 #![warn(missing_docs)]
 
 pub mod allow;
+pub mod body;
+mod cache;
+pub mod error;
+mod gateway;
 pub mod headers;
 pub mod index;
 pub mod metrics;
+mod peered;
 pub mod range;
 pub mod record;
+mod reverse;
+pub mod spool;
+mod stored;
+pub mod upstream;
+
+pub use error::GatewayError;
+pub use gateway::{DEFAULT_PORT, Gateway, GatewayConfig, METRICS_PATH, REVERSE_METRICS_PATH};

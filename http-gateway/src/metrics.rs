@@ -105,13 +105,11 @@ impl Metrics {
 
     /// Counts body bytes sent to a client.
     pub fn sent(&self, p: Provenance) {
-        for (source, n) in [
-            ("store", p.store),
-            ("peers", p.peers),
-            ("origin", p.origin),
-        ] {
+        for (source, n) in [("store", p.store), ("peers", p.peers), ("origin", p.origin)] {
             if n > 0 {
-                self.bytes.get_or_create(&vec![("source", source)]).inc_by(n);
+                self.bytes
+                    .get_or_create(&vec![("source", source)])
+                    .inc_by(n);
             }
         }
     }
@@ -132,11 +130,7 @@ impl Metrics {
 
     /// The figures for `pdist status`.
     pub fn snapshot(&self) -> GatewaySnapshot {
-        let b = |s| {
-            self.bytes
-                .get_or_create(&vec![("source", s)])
-                .get()
-        };
+        let b = |s| self.bytes.get_or_create(&vec![("source", s)]).get();
         GatewaySnapshot {
             bytes_store: b("store"),
             bytes_peers: b("peers"),
@@ -175,7 +169,10 @@ mod tests {
         });
         let g = m.transfer();
         let text = m.render(3);
-        assert!(text.contains("pdist_gateway_bytes_total{source=\"store\"} 10"), "{text}");
+        assert!(
+            text.contains("pdist_gateway_bytes_total{source=\"store\"} 10"),
+            "{text}"
+        );
         assert!(text.contains("pdist_gateway_bytes_total{source=\"origin\"} 5"));
         assert!(text.contains("pdist_gateway_requests_total{cache=\"hit\"} 1"));
         assert!(text.contains("pdist_gateway_hit_ratio 0.5"));
@@ -183,7 +180,10 @@ mod tests {
         assert!(text.contains("pdist_gateway_peers 3"));
         drop(g);
         let s = m.snapshot();
-        assert_eq!((s.bytes_store, s.bytes_origin, s.hits, s.cacheable), (10, 5, 1, 2));
+        assert_eq!(
+            (s.bytes_store, s.bytes_origin, s.hits, s.cacheable),
+            (10, 5, 1, 2)
+        );
         assert_eq!(s.in_flight, 0);
     }
 }

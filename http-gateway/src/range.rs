@@ -65,7 +65,8 @@ pub fn plan(headers: &HeaderMap, len: u64, v: Validators<'_>) -> RangePlan {
 fn if_range_matches(cond: &str, v: Validators<'_>) -> bool {
     if cond.starts_with('"') || cond.starts_with("W/") {
         return !cond.starts_with("W/")
-            && v.etag.is_some_and(|e| !e.trim().starts_with("W/") && e.trim() == cond);
+            && v.etag
+                .is_some_and(|e| !e.trim().starts_with("W/") && e.trim() == cond);
     }
     v.last_modified.is_some_and(|lm| lm.trim() == cond)
 }
@@ -173,7 +174,9 @@ mod tests {
             plan(&h(&[("range", "bytes=0-10,5-20")]), 100, V),
             RangePlan::Parts(vec![0..11, 5..21])
         );
-        let many = (0..=MAX_RANGES).map(|i| format!("{}-{}", i * 2, i * 2)).collect::<Vec<_>>();
+        let many = (0..=MAX_RANGES)
+            .map(|i| format!("{}-{}", i * 2, i * 2))
+            .collect::<Vec<_>>();
         let many = format!("bytes={}", many.join(","));
         assert_eq!(plan(&h(&[("range", &many)]), 1000, V), RangePlan::Full);
     }
@@ -183,19 +186,36 @@ mod tests {
         let r = ("range", "bytes=0-9");
         let part = RangePlan::Parts(vec![0..10]);
         assert_eq!(plan(&h(&[r, ("if-range", "\"abc\"")]), 100, V), part);
-        assert_eq!(plan(&h(&[r, ("if-range", "\"other\"")]), 100, V), RangePlan::Full);
-        assert_eq!(plan(&h(&[r, ("if-range", "W/\"abc\"")]), 100, V), RangePlan::Full);
+        assert_eq!(
+            plan(&h(&[r, ("if-range", "\"other\"")]), 100, V),
+            RangePlan::Full
+        );
+        assert_eq!(
+            plan(&h(&[r, ("if-range", "W/\"abc\"")]), 100, V),
+            RangePlan::Full
+        );
         let weak = Validators {
             etag: Some("W/\"abc\""),
             last_modified: None,
         };
-        assert_eq!(plan(&h(&[r, ("if-range", "W/\"abc\"")]), 100, weak), RangePlan::Full);
         assert_eq!(
-            plan(&h(&[r, ("if-range", "Tue, 24 Nov 2026 03:00:00 GMT")]), 100, V),
+            plan(&h(&[r, ("if-range", "W/\"abc\"")]), 100, weak),
+            RangePlan::Full
+        );
+        assert_eq!(
+            plan(
+                &h(&[r, ("if-range", "Tue, 24 Nov 2026 03:00:00 GMT")]),
+                100,
+                V
+            ),
             part
         );
         assert_eq!(
-            plan(&h(&[r, ("if-range", "Mon, 23 Nov 2026 03:00:00 GMT")]), 100, V),
+            plan(
+                &h(&[r, ("if-range", "Mon, 23 Nov 2026 03:00:00 GMT")]),
+                100,
+                V
+            ),
             RangePlan::Full
         );
     }

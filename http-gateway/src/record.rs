@@ -31,6 +31,34 @@ pub struct Variant {
     pub ticket: String,
     /// The body's length.
     pub len: u64,
+    /// The request headers that selected it ([`selection`]).
+    #[serde(default)]
+    pub selection: String,
+}
+
+/// The values of the request headers a response's `Vary` names, as one string: two stored
+/// responses with the same selection answer the same requests, so the newer replaces the older.
+pub fn selection(request: &HeaderMap, response: &HeaderMap) -> String {
+    let mut names: Vec<String> = response
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = String::new();
+    for n in names {
+        let vals: Vec<&str> = request
+            .get_all(n.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        out.push_str(&format!("{n}={}\n", vals.join(",")));
+    }
+    out
 }
 
 impl Variant {
@@ -48,10 +76,10 @@ pub struct UrlRecord {
 }
 
 impl UrlRecord {
-    /// Adds `v`, replacing a variant for the same selecting request headers, and dropping the
-    /// oldest beyond [`MAX_VARIANTS`].
-    pub fn add(&mut self, v: Variant, same: impl Fn(&Variant) -> bool) {
-        self.variants.retain(|old| !same(old));
+    /// Adds `v`, replacing a variant with the same selection, and dropping the oldest beyond
+    /// [`MAX_VARIANTS`].
+    pub fn add(&mut self, v: Variant) {
+        self.variants.retain(|old| old.selection != v.selection);
         self.variants.push(v);
         let extra = self.variants.len().saturating_sub(MAX_VARIANTS);
         self.variants.drain(..extra);
@@ -178,7 +206,8 @@ impl Claim {
     pub fn header_map(&self) -> Result<HeaderMap, String> {
         let mut h = HeaderMap::new();
         for (k, v) in &self.headers {
-            let k = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name: {e}"))?;
+            let k =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name: {e}"))?;
             let v = HeaderValue::from_str(v).map_err(|e| format!("header value: {e}"))?;
             h.append(k, v);
         }
@@ -221,7 +250,10 @@ mod tests {
             Err(ClaimError::Sealed)
         );
         assert_eq!(c.header_map().unwrap()["etag"], "\"v1\"");
-        assert_ne!(name_key("http://a.example/x"), seal_key("http://a.example/x"));
+        assert_ne!(
+            name_key("http://a.example/x"),
+            seal_key("http://a.example/x")
+        );
     }
 
     #[test]
@@ -249,17 +281,29 @@ mod tests {
             policy: CachePolicy::new(&req, &res),
             ticket: t.into(),
             len: 0,
+            selection: t.into(),
         };
         let mut r = UrlRecord::default();
         for i in 0..6 {
-            r.add(v(&i.to_string()), |_| false);
+            r.add(v(&i.to_string()));
         }
         let tickets: Vec<_> = r.variants.iter().map(|v| v.ticket.as_str()).collect();
         assert_eq!(tickets, ["2", "3", "4", "5"]);
-        r.add(v("new"), |old| old.ticket == "3");
+        r.add(v("3"));
         assert_eq!(r.variants.len(), 4);
         let back = UrlRecord::from_bytes(&r.to_bytes());
         assert_eq!(back.variants.len(), 4);
         assert!(UrlRecord::from_bytes(b"garbage").variants.is_empty());
+    }
+
+    #[test]
+    fn selection_names_the_varying_request_headers() {
+        let mut req = HeaderMap::new();
+        req.insert("accept-encoding", HeaderValue::from_static("gzip"));
+        req.insert("user-agent", HeaderValue::from_static("curl"));
+        let mut res = HeaderMap::new();
+        assert_eq!(selection(&req, &res), "");
+        res.insert("vary", HeaderValue::from_static("Accept-Encoding, Accept"));
+        assert_eq!(selection(&req, &res), "accept=\naccept-encoding=gzip\n");
     }
 }

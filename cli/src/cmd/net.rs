@@ -129,7 +129,7 @@ pub(super) async fn start_node(
     Ok(Node::start(cfg, store, transport, discovery).await?)
 }
 
-async fn signalled() {
+pub(super) async fn signalled() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -1,0 +1,312 @@
+//! The shared cache (RFC 9111, with `http-cache-semantics` deciding freshness): a GET or HEAD
+//! is answered from a stored variant when it is fresh; a stale one is revalidated with its
+//! validators; a miss asks the LAN's peers (when they are trusted), else goes to the origin once
+//! however many clients ask at the same time ([`crate::spool`]), and a storable answer is kept.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use http::{Method, Request, Response, StatusCode};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+use hyper::body::Incoming;
+
+use crate::body::{Body, Credit, counted, empty};
+use crate::error::GatewayError;
+use crate::gateway::Shared;
+use crate::headers::{self, CacheStatus, Provenance};
+use crate::record::{UrlRecord, index_key, selection};
+use crate::spool;
+use crate::stored;
+use crate::upstream::{client_head, origin_request};
+
+/// Answers a GET or HEAD of an absolute `http://` URL.
+pub(crate) async fn get(
+    sh: &Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let (parts, _) = req.into_parts();
+    let url = parts.uri.to_string();
+    let key = index_key(&url);
+    // Twice at most: a download that finishes between the lookup and joining it is then a hit.
+    for _ in 0..2 {
+        if let Some(r) = from_store(sh, &parts, &url, &key).await? {
+            return Ok(r);
+        }
+        if parts.method == Method::HEAD || parts.headers.contains_key(RANGE) {
+            // A range of something not stored, or a HEAD: passed on, not stored.
+            return pass(sh, &parts, CacheStatus::Miss).await;
+        }
+        if sh.cfg.trust_peers
+            && let Some(r) = crate::peered::try_peers(sh, &parts, &url).await?
+        {
+            return Ok(r);
+        }
+        if let Some(r) = miss(sh, &parts, &url, &key).await? {
+            return Ok(r);
+        }
+    }
+    pass(sh, &parts, CacheStatus::Miss).await
+}
+
+/// The answer from a stored variant (revalidated first when stale), if one fits.
+async fn from_store(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    key: &[u8],
+) -> Result<Option<Response<Body>>, GatewayError> {
+    let Some(bytes) = sh.index.get(key)? else {
+        return Ok(None);
+    };
+    let mut record = UrlRecord::from_bytes(&bytes);
+    let now = SystemTime::now();
+    let mut gone = false;
+    let mut found = None;
+    for (i, v) in record.variants.iter().enumerate() {
+        let info = v.content().and_then(|id| stored::complete(sh, &id));
+        let Some(info) = info else {
+            gone = true;
+            continue;
+        };
+        match v.policy.before_request(req, now) {
+            BeforeRequest::Fresh(head) => {
+                return Ok(Some(stored::respond(
+                    sh,
+                    req,
+                    head,
+                    info,
+                    CacheStatus::Hit,
+                    None,
+                    None,
+                )));
+            }
+            BeforeRequest::Stale {
+                request,
+                matches: true,
+            } => {
+                found = Some((i, request, info));
+                break;
+            }
+            BeforeRequest::Stale { matches: false, .. } => {}
+        }
+    }
+    if gone {
+        // Content evicted from the store: forget the variants that named it.
+        record.variants.retain(|v| {
+            v.content()
+                .and_then(|id| stored::complete(sh, &id))
+                .is_some()
+        });
+        sh.index.put(key, &record.to_bytes())?;
+    }
+    let Some((i, cond, info)) = found else {
+        return Ok(None);
+    };
+    // Stale: ask the origin whether it changed.
+    let mut resp = sh.upstream.send(origin_request(&cond, empty())).await?;
+    let policy = record.variants[i].policy.clone();
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        // Some origins leave the validators out of a 304; it still answers the validators we
+        // sent, which are this stored response's.
+        let sent = [
+            (http::header::ETAG, http::header::IF_NONE_MATCH),
+            (http::header::LAST_MODIFIED, http::header::IF_MODIFIED_SINCE),
+        ];
+        for (name, cond_name) in sent {
+            if !resp.headers().contains_key(&name)
+                && let Some(v) = cond.headers.get(&cond_name)
+            {
+                resp.headers_mut().insert(name, v.clone());
+            }
+        }
+    }
+    match policy.after_response(req, &resp, SystemTime::now()) {
+        AfterResponse::NotModified(new_policy, head) => {
+            record.variants[i].policy = new_policy;
+            sh.index.put(key, &record.to_bytes())?;
+            Ok(Some(stored::respond(
+                sh,
+                req,
+                head,
+                info,
+                CacheStatus::Revalidated,
+                Some(304),
+                None,
+            )))
+        }
+        AfterResponse::Modified(..) if resp.status() == StatusCode::NOT_MODIFIED => {
+            // A 304 that does not match what is stored: fetch the whole body again.
+            drop(resp);
+            miss(sh, req, url, key).await
+        }
+        AfterResponse::Modified(..) => {
+            // Changed (or the origin ignored the condition): this answer replaces the stored one.
+            let (f, lead) = spool::join_or_lead(sh, key);
+            if !lead {
+                let (head, body) = resp.into_parts();
+                return Ok(Some(passed(sh, head, body, CacheStatus::Miss)));
+            }
+            lead_with(sh, req, url, key, &f, resp, CacheStatus::StaleChanged)
+                .await
+                .map(Some)
+        }
+    }
+}
+
+/// Whether an origin's answer to `req` may be stored (and its policy).
+pub(crate) fn storable(
+    sh: &Shared,
+    req: &http::request::Parts,
+    resp: &http::response::Parts,
+) -> Option<CachePolicy> {
+    if req.method != Method::GET
+        || resp.status != StatusCode::OK
+        || resp.headers.contains_key(CONTENT_RANGE)
+    {
+        return None;
+    }
+    let too_long = resp
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > sh.cfg.max_object);
+    let policy = CachePolicy::new(req, resp);
+    (!too_long && policy.is_storable()).then_some(policy)
+}
+
+/// A miss: join the download of this URL if one runs (and answers this request), else lead
+/// one. `None` when the download to join ended before its head could be used.
+async fn miss(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    key: &[u8],
+) -> Result<Option<Response<Body>>, GatewayError> {
+    let (f, lead) = spool::join_or_lead(sh, key);
+    if !lead {
+        return join(sh, req, &f, None).await;
+    }
+    let resp = match sh.upstream.send(origin_request(req, empty())).await {
+        Ok(r) => r,
+        Err(e) => {
+            spool::abandon(sh, key, &f, "the origin failed");
+            return Err(e);
+        }
+    };
+    lead_with(sh, req, url, key, &f, resp, CacheStatus::MissStored)
+        .await
+        .map(Some)
+}
+
+/// Leads the download of `key` with the origin's answer `resp`: spools and keeps it when it is
+/// storable (and reads it back as it grows), else passes it through and lets waiting clients
+/// ask the origin themselves.
+async fn lead_with(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    key: &[u8],
+    f: &Arc<spool::InFlight>,
+    resp: Response<Incoming>,
+    status: CacheStatus,
+) -> Result<Response<Body>, GatewayError> {
+    let (head, body) = resp.into_parts();
+    let Some(policy) = storable(sh, req, &head) else {
+        spool::abandon(sh, key, f, "not storable");
+        return Ok(passed(sh, head, body, CacheStatus::Miss));
+    };
+    let mut headers = head.headers.clone();
+    headers::strip_hop_by_hop(&mut headers);
+    let sel = selection(&req.headers, &headers);
+    if let Err(e) = spool::start(
+        sh,
+        key.to_vec(),
+        url.to_string(),
+        Arc::clone(f),
+        head.status,
+        headers,
+        policy,
+        sel,
+        body,
+    ) {
+        spool::abandon(sh, key, f, "no spool");
+        return Err(GatewayError::Store(format!("creating a spool file: {e}")));
+    }
+    match join(sh, req, f, Some(status)).await? {
+        Some(r) => Ok(r),
+        None => pass(sh, req, CacheStatus::Miss).await,
+    }
+}
+
+/// Reads a download as it grows, if its answer fits this request. The leader says what it did
+/// (`lead`); others coalesced into its transfer, and their bytes did not cross the WAN again.
+async fn join(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    f: &spool::InFlight,
+    lead: Option<CacheStatus>,
+) -> Result<Option<Response<Body>>, GatewayError> {
+    let mut rx = f.subscribe();
+    let head = loop {
+        let snap = rx.borrow_and_update().clone();
+        if let Some(h) = snap.head {
+            break h;
+        }
+        if snap.done.is_some() || rx.changed().await.is_err() {
+            // Not shared (not storable, or the origin failed): ask the origin ourselves.
+            return pass(sh, req, CacheStatus::Miss).await.map(Some);
+        }
+    };
+    // The answer is fresh from the origin: it serves every request it was selected for (its
+    // `Vary` fields agree), whatever its lifetime.
+    if head.selection != selection(&req.headers, &head.headers) {
+        return pass(sh, req, CacheStatus::Miss).await.map(Some);
+    }
+    let (status, credit): (CacheStatus, fn(u64) -> Provenance) = match lead {
+        Some(st) => (st, |n| Provenance {
+            origin: n,
+            ..Default::default()
+        }),
+        None => (CacheStatus::Coalesced, |n| Provenance {
+            store: n,
+            ..Default::default()
+        }),
+    };
+    let body = match spool::tail(sh, &head, rx, credit) {
+        Ok(b) => b,
+        // Finished and removed meanwhile: it is in the store now.
+        Err(_) => return Ok(None),
+    };
+    sh.metrics.request(status);
+    let mut h = head.headers.clone();
+    client_head(&mut h, req.version, status, Some(head.status.as_u16()));
+    let mut r = Response::new(body);
+    *r.status_mut() = head.status;
+    *r.headers_mut() = h;
+    Ok(Some(r))
+}
+
+/// Sends `req` to the origin and its answer back, not stored.
+pub(crate) async fn pass(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    status: CacheStatus,
+) -> Result<Response<Body>, GatewayError> {
+    let resp = sh.upstream.send(origin_request(req, empty())).await?;
+    let (head, body) = resp.into_parts();
+    Ok(passed(sh, head, body, status))
+}
+
+fn passed(
+    sh: &Arc<Shared>,
+    mut head: http::response::Parts,
+    body: Incoming,
+    status: CacheStatus,
+) -> Response<Body> {
+    sh.metrics.request(status);
+    let code = head.status.as_u16();
+    client_head(&mut head.headers, head.version, status, Some(code));
+    Response::from_parts(head, counted(body, Arc::clone(&sh.metrics), Credit::Origin))
+}

@@ -1,0 +1,209 @@
+//! Answering from the store: a stored response's head, with the whole body, one range (206),
+//! several (`multipart/byteranges`) or none (416), read block by block from the store, where
+//! every block is checked against its hash as it is read. The content is leased from eviction
+//! while it streams.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use engine::ContentId;
+use engine::content::ContentInfo;
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+use http::{HeaderValue, Method, Response, StatusCode};
+
+use crate::body::{Body, channel, empty};
+use crate::gateway::Shared;
+use crate::headers::{self, CacheStatus, Provenance};
+use crate::range::{self, Multipart, RangePlan, Validators};
+
+/// Blocks read per blocking call.
+const BATCH_BLOCKS: u64 = 16;
+
+/// The content's information if every block of it is in the store.
+pub(crate) fn complete(sh: &Shared, id: &ContentId) -> Option<Arc<ContentInfo>> {
+    let store = sh.node.store();
+    let rec = store.record(id).ok()??;
+    if rec.blocks_present != rec.blocks_total {
+        return None;
+    }
+    store.content_info(id).ok()?
+}
+
+/// Answers `req` with the stored body of `info` under `head` (a stored response's head, as the
+/// cache policy gives it).
+pub(crate) fn respond(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    mut head: http::response::Parts,
+    info: Arc<ContentInfo>,
+    status: CacheStatus,
+    fwd: Option<u16>,
+    detail: Option<&str>,
+) -> Response<Body> {
+    let len = info.layout().content_len();
+    let h = &mut head.headers;
+    headers::strip_hop_by_hop(h);
+    headers::add_via(h, req.version);
+    headers::add_cache_status(h, &status.entry(fwd, detail));
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    sh.metrics.request(status);
+    let plan = if req.method == Method::GET {
+        let etag = h.get(http::header::ETAG).and_then(|v| v.to_str().ok());
+        let lm = h
+            .get(http::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok());
+        range::plan(
+            &req.headers,
+            len,
+            Validators {
+                etag,
+                last_modified: lm,
+            },
+        )
+    } else {
+        RangePlan::Full
+    };
+    let head_only = req.method == Method::HEAD;
+    let (code, parts, frame) = match plan {
+        RangePlan::Full => (StatusCode::OK, vec![0..len], None),
+        RangePlan::Unsatisfiable => {
+            let h = &mut head.headers;
+            h.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}")).expect("ASCII"),
+            );
+            h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            head.status = StatusCode::RANGE_NOT_SATISFIABLE;
+            return Response::from_parts(head, empty());
+        }
+        RangePlan::Parts(p) if p.len() == 1 => {
+            let r = &p[0];
+            head.headers.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&range::content_range(r, len)).expect("ASCII"),
+            );
+            (StatusCode::PARTIAL_CONTENT, p, None)
+        }
+        RangePlan::Parts(p) => {
+            let ct = head
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let m = Multipart::new(&p, len, ct.as_deref(), &boundary());
+            head.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_str(&m.content_type()).expect("ASCII"),
+            );
+            (StatusCode::PARTIAL_CONTENT, p, Some(m))
+        }
+    };
+    let body_len = match &frame {
+        Some(m) => m.body_len(&parts),
+        None => parts.iter().map(|r| r.end - r.start).sum(),
+    };
+    head.status = code;
+    head.headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(body_len));
+    let sent: u64 = parts.iter().map(|r| r.end - r.start).sum();
+    head.headers.insert(
+        headers::BYTES_HEADER,
+        Provenance {
+            store: if head_only { 0 } else { sent },
+            ..Default::default()
+        }
+        .header_value(),
+    );
+    if head_only {
+        return Response::from_parts(head, empty());
+    }
+    Response::from_parts(head, stream(sh, info, parts, frame))
+}
+
+fn boundary() -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("the OS random source");
+    format!(
+        "pdist-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+/// A body of `parts` of the stored content, framed by `frame` when there are several.
+fn stream(
+    sh: &Arc<Shared>,
+    info: Arc<ContentInfo>,
+    parts: Vec<Range<u64>>,
+    frame: Option<Multipart>,
+) -> Body {
+    let (tx, body) = channel(4);
+    let store = Arc::clone(sh.node.store());
+    let metrics = Arc::clone(&sh.metrics);
+    let lease = sh.node.lease(info.id());
+    sh.tasks.spawn(async move {
+        let _lease = lease;
+        for (i, r) in parts.iter().enumerate() {
+            if let Some(m) = &frame
+                && tx.send(Ok(Bytes::from(m.heads[i].clone()))).await.is_err()
+            {
+                return;
+            }
+            let bs = u64::from(info.layout().block_size());
+            let mut block = r.start / bs;
+            let last = (r.end - 1) / bs;
+            while block <= last {
+                let n = BATCH_BLOCKS.min(last - block + 1);
+                let (store, info2) = (Arc::clone(&store), Arc::clone(&info));
+                let range = r.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    read_blocks(store.as_ref(), &info2, block, n, &range)
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                let ok = read.is_ok();
+                if let Ok(b) = &read {
+                    metrics.sent(Provenance {
+                        store: b.len() as u64,
+                        ..Default::default()
+                    });
+                }
+                if tx.send(read).await.is_err() || !ok {
+                    return;
+                }
+                block += n;
+            }
+        }
+        if let Some(m) = &frame {
+            let _ = tx.send(Ok(Bytes::from(m.tail.clone()))).await;
+        }
+    });
+    body
+}
+
+/// Blocks `first..first+n` (global indexes), clipped to `range`, as one buffer.
+fn read_blocks(
+    store: &dyn engine::store::SegmentStore,
+    info: &ContentInfo,
+    first: u64,
+    n: u64,
+    range: &Range<u64>,
+) -> std::io::Result<Bytes> {
+    let layout = info.layout();
+    let id = info.id();
+    let mut out = Vec::with_capacity((n * u64::from(layout.block_size())) as usize);
+    for g in first..first + n {
+        let block = layout.block_at(g).map_err(std::io::Error::other)?;
+        let data = store
+            .get_block(&id, block)
+            .map_err(std::io::Error::other)?
+            .ok_or_else(|| {
+                std::io::Error::other(format!("block {g} of {} is no longer stored", id.ticket()))
+            })?;
+        let at = layout.block_offset(block);
+        let from = range.start.saturating_sub(at) as usize;
+        let to = (range.end - at).min(data.len() as u64) as usize;
+        out.extend_from_slice(&data[from..to]);
+    }
+    Ok(Bytes::from(out))
+}
