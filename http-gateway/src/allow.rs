@@ -33,6 +33,11 @@ impl AllowList {
         list
     }
 
+    /// Exactly the clients in `nets` (not even loopback otherwise).
+    pub fn only(nets: Vec<IpNet>) -> AllowList {
+        AllowList { nets }
+    }
+
     /// Parses `--allow` values (`10.0.0.0/8`, `192.168.1.7`, `::1/128`).
     pub fn parse(values: &[String]) -> Result<AllowList, String> {
         let mut nets = Vec::new();

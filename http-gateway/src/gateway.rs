@@ -100,6 +100,26 @@ pub(crate) struct Shared {
     pub inflight: Mutex<HashMap<Vec<u8>, Arc<InFlight>>>,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
+    /// Downloads and peer fetches whose results are not yet recorded.
+    pub busy: tokio::sync::watch::Sender<usize>,
+}
+
+impl Shared {
+    /// Counts a background transfer until the guard drops.
+    pub fn busy(&self) -> BusyGuard {
+        self.busy.send_modify(|n| *n += 1);
+        BusyGuard(self.busy.clone())
+    }
+}
+
+/// Ends a background transfer's count.
+#[derive(Debug)]
+pub(crate) struct BusyGuard(tokio::sync::watch::Sender<usize>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// A running gateway.
@@ -131,6 +151,7 @@ impl Gateway {
             inflight: Mutex::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
+            busy: tokio::sync::watch::Sender::new(0),
         });
         let sh = Arc::clone(&shared);
         shared.tasks.spawn(accept_loop(sh, listener));
@@ -145,6 +166,13 @@ impl Gateway {
     /// Its figures.
     pub fn snapshot(&self) -> GatewaySnapshot {
         self.shared.metrics.snapshot()
+    }
+
+    /// Waits until no download or peer fetch is being kept (tests, benchmarks): what was
+    /// fetched so far is then in the store and its URL recorded.
+    pub async fn settled(&self) {
+        let mut rx = self.shared.busy.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Stops accepting, lets responses being sent finish (bounded to 10 s), and stops

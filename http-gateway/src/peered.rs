@@ -126,7 +126,9 @@ fn stream_from_peers(
     let sel = selection(&req.headers, &head.headers);
     let (sh2, url2, stored_headers) = (Arc::clone(sh), url.to_string(), head.headers.clone());
     let cancel = sh.stop.child_token();
+    let busy = sh.busy();
     sh.tasks.spawn(async move {
+        let _busy = busy;
         let r = sh2.node.fetch(id, opts, events, cancel).await;
         let done = match r {
             Ok((info, report)) => {

@@ -175,7 +175,9 @@ pub(crate) fn start(
     });
     f.tx.send_modify(|s| s.head = Some(Arc::clone(&head)));
     let sh2 = Arc::clone(sh);
+    let busy = sh.busy();
     sh.tasks.spawn(async move {
+        let _busy = busy;
         let r = download(&sh2, &url, &f, &head, body, file).await;
         sh2.inflight.lock().expect("inflight lock").remove(&key);
         if let Err(e) = &r {

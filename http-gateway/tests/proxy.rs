@@ -1,0 +1,389 @@
+//! The gateway with real sockets: a real origin (hyper), real nodes on loopback, requests sent
+//! through the proxy as a client with `http_proxy` would send them.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use engine::ServerSecret;
+use engine::node::{Listen, Node, NodeConfig};
+use engine::peer::Transport;
+use engine::peer::http::HttpTransport;
+use engine::store::MemStore;
+use pdist_http_gateway::headers::Provenance;
+use pdist_http_gateway::index::MemIndex;
+use pdist_http_gateway::{Gateway, GatewayConfig};
+
+/// What the origin sent, by path: (responses with a body, body bytes, 304s).
+#[derive(Default, Debug)]
+struct Log(Mutex<HashMap<String, (u64, u64, u64)>>);
+
+impl Log {
+    fn get(&self, path: &str) -> (u64, u64, u64) {
+        self.0.lock().unwrap().get(path).copied().unwrap_or_default()
+    }
+}
+
+static VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn body_of(path: &str, len: usize) -> Vec<u8> {
+    let seed = path.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+}
+
+/// An origin: `/f/<len>/<max-age>/<name>` is `len` bytes with a strong ETag that answers
+/// If-None-Match with 304 and single ranges with 206; `/vary` varies on Accept-Language;
+/// `/nostore` says no-store; POST echoes.
+async fn origin() -> (SocketAddr, Arc<Log>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Log::default());
+    let log2 = Arc::clone(&log);
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let log = Arc::clone(&log2);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| answer(Arc::clone(&log), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+async fn answer(
+    log: Arc<Log>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let mut r = Response::builder();
+    let body: Vec<u8> = if req.method() == hyper::Method::POST {
+        req.into_body().collect().await.unwrap().to_bytes().to_vec()
+    } else if path == "/vary" {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .map_or("none".to_string(), |v| v.to_str().unwrap().to_string());
+        r = r
+            .header("vary", "Accept-Language")
+            .header("cache-control", "max-age=60")
+            .header("etag", format!("\"{lang}\""));
+        lang.into_bytes()
+    } else if path == "/nostore" {
+        r = r.header("cache-control", "no-store");
+        b"private".to_vec()
+    } else if let Some(rest) = path.strip_prefix("/f/") {
+        let mut it = rest.split('/');
+        let len: usize = it.next().unwrap().parse().unwrap();
+        let max_age: u64 = it.next().unwrap().parse().unwrap();
+        let etag = format!("\"v{}\"", VERSION.load(Ordering::Relaxed));
+        if req.headers().get("if-none-match").map(|v| v.to_str().unwrap()) == Some(&etag) {
+            log.0.lock().unwrap().entry(path).or_default().2 += 1;
+            return Ok(Response::builder()
+                .status(304)
+                .header("etag", etag)
+                .header("cache-control", format!("max-age={max_age}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap());
+        }
+        r = r
+            .header("etag", etag)
+            .header("cache-control", format!("max-age={max_age}"))
+            .header("content-type", "application/x-test");
+        let data = body_of(&path, len);
+        if let Some(range) = req.headers().get("range") {
+            let spec = range.to_str().unwrap().strip_prefix("bytes=").unwrap();
+            let (a, b) = spec.split_once('-').unwrap();
+            let a: usize = a.parse().unwrap();
+            let b: usize = b.parse::<usize>().unwrap().min(len - 1);
+            let part = data[a..=b].to_vec();
+            let mut e = log.0.lock().unwrap();
+            let e = e.entry(path).or_default();
+            e.0 += 1;
+            e.1 += part.len() as u64;
+            return Ok(r
+                .status(206)
+                .header("content-range", format!("bytes {a}-{b}/{len}"))
+                .body(Full::new(Bytes::from(part)))
+                .unwrap());
+        }
+        data
+    } else {
+        return Ok(Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::new()))
+            .unwrap());
+    };
+    let mut e = log.0.lock().unwrap();
+    let e = e.entry(path).or_default();
+    e.0 += 1;
+    e.1 += body.len() as u64;
+    Ok(r.body(Full::new(Bytes::from(body))).unwrap())
+}
+
+async fn node(secret: &[u8], dir: &Path, peers: Vec<SocketAddr>) -> Node {
+    let cfg = NodeConfig {
+        name: "gw".into(),
+        secret: ServerSecret::new(secret.to_vec()),
+        listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+        cache: false,
+        static_peers: peers,
+        probe_interval: Duration::from_millis(200),
+        hello_timeout: Duration::from_secs(1),
+        scratch: dir.to_path_buf(),
+        corrupt_blocks: false,
+        leases: engine::store::Leases::new(),
+    };
+    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(Duration::from_secs(5)));
+    Node::start(cfg, Arc::new(MemStore::new()), transport, None)
+        .await
+        .unwrap()
+}
+
+async fn gateway(n: &Node, dir: &Path, edit: impl FnOnce(&mut GatewayConfig)) -> Gateway {
+    let mut cfg = GatewayConfig::new(dir.join("spool"));
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    edit(&mut cfg);
+    Gateway::start(cfg, n.clone(), Arc::new(MemIndex::default()))
+        .await
+        .unwrap()
+}
+
+struct Got {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn h(&self, k: &str) -> &str {
+        self.headers.get(k).map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+/// Sends `req` (absolute-form URI) to the proxy on a fresh connection.
+async fn via(proxy: SocketAddr, req: Request<Full<Bytes>>) -> Got {
+    let s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes().to_vec();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::get(url).header("host", url.split('/').nth(2).unwrap());
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+async fn futures_codes(p: SocketAddr, url: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(via(p, get(url, &[])).await.status.as_u16());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, log) = origin().await;
+    let n = node(b"g", dir.path(), vec![]).await;
+    let gw = gateway(&n, dir.path(), |_| {}).await;
+    let p = gw.addr();
+    let url = format!("http://{o}/f/300000/60/a");
+    let want = body_of("/f/300000/60/a", 300_000);
+
+    let first = via(p, get(&url, &[])).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, want);
+    assert!(first.h("cache-status").contains("stored"), "{}", first.h("cache-status"));
+    assert!(first.h("via").contains("pdist"));
+
+    // The download is kept once it ends; then it is a hit, and the origin is not asked.
+    gw.settled().await;
+    let hit = via(p, get(&url, &[])).await;
+    assert_eq!(hit.h("cache-status"), "pdist; hit");
+    assert_eq!(hit.body, want);
+    assert_eq!(
+        Provenance::parse(hit.h("pdist-bytes")).unwrap().store,
+        300_000
+    );
+    let sent_before = log.get("/f/300000/60/a");
+
+    // One range, several, If-Range, and an unsatisfiable one: all from the store.
+    let r = via(p, get(&url, &[("range", "bytes=70000-70009")])).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, want[70000..70010]);
+    assert_eq!(r.h("content-range"), "bytes 70000-70009/300000");
+    let r = via(p, get(&url, &[("range", "bytes=0-1,-2")])).await;
+    assert_eq!(r.status, 206);
+    assert!(r.h("content-type").starts_with("multipart/byteranges"));
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(text.contains("Content-Range: bytes 299998-299999/300000"));
+    let r = via(p, get(&url, &[("range", "bytes=0-9"), ("if-range", "\"old\"")])).await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 300_000));
+    let r = via(p, get(&url, &[("range", "bytes=400000-")])).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.h("content-range"), "bytes */300000");
+    assert_eq!(log.get("/f/300000/60/a"), sent_before);
+
+    // A stale copy is revalidated: the origin answers 304 and sends no body.
+    let stale = format!("http://{o}/f/1000/0/b");
+    via(p, get(&stale, &[])).await;
+    gw.settled().await;
+    let r = via(p, get(&stale, &[])).await;
+    assert_eq!(r.h("cache-status"), "pdist; hit; fwd=stale; fwd-status=304");
+    assert_eq!(r.body, body_of("/f/1000/0/b", 1000));
+    assert!(log.get("/f/1000/0/b").2 >= 1);
+
+    // Vary: each language is its own variant.
+    let vary = format!("http://{o}/vary");
+    for lang in ["en", "fr", "en", "fr"] {
+        let r = via(p, get(&vary, &[("accept-language", lang)])).await;
+        assert_eq!(r.body, lang.as_bytes());
+        gw.settled().await;
+    }
+    assert_eq!(log.get("/vary").0, 2, "one origin fetch per language");
+
+    // no-store is never stored.
+    let ns = format!("http://{o}/nostore");
+    for _ in 0..2 {
+        let r = via(p, get(&ns, &[])).await;
+        assert_eq!(r.h("cache-status"), "pdist; fwd=uri-miss; fwd-status=200");
+    }
+    assert_eq!(log.get("/nostore").0, 2);
+
+    // Other methods pass through with their bodies.
+    let post = Request::post(format!("http://{o}/echo"))
+        .header("host", o.to_string())
+        .body(Full::new(Bytes::from_static(b"ping")))
+        .unwrap();
+    let r = via(p, post).await;
+    assert_eq!(r.body, b"ping");
+    assert!(r.h("cache-status").contains("bypass"));
+
+    // The gateway's own routes, and requests that are not for a proxy.
+    let m = via(p, get(&format!("http://{p}/metrics"), &[])).await;
+    let m = String::from_utf8(m.body).unwrap();
+    assert!(m.contains("pdist_gateway_requests_total{cache=\"hit\"}"), "{m}");
+    let bad = Request::get("/nothing")
+        .header("host", p.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(via(p, bad).await.status, 404);
+    let down = via(p, get("http://127.0.0.1:1/x", &[])).await;
+    assert_eq!(down.status, 502);
+    gw.shutdown().await;
+    n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, log) = origin().await;
+    let n = node(b"g", dir.path(), vec![]).await;
+    let gw = gateway(&n, dir.path(), |_| {}).await;
+    let url = format!("http://{o}/f/3000000/60/c");
+    let want = body_of("/f/3000000/60/c", 3_000_000);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (p, url) = (gw.addr(), url.clone());
+        clients.push(tokio::spawn(async move { via(p, get(&url, &[])).await }));
+    }
+    for c in clients {
+        assert_eq!(c.await.unwrap().body, want);
+    }
+    assert_eq!(log.get("/f/3000000/60/c").0, 1, "coalesced into one transfer");
+    gw.shutdown().await;
+
+    // A gateway that serves only 10.9.0.0/16 refuses this (loopback) client with a clear 403.
+    let only = gateway(&n, dir.path(), |c| {
+        c.allow = pdist_http_gateway::allow::AllowList::only(vec!["10.9.0.0/16".parse().unwrap()]);
+    })
+    .await;
+    let r = via(only.addr(), get(&url, &[])).await;
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("may not use this gateway"));
+    only.shutdown().await;
+
+    // A client over its request rate gets 429.
+    let limited = gateway(&n, dir.path(), |c| c.rate_per_client = 2).await;
+    let codes: Vec<u16> = futures_codes(limited.addr(), &url, 4).await;
+    assert!(codes.contains(&429), "{codes:?}");
+    limited.shutdown().await;
+    n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, log) = origin().await;
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let na = node(b"office", &da, vec![]).await;
+    let nb = node(b"office", &db, vec![na.addr()]).await;
+    let trusted = |c: &mut GatewayConfig| {
+        c.trust_peers = true;
+        c.origin_for_peered = false;
+    };
+    let ga = gateway(&na, &da, trusted).await;
+    let gb = gateway(&nb, &db, trusted).await;
+    let path = "/f/5000000/60/d";
+    let url = format!("http://{o}{path}");
+    let want = body_of(path, 5_000_000);
+
+    let a = via(ga.addr(), get(&url, &[])).await;
+    assert_eq!(a.body, want);
+    // A has kept it and filed its claim.
+    ga.settled().await;
+    assert!(nb.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO).await >= 1);
+    let before = log.get(path);
+    let b = via(gb.addr(), get(&url, &[])).await;
+    assert_eq!(b.status, 200);
+    assert_eq!(b.body, want);
+    assert!(b.h("cache-status").contains("detail=peers"), "{}", b.h("cache-status"));
+    let after = log.get(path);
+    assert_eq!(after.1, before.1, "the origin sent no body bytes for B");
+    assert_eq!(after.2, before.2 + 1, "B confirmed the validator with one 304");
+    assert_eq!(gb.snapshot().bytes_peers, 5_000_000);
+    // B kept it too: a hit now.
+    gb.settled().await;
+    assert_eq!(via(gb.addr(), get(&url, &[])).await.h("cache-status"), "pdist; hit");
+
+    // A gateway of another group gets nothing from them.
+    let dc = dir.path().join("c");
+    let nc = node(b"elsewhere", &dc, vec![na.addr()]).await;
+    let gc = gateway(&nc, &dc, |c| c.trust_peers = true).await;
+    let c = via(gc.addr(), get(&url, &[])).await;
+    assert_eq!(c.body, want);
+    assert!(!c.h("cache-status").contains("peers"));
+    assert_eq!(log.get(path).1, after.1 + 5_000_000);
+    for g in [ga, gb, gc] {
+        g.shutdown().await;
+    }
+    for n in [na, nb, nc] {
+        n.shutdown().await;
+    }
+}
