@@ -26,38 +26,75 @@ pub(crate) async fn get(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, _) = req.into_parts();
+    get_parts(sh, &parts).await
+}
+
+/// [`get`], from a request's head.
+pub(crate) async fn get_parts(
+    sh: &Arc<Shared>,
+    parts: &http::request::Parts,
+) -> Result<Response<Body>, GatewayError> {
     let url = parts.uri.to_string();
     let key = index_key(&url);
     // Twice at most: a download that finishes between the lookup and joining it is then a hit.
     for _ in 0..2 {
-        if let Some(r) = from_store(sh, &parts, &url, &key).await? {
-            return Ok(r);
+        match lookup(sh, parts, &url, &key).await? {
+            Lookup::Stored(s) => return Ok(s.respond(sh, parts)),
+            Lookup::Answer(r) => return Ok(r),
+            Lookup::Nothing => {}
         }
         if parts.method == Method::HEAD || parts.headers.contains_key(RANGE) {
             // A range of something not stored, or a HEAD: passed on, not stored.
-            return pass(sh, &parts, CacheStatus::Miss).await;
+            return pass(sh, parts, CacheStatus::Miss).await;
         }
         if sh.cfg.trust_peers
-            && let Some(r) = crate::peered::try_peers(sh, &parts, &url).await?
+            && let Some(r) = crate::peered::try_peers(sh, parts, &url).await?
         {
             return Ok(r);
         }
-        if let Some(r) = miss(sh, &parts, &url, &key).await? {
+        if let Some(r) = miss(sh, parts, &url, &key).await? {
             return Ok(r);
         }
     }
-    pass(sh, &parts, CacheStatus::Miss).await
+    pass(sh, parts, CacheStatus::Miss).await
 }
 
-/// The answer from a stored variant (revalidated first when stale), if one fits.
-async fn from_store(
+/// A stored response that answers a request, before its body is sent.
+pub(crate) struct Stored {
+    /// The response head the policy gives (`Age` updated).
+    pub head: http::response::Parts,
+    /// The content holding the body.
+    pub info: Arc<engine::ContentInfo>,
+    status: CacheStatus,
+    fwd: Option<u16>,
+}
+
+impl Stored {
+    /// The answer with the stored body (or the parts of it the request asks for).
+    pub fn respond(self, sh: &Arc<Shared>, req: &http::request::Parts) -> Response<Body> {
+        stored::respond(sh, req, self.head, self.info, self.status, self.fwd, None)
+    }
+}
+
+/// What the store has for a request.
+pub(crate) enum Lookup {
+    /// A stored response answers it (fresh, or revalidated just now).
+    Stored(Stored),
+    /// The stored response was stale and had changed: the origin's new answer.
+    Answer(Response<Body>),
+    /// Nothing stored fits.
+    Nothing,
+}
+
+/// The stored variant that answers `req` (revalidated first when stale), if one fits.
+pub(crate) async fn lookup(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
     key: &[u8],
-) -> Result<Option<Response<Body>>, GatewayError> {
+) -> Result<Lookup, GatewayError> {
     let Some(bytes) = sh.index.get(key)? else {
-        return Ok(None);
+        return Ok(Lookup::Nothing);
     };
     let mut record = UrlRecord::from_bytes(&bytes);
     let now = SystemTime::now();
@@ -71,15 +108,12 @@ async fn from_store(
         };
         match v.policy.before_request(req, now) {
             BeforeRequest::Fresh(head) => {
-                return Ok(Some(stored::respond(
-                    sh,
-                    req,
+                return Ok(Lookup::Stored(Stored {
                     head,
                     info,
-                    CacheStatus::Hit,
-                    None,
-                    None,
-                )));
+                    status: CacheStatus::Hit,
+                    fwd: None,
+                }));
             }
             BeforeRequest::Stale {
                 request,
@@ -101,7 +135,7 @@ async fn from_store(
         sh.index.put(key, &record.to_bytes())?;
     }
     let Some((i, cond, info)) = found else {
-        return Ok(None);
+        return Ok(Lookup::Nothing);
     };
     // Stale: ask the origin whether it changed.
     let mut resp = sh.upstream.send(origin_request(&cond, empty())).await?;
@@ -125,31 +159,30 @@ async fn from_store(
         AfterResponse::NotModified(new_policy, head) => {
             record.variants[i].policy = new_policy;
             sh.index.put(key, &record.to_bytes())?;
-            Ok(Some(stored::respond(
-                sh,
-                req,
+            Ok(Lookup::Stored(Stored {
                 head,
                 info,
-                CacheStatus::Revalidated,
-                Some(304),
-                None,
-            )))
+                status: CacheStatus::Revalidated,
+                fwd: Some(304),
+            }))
         }
         AfterResponse::Modified(..) if resp.status() == StatusCode::NOT_MODIFIED => {
             // A 304 that does not match what is stored: fetch the whole body again.
             drop(resp);
-            miss(sh, req, url, key).await
+            Ok(miss(sh, req, url, key)
+                .await?
+                .map_or(Lookup::Nothing, Lookup::Answer))
         }
         AfterResponse::Modified(..) => {
             // Changed (or the origin ignored the condition): this answer replaces the stored one.
             let (f, lead) = spool::join_or_lead(sh, key);
             if !lead {
                 let (head, body) = resp.into_parts();
-                return Ok(Some(passed(sh, head, body, CacheStatus::Miss)));
+                return Ok(Lookup::Answer(passed(sh, head, body, CacheStatus::Miss)));
             }
             lead_with(sh, req, url, key, &f, resp, CacheStatus::StaleChanged)
                 .await
-                .map(Some)
+                .map(Lookup::Answer)
         }
     }
 }

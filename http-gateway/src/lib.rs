@@ -15,7 +15,7 @@ pub mod metrics;
 mod peered;
 pub mod range;
 pub mod record;
-mod reverse;
+pub mod reverse;
 pub mod spool;
 mod stored;
 pub mod upstream;

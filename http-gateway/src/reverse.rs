@@ -1,15 +1,75 @@
-//! Origin mode (`pdist gateway --reverse URL`): requests pass through to the backend.
-//! (Content information negotiation lands next.)
+//! Origin mode (`pdist gateway --reverse URL`), BranchCache's content-server role: requests
+//! pass through to the backend, and GET answers are cached like the forward proxy's. A client
+//! that asks for content information instead of the body gets it once the body is stored:
+//!
+//! * pdist's own negotiation: `Accept-Encoding: x-pdist-info` is answered with
+//!   `Content-Encoding: x-pdist-info`, the content information in pdist's native format as the
+//!   body, and `Pdist-Ticket` / `Pdist-Content-Length` headers;
+//! * MS-PCCRTP for BranchCache clients: `Accept-Encoding: peerdist` with `X-P2P-PeerDist` is
+//!   answered with `Content-Encoding: peerdist`, MS-PCCRC V1 content information (a `Range`
+//!   selects the segments it touches, through V1's offset fields) and
+//!   `X-P2P-PeerDist: Version=…, ContentLength=…`.
+//!
+//! The first request for content not yet hashed gets the body (which is hashed and stored on
+//! the way) and the hint `X-P2P-PeerDistEx: MakeHashRequest=true` / `Pdist-Info: pending`.
 
 use std::sync::Arc;
 
-use http::{Request, Response, Uri};
+use engine::content::native;
+use engine::pccrc::v1::ContentInfoV1;
+use http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, RANGE, VARY,
+};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::body::{Body, full};
+use crate::cache::{self, Lookup};
 use crate::error::GatewayError;
 use crate::gateway::Shared;
-use crate::headers::CacheStatus;
+use crate::headers::{self, CacheStatus};
+use crate::range::{self, RangePlan, Validators};
+use crate::record::index_key;
+
+/// pdist's content-coding for content information.
+pub const PDIST_INFO_CODING: &str = "x-pdist-info";
+
+/// What a client asks for instead of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Want {
+    /// pdist's native content information.
+    Native,
+    /// MS-PCCRTP: PCCRC V1, with the client's PeerDist version echoed.
+    PeerDist { version: String },
+}
+
+fn codings(h: &http::HeaderMap) -> Vec<String> {
+    h.get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn wanted(h: &http::HeaderMap) -> Option<Want> {
+    let c = codings(h);
+    if c.iter().any(|t| t == PDIST_INFO_CODING) {
+        return Some(Want::Native);
+    }
+    let pd = h.get("x-p2p-peerdist")?.to_str().ok()?;
+    if !c.iter().any(|t| t == "peerdist") || pd.contains("MissingDataRequest=true") {
+        return None;
+    }
+    let version = pd
+        .split(',')
+        .find_map(|kv| kv.trim().strip_prefix("Version="))
+        .unwrap_or("1.0")
+        .trim()
+        .to_string();
+    Some(Want::PeerDist { version })
+}
 
 /// Answers a request in origin mode.
 pub(crate) async fn handle(
@@ -30,5 +90,155 @@ pub(crate) async fn handle(
     *req.uri_mut() = uri.parse().map_err(|e| GatewayError::BadRequest {
         reason: format!("{uri}: {e}"),
     })?;
-    crate::upstream::forward(sh, req, CacheStatus::Bypass).await
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return crate::upstream::forward(sh, req, CacheStatus::Bypass).await;
+    }
+    let (mut parts, _) = req.into_parts();
+    let Some(want) = wanted(&parts.headers) else {
+        return cache::get_parts(sh, &parts).await;
+    };
+    // The plain request (the body's), whose stored answer the information describes.
+    let client_range = parts.headers.remove(RANGE);
+    let plain: Vec<String> = codings(&parts.headers)
+        .into_iter()
+        .filter(|t| t != PDIST_INFO_CODING && t != "peerdist")
+        .collect();
+    parts.headers.remove(ACCEPT_ENCODING);
+    if !plain.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&plain.join(", "))
+    {
+        parts.headers.insert(ACCEPT_ENCODING, v);
+    }
+    parts.headers.remove("x-p2p-peerdist");
+    parts.headers.remove("x-p2p-peerdistex");
+    let url = parts.uri.to_string();
+    match cache::lookup(sh, &parts, &url, &index_key(&url)).await? {
+        Lookup::Stored(s) if s.head.headers.get(CONTENT_ENCODING).is_none() => {
+            Ok(info_response(sh, &parts, s, &want, client_range))
+        }
+        Lookup::Stored(s) => Ok(s.respond(sh, &parts)),
+        Lookup::Answer(r) => Ok(pending(r, &want)),
+        Lookup::Nothing => Ok(pending(cache::get_parts(sh, &parts).await?, &want)),
+    }
+}
+
+/// The body is on its way and being hashed: say so, so the client asks again later.
+fn pending(mut r: Response<Body>, want: &Want) -> Response<Body> {
+    let (k, v) = match want {
+        Want::Native => ("pdist-info", "pending"),
+        Want::PeerDist { .. } => ("x-p2p-peerdistex", "MakeHashRequest=true"),
+    };
+    r.headers_mut().insert(k, HeaderValue::from_static(v));
+    r
+}
+
+fn info_response(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    s: cache::Stored,
+    want: &Want,
+    client_range: Option<HeaderValue>,
+) -> Response<Body> {
+    let info = &s.info;
+    let len = info.layout().content_len();
+    let mut head = s.head;
+    let h = &mut head.headers;
+    headers::strip_hop_by_hop(h);
+    headers::add_via(h, req.version);
+    headers::add_cache_status(h, &CacheStatus::Hit.entry(None, Some("content-information")));
+    h.remove(CONTENT_RANGE);
+    h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    sh.metrics.request(CacheStatus::Hit);
+    head.status = StatusCode::OK;
+    let body = match want {
+        Want::Native => {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(PDIST_INFO_CODING));
+            h.insert(
+                "pdist-ticket",
+                HeaderValue::from_str(&info.id().ticket().to_string()).expect("ASCII"),
+            );
+            h.insert("pdist-content-length", len.into());
+            native::encode_content_info(info)
+        }
+        Want::PeerDist { version } => {
+            // A range selects the segments it touches (V1's offset fields say where it starts
+            // and ends).
+            let mut range = None;
+            if let Some(r) = client_range {
+                let mut rh = http::HeaderMap::new();
+                rh.insert(RANGE, r);
+                if let RangePlan::Parts(p) = range::plan(&rh, len, Validators::default())
+                    && p.len() == 1
+                {
+                    head.status = StatusCode::PARTIAL_CONTENT;
+                    h.insert(
+                        CONTENT_RANGE,
+                        HeaderValue::from_str(&range::content_range(&p[0], len)).expect("ASCII"),
+                    );
+                    range = Some(p[0].clone());
+                }
+            }
+            let v1 = match ContentInfoV1::from_content_info(info, range) {
+                Ok(v) => v,
+                Err(e) => {
+                    return GatewayError::Store(format!("content information: {e}"))
+                        .into_response();
+                }
+            };
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static("peerdist"));
+            let v = if version == "1.1" { "1.1" } else { "1.0" };
+            h.insert(
+                "x-p2p-peerdist",
+                HeaderValue::from_str(&format!("Version={v}, ContentLength={len}"))
+                    .expect("ASCII"),
+            );
+            v1.encode()
+        }
+    };
+    h.insert(CONTENT_LENGTH, body.len().into());
+    if req.method == Method::HEAD {
+        return Response::from_parts(head, crate::body::empty());
+    }
+    Response::from_parts(head, full(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut m = http::HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(wanted(&h(&[("accept-encoding", "gzip")])), None);
+        assert_eq!(
+            wanted(&h(&[("accept-encoding", "gzip, x-pdist-info")])),
+            Some(Want::Native)
+        );
+        assert_eq!(
+            wanted(&h(&[
+                ("accept-encoding", "gzip, PeerDist"),
+                ("x-p2p-peerdist", "Version=1.1"),
+                ("x-p2p-peerdistex", "MinContentInformation=1.0, MaxContentInformation=2.0"),
+            ])),
+            Some(Want::PeerDist {
+                version: "1.1".into()
+            })
+        );
+        // peerdist without the PeerDist header, or a missing-data fallback, wants the body.
+        assert_eq!(wanted(&h(&[("accept-encoding", "peerdist")])), None);
+        assert_eq!(
+            wanted(&h(&[
+                ("accept-encoding", "peerdist"),
+                ("x-p2p-peerdist", "Version=1.1, MissingDataRequest=true"),
+            ])),
+            None
+        );
+    }
 }

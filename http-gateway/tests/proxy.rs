@@ -387,3 +387,79 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_mode_answers_requests_for_content_information() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, log) = origin().await;
+    let n = node(b"g", dir.path(), vec![]).await;
+    let gw = gateway(&n, dir.path(), |c| {
+        c.reverse = Some(format!("http://{o}").parse().unwrap());
+    })
+    .await;
+    let p = gw.addr();
+    let path = "/f/40000000/60/e";
+    let want = body_of(path, 40_000_000);
+    let ask = |extra: &[(&str, &str)]| {
+        let mut b = Request::get(path).header("host", p.to_string());
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        b.body(Full::new(Bytes::new())).unwrap()
+    };
+    // Plain clients get the body, through the cache.
+    let r = via(p, ask(&[])).await;
+    assert_eq!(r.body, want);
+    gw.settled().await;
+
+    // pdist's negotiation: the native content information, which matches its ticket.
+    let r = via(p, ask(&[("accept-encoding", "gzip, x-pdist-info")])).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.h("content-encoding"), "x-pdist-info");
+    assert_eq!(r.h("pdist-content-length"), "40000000");
+    assert!(r.h("vary").to_ascii_lowercase().contains("accept-encoding"));
+    let info = engine::content::native::decode_content_info(&r.body).unwrap();
+    assert_eq!(info.id().ticket().to_string(), r.h("pdist-ticket"));
+    assert_eq!(info.layout().content_len(), 40_000_000);
+
+    // BranchCache's: PCCRC V1, whole and for a range (the segments it touches).
+    let pd = [
+        ("accept-encoding", "peerdist"),
+        ("x-p2p-peerdist", "Version=1.1"),
+        (
+            "x-p2p-peerdistex",
+            "MinContentInformation=1.0, MaxContentInformation=2.0",
+        ),
+    ];
+    let r = via(p, ask(&pd)).await;
+    assert_eq!(r.h("content-encoding"), "peerdist");
+    assert_eq!(r.h("x-p2p-peerdist"), "Version=1.1, ContentLength=40000000");
+    let v1 = engine::pccrc::v1::ContentInfoV1::decode(&r.body).unwrap();
+    assert_eq!(v1.range(), 0..40_000_000);
+    assert_eq!(v1.to_content_info().unwrap().id(), info.id());
+    let mut ranged = pd.to_vec();
+    ranged.push(("range", "bytes=34000000-34000099"));
+    let r = via(p, ask(&ranged)).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.h("content-range"), "bytes 34000000-34000099/40000000");
+    let v1 = engine::pccrc::v1::ContentInfoV1::decode(&r.body).unwrap();
+    assert_eq!(v1.range(), 34_000_000..34_000_100);
+    assert_eq!(log.get(path).0, 1, "the backend sent the body once");
+
+    // Content not hashed yet: the body, with the hint to ask again.
+    let other = "/f/1000/60/f";
+    let r = via(
+        p,
+        Request::get(other)
+            .header("host", p.to_string())
+            .header("accept-encoding", "peerdist")
+            .header("x-p2p-peerdist", "Version=1.0")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.body, body_of(other, 1000));
+    assert_eq!(r.h("x-p2p-peerdistex"), "MakeHashRequest=true");
+    gw.shutdown().await;
+    n.shutdown().await;
+}
