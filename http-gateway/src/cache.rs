@@ -253,15 +253,19 @@ async fn lead_with(
     let mut headers = head.headers.clone();
     headers::strip_hop_by_hop(&mut headers);
     let sel = selection(&req.headers, &headers);
+    let spooled = spool::Head {
+        status: head.status,
+        headers,
+        policy,
+        path: Default::default(),
+        selection: sel,
+    };
     if let Err(e) = spool::start(
         sh,
         key.to_vec(),
         url.to_string(),
         Arc::clone(f),
-        head.status,
-        headers,
-        policy,
-        sel,
+        spooled,
         body,
     ) {
         spool::abandon(sh, key, f, "no spool");

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use engine::content::ContentInfo;
 use engine::fetch::{Events, FetchEvent, FetchOptions, OriginClient};
 use http::header::{
     CONTENT_LENGTH, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
@@ -131,13 +130,7 @@ fn stream_from_peers(
         let _busy = busy;
         let r = sh2.node.fetch(id, opts, events, cancel).await;
         let done = match r {
-            Ok((info, report)) => {
-                let from_origin = report
-                    .by_source
-                    .iter()
-                    .filter(|(s, _)| matches!(s, engine::fetch::Source::Origin))
-                    .map(|(_, n)| *n)
-                    .sum::<u64>();
+            Ok((info, _)) => {
                 let kept = crate::spool::record_variant(
                     &sh2,
                     &url2,
@@ -150,7 +143,7 @@ fn stream_from_peers(
                 if let Err(e) = kept {
                     tracing::warn!("recording {url2}: {e}");
                 }
-                Ok((info, from_origin))
+                Ok(())
             }
             Err(e) => Err(Arc::<str>::from(e.to_string())),
         };
@@ -178,7 +171,7 @@ fn stream_from_peers(
 #[derive(Debug, Clone, Default)]
 struct Progress {
     stored: u64,
-    done: Option<Result<(Arc<ContentInfo>, u64), Arc<str>>>,
+    done: Option<Result<(), Arc<str>>>,
 }
 
 fn failure(rx: &watch::Receiver<Progress>) -> Option<String> {
@@ -219,7 +212,7 @@ fn in_order(
                 .await;
             return;
         }
-        let layout = info.layout().clone();
+        let layout = *info.layout();
         for g in 0..layout.block_count() {
             let Ok(block) = layout.block_at(g) else {
                 return;

@@ -17,9 +17,7 @@ use std::sync::Arc;
 
 use engine::content::native;
 use engine::pccrc::v1::ContentInfoV1;
-use http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, RANGE, VARY,
-};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, RANGE, VARY};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
@@ -48,7 +46,13 @@ fn codings(h: &http::HeaderMap) -> Vec<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -145,14 +149,20 @@ fn info_response(
     let h = &mut head.headers;
     headers::strip_hop_by_hop(h);
     headers::add_via(h, req.version);
-    headers::add_cache_status(h, &CacheStatus::Hit.entry(None, Some("content-information")));
+    headers::add_cache_status(
+        h,
+        &CacheStatus::Hit.entry(None, Some("content-information")),
+    );
     h.remove(CONTENT_RANGE);
     h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
     sh.metrics.request(CacheStatus::Hit);
     head.status = StatusCode::OK;
     let body = match want {
         Want::Native => {
-            h.insert(CONTENT_ENCODING, HeaderValue::from_static(PDIST_INFO_CODING));
+            h.insert(
+                CONTENT_ENCODING,
+                HeaderValue::from_static(PDIST_INFO_CODING),
+            );
             h.insert(
                 "pdist-ticket",
                 HeaderValue::from_str(&info.id().ticket().to_string()).expect("ASCII"),
@@ -189,8 +199,7 @@ fn info_response(
             let v = if version == "1.1" { "1.1" } else { "1.0" };
             h.insert(
                 "x-p2p-peerdist",
-                HeaderValue::from_str(&format!("Version={v}, ContentLength={len}"))
-                    .expect("ASCII"),
+                HeaderValue::from_str(&format!("Version={v}, ContentLength={len}")).expect("ASCII"),
             );
             v1.encode()
         }
@@ -225,7 +234,10 @@ mod tests {
             wanted(&h(&[
                 ("accept-encoding", "gzip, PeerDist"),
                 ("x-p2p-peerdist", "Version=1.1"),
-                ("x-p2p-peerdistex", "MinContentInformation=1.0, MaxContentInformation=2.0"),
+                (
+                    "x-p2p-peerdistex",
+                    "MinContentInformation=1.0, MaxContentInformation=2.0"
+                ),
             ])),
             Some(Want::PeerDist {
                 version: "1.1".into()

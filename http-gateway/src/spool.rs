@@ -105,7 +105,7 @@ pub struct Head {
     pub headers: HeaderMap,
     /// Its caching policy.
     pub policy: CachePolicy,
-    /// The spool file.
+    /// The spool file (set when spooling starts).
     pub path: PathBuf,
     /// The request headers that select this response (see [`crate::record::selection`]).
     pub selection: String,
@@ -148,16 +148,14 @@ pub(crate) fn abandon(sh: &Shared, key: &[u8], f: &InFlight, why: &str) {
     f.finish(Err(why.into()));
 }
 
-/// Starts spooling a storable answer; clients (the leader included) then [`tail`] it.
+/// Starts spooling a storable answer whose head is `head` (its spool path is set here);
+/// clients (the leader included) then [`tail`] it.
 pub(crate) fn start(
     sh: &Arc<Shared>,
     key: Vec<u8>,
     url: String,
     f: Arc<InFlight>,
-    status: StatusCode,
-    headers: HeaderMap,
-    policy: CachePolicy,
-    selection: String,
+    mut head: Head,
     body: Incoming,
 ) -> Result<(), std::io::Error> {
     let path = sh.cfg.spool.join(format!("{:016x}.part", rand_u64()));
@@ -166,13 +164,8 @@ pub(crate) fn start(
         .write(true)
         .create_new(true)
         .open(&path)?;
-    let head = Arc::new(Head {
-        status,
-        headers,
-        policy,
-        path: path.clone(),
-        selection,
-    });
+    head.path = path.clone();
+    let head = Arc::new(head);
     f.tx.send_modify(|s| s.head = Some(Arc::clone(&head)));
     let sh2 = Arc::clone(sh);
     let busy = sh.busy();

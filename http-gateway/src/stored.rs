@@ -66,7 +66,7 @@ pub(crate) fn respond(
     };
     let head_only = req.method == Method::HEAD;
     let (code, parts, frame) = match plan {
-        RangePlan::Full => (StatusCode::OK, vec![0..len], None),
+        RangePlan::Full => (StatusCode::OK, std::iter::once(0..len).collect(), None),
         RangePlan::Unsatisfiable => {
             let h = &mut head.headers;
             h.insert(

@@ -10,15 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use engine::ServerSecret;
 use engine::node::{Listen, Node, NodeConfig};
 use engine::peer::Transport;
 use engine::peer::http::HttpTransport;
 use engine::store::MemStore;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use pdist_http_gateway::headers::Provenance;
 use pdist_http_gateway::index::MemIndex;
 use pdist_http_gateway::{Gateway, GatewayConfig};
@@ -29,15 +29,24 @@ struct Log(Mutex<HashMap<String, (u64, u64, u64)>>);
 
 impl Log {
     fn get(&self, path: &str) -> (u64, u64, u64) {
-        self.0.lock().unwrap().get(path).copied().unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
 static VERSION: AtomicU64 = AtomicU64::new(1);
 
 fn body_of(path: &str, len: usize) -> Vec<u8> {
-    let seed = path.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
-    (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+    let seed = path
+        .bytes()
+        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    (0..len)
+        .map(|i| seed.wrapping_add((i % 251) as u8))
+        .collect()
 }
 
 /// An origin: `/f/<len>/<max-age>/<name>` is `len` bytes with a strong ETag that answers
@@ -89,7 +98,12 @@ async fn answer(
         let len: usize = it.next().unwrap().parse().unwrap();
         let max_age: u64 = it.next().unwrap().parse().unwrap();
         let etag = format!("\"v{}\"", VERSION.load(Ordering::Relaxed));
-        if req.headers().get("if-none-match").map(|v| v.to_str().unwrap()) == Some(&etag) {
+        if req
+            .headers()
+            .get("if-none-match")
+            .map(|v| v.to_str().unwrap())
+            == Some(&etag)
+        {
             log.0.lock().unwrap().entry(path).or_default().2 += 1;
             return Ok(Response::builder()
                 .status(304)
@@ -219,7 +233,11 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
     let first = via(p, get(&url, &[])).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.body, want);
-    assert!(first.h("cache-status").contains("stored"), "{}", first.h("cache-status"));
+    assert!(
+        first.h("cache-status").contains("stored"),
+        "{}",
+        first.h("cache-status")
+    );
     assert!(first.h("via").contains("pdist"));
 
     // The download is kept once it ends; then it is a hit, and the origin is not asked.
@@ -243,7 +261,11 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
     assert!(r.h("content-type").starts_with("multipart/byteranges"));
     let text = String::from_utf8_lossy(&r.body).to_string();
     assert!(text.contains("Content-Range: bytes 299998-299999/300000"));
-    let r = via(p, get(&url, &[("range", "bytes=0-9"), ("if-range", "\"old\"")])).await;
+    let r = via(
+        p,
+        get(&url, &[("range", "bytes=0-9"), ("if-range", "\"old\"")]),
+    )
+    .await;
     assert_eq!((r.status, r.body.len()), (StatusCode::OK, 300_000));
     let r = via(p, get(&url, &[("range", "bytes=400000-")])).await;
     assert_eq!(r.status, 416);
@@ -288,7 +310,10 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
     // The gateway's own routes, and requests that are not for a proxy.
     let m = via(p, get(&format!("http://{p}/metrics"), &[])).await;
     let m = String::from_utf8(m.body).unwrap();
-    assert!(m.contains("pdist_gateway_requests_total{cache=\"hit\"}"), "{m}");
+    assert!(
+        m.contains("pdist_gateway_requests_total{cache=\"hit\"}"),
+        "{m}"
+    );
     let bad = Request::get("/nothing")
         .header("host", p.to_string())
         .body(Full::new(Bytes::new()))
@@ -316,7 +341,11 @@ async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_re
     for c in clients {
         assert_eq!(c.await.unwrap().body, want);
     }
-    assert_eq!(log.get("/f/3000000/60/c").0, 1, "coalesced into one transfer");
+    assert_eq!(
+        log.get("/f/3000000/60/c").0,
+        1,
+        "coalesced into one transfer"
+    );
     gw.shutdown().await;
 
     // A gateway that serves only 10.9.0.0/16 refuses this (loopback) client with a clear 403.
@@ -358,19 +387,34 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
     assert_eq!(a.body, want);
     // A has kept it and filed its claim.
     ga.settled().await;
-    assert!(nb.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO).await >= 1);
+    assert!(
+        nb.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await
+            >= 1
+    );
     let before = log.get(path);
     let b = via(gb.addr(), get(&url, &[])).await;
     assert_eq!(b.status, 200);
     assert_eq!(b.body, want);
-    assert!(b.h("cache-status").contains("detail=peers"), "{}", b.h("cache-status"));
+    assert!(
+        b.h("cache-status").contains("detail=peers"),
+        "{}",
+        b.h("cache-status")
+    );
     let after = log.get(path);
     assert_eq!(after.1, before.1, "the origin sent no body bytes for B");
-    assert_eq!(after.2, before.2 + 1, "B confirmed the validator with one 304");
+    assert_eq!(
+        after.2,
+        before.2 + 1,
+        "B confirmed the validator with one 304"
+    );
     assert_eq!(gb.snapshot().bytes_peers, 5_000_000);
     // B kept it too: a hit now.
     gb.settled().await;
-    assert_eq!(via(gb.addr(), get(&url, &[])).await.h("cache-status"), "pdist; hit");
+    assert_eq!(
+        via(gb.addr(), get(&url, &[])).await.h("cache-status"),
+        "pdist; hit"
+    );
 
     // A gateway of another group gets nothing from them.
     let dc = dir.path().join("c");
