@@ -212,7 +212,7 @@ fn get(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     b.body(Full::new(Bytes::new())).unwrap()
 }
 
-async fn futures_codes(p: SocketAddr, url: &str, n: usize) -> Vec<u16> {
+async fn status_codes(p: SocketAddr, url: &str, n: usize) -> Vec<u16> {
     let mut out = Vec::new();
     for _ in 0..n {
         out.push(via(p, get(url, &[])).await.status.as_u16());
@@ -360,7 +360,7 @@ async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_re
 
     // A client over its request rate gets 429.
     let limited = gateway(&n, dir.path(), |c| c.rate_per_client = 2).await;
-    let codes: Vec<u16> = futures_codes(limited.addr(), &url, 4).await;
+    let codes: Vec<u16> = status_codes(limited.addr(), &url, 4).await;
     assert!(codes.contains(&429), "{codes:?}");
     limited.shutdown().await;
     n.shutdown().await;
