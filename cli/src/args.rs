@@ -151,21 +151,8 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "0.0.0.0:7461", value_name = "ADDR:PORT")]
     pub peer_listen: std::net::SocketAddr,
 
-    /// A peer besides those mDNS finds (HOST:PORT; repeatable).
-    #[arg(long = "peer", value_name = "HOST:PORT")]
-    pub peers: Vec<String>,
-
-    /// Do not use mDNS (only --peer peers).
-    #[arg(long)]
-    pub no_mdns: bool,
-
-    /// Use mDNS only on this interface (repeatable).
-    #[arg(long = "interface", value_name = "NAME")]
-    pub interfaces: Vec<String>,
-
-    /// The name other nodes see (default: the host name).
-    #[arg(long, env = "PDIST_NAME")]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +166,17 @@ pub struct NodeArgs {
     )]
     pub listen: std::net::SocketAddr,
 
+    #[command(flatten)]
+    pub peer: PeerArgs,
+
+    /// For tests of fetchers only: serve corrupted blocks.
+    #[arg(long, hide = true)]
+    pub serve_corrupt: bool,
+}
+
+/// How a node finds its peers and is named (`pdist node` and `pdist gateway`).
+#[derive(Debug, Args)]
+pub struct PeerArgs {
     /// A peer to use besides those mDNS finds (HOST:PORT; repeatable), for networks that block
     /// multicast.
     #[arg(long = "peer", value_name = "HOST:PORT")]
@@ -195,10 +193,6 @@ pub struct NodeArgs {
     /// The name other nodes see (default: the host name).
     #[arg(long, env = "PDIST_NAME")]
     pub name: Option<String>,
-
-    /// For tests of fetchers only: serve corrupted blocks.
-    #[arg(long, hide = true)]
-    pub serve_corrupt: bool,
 }
 
 #[derive(Debug, Args)]

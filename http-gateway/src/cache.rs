@@ -97,15 +97,21 @@ pub(crate) async fn lookup(
         return Ok(Lookup::Nothing);
     };
     let mut record = UrlRecord::from_bytes(&bytes);
-    let now = SystemTime::now();
-    let mut gone = false;
-    let mut found = None;
-    for (i, v) in record.variants.iter().enumerate() {
+    // Variants whose content is no longer complete in the store (evicted) are forgotten first,
+    // each checked once.
+    let mut infos = Vec::with_capacity(record.variants.len());
+    let before = record.variants.len();
+    record.variants.retain(|v| {
         let info = v.content().and_then(|id| stored::complete(sh, &id));
-        let Some(info) = info else {
-            gone = true;
-            continue;
-        };
+        infos.extend(info.clone());
+        info.is_some()
+    });
+    if record.variants.len() != before {
+        sh.index.put(key, &record.to_bytes())?;
+    }
+    let now = SystemTime::now();
+    let mut found = None;
+    for (i, (v, info)) in record.variants.iter().zip(infos).enumerate() {
         match v.policy.before_request(req, now) {
             BeforeRequest::Fresh(head) => {
                 return Ok(Lookup::Stored(Stored {
@@ -124,15 +130,6 @@ pub(crate) async fn lookup(
             }
             BeforeRequest::Stale { matches: false, .. } => {}
         }
-    }
-    if gone {
-        // Content evicted from the store: forget the variants that named it.
-        record.variants.retain(|v| {
-            v.content()
-                .and_then(|id| stored::complete(sh, &id))
-                .is_some()
-        });
-        sh.index.put(key, &record.to_bytes())?;
     }
     let Some((i, cond, info)) = found else {
         return Ok(Lookup::Nothing);

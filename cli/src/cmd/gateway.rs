@@ -36,10 +36,10 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<()> {
         let node = start_node(
             global,
             args.peer_listen,
-            &args.peers,
-            !args.no_mdns,
-            &args.interfaces,
-            args.name,
+            &args.peer.peers,
+            !args.peer.no_mdns,
+            &args.peer.interfaces,
+            args.peer.name,
             false,
         )
         .await?;

@@ -144,10 +144,10 @@ pub fn node(global: &GlobalArgs, args: NodeArgs) -> anyhow::Result<()> {
         let node = start_node(
             global,
             args.listen,
-            &args.peers,
-            !args.no_mdns,
-            &args.interfaces,
-            args.name,
+            &args.peer.peers,
+            !args.peer.no_mdns,
+            &args.peer.interfaces,
+            args.peer.name,
             args.serve_corrupt,
         )
         .await?;
