@@ -33,11 +33,27 @@ pdist_apt_install() {
         return 1
     fi
     pdist_log "installing ${missing[*]}"
+    # Packages that bring a service (nginx) must not start it: tests start their own.
+    local policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    fi
     if [ -z "${PDIST_APT_UPDATED:-}" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
         PDIST_APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || rc=$?
+    [ -n "$policy" ] && rm -f "$policy"
+    return $rc
+}
+
+pdist_test_tools() {
+    # The clients and servers the tests run pdist against: curl, wget and pip through the
+    # gateway, nginx as the origin.
+    pdist_apt_install curl wget nginx || return 1
+    python3 -m pip --version >/dev/null 2>&1 || pdist_apt_install python3-pip
 }
 
 pdist_build_rocksdb() {

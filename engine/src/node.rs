@@ -119,6 +119,16 @@ pub struct NodeStatus {
     pub peers_known: usize,
     /// Peers alive in our group.
     pub peers_alive: usize,
+    /// Parts added by components built on the node (e.g. `"gateway"`), by name.
+    #[serde(flatten, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub parts: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A component built on a node (the HTTP gateway) that adds its figures to the node's status,
+/// so that `pdist status` shows them.
+pub trait StatusPart: Send + Sync {
+    /// The figures now, as JSON (an object).
+    fn status(&self) -> serde_json::Value;
 }
 
 /// One cache node's answer to a seed.
@@ -145,6 +155,7 @@ struct Inner {
     discovery: Option<Arc<dyn Discovery>>,
     started: Instant,
     fetches: AtomicU32,
+    parts: std::sync::Mutex<Vec<(String, Arc<dyn StatusPart>)>>,
 }
 
 /// A running node.
@@ -233,6 +244,7 @@ impl Node {
             discovery,
             started: Instant::now(),
             fetches: AtomicU32::new(0),
+            parts: std::sync::Mutex::new(Vec::new()),
             cfg,
         });
         let node = Node { inner, stop, tasks };
@@ -625,6 +637,13 @@ impl Node {
         out
     }
 
+    /// Adds `part`'s figures to the node's status under `name` (replacing a part of that name).
+    pub fn add_status_part(&self, name: &str, part: Arc<dyn StatusPart>) {
+        let mut parts = self.inner.parts.lock().expect("status parts lock");
+        parts.retain(|(n, _)| n != name);
+        parts.push((name.to_string(), part));
+    }
+
     /// The node's status.
     pub fn status(&self) -> Result<NodeStatus, StoreError> {
         let stats = self.inner.service.stats();
@@ -642,6 +661,14 @@ impl Node {
             bytes_received: stats.received.load(Ordering::Relaxed),
             peers_known: peers.len(),
             peers_alive: peers.iter().filter(|p| p.alive && p.group).count(),
+            parts: self
+                .inner
+                .parts
+                .lock()
+                .expect("status parts lock")
+                .iter()
+                .map(|(n, p)| (n.clone(), p.status()))
+                .collect(),
         })
     }
 

@@ -37,8 +37,11 @@ pub(crate) async fn get_parts(
     let url = parts.uri.to_string();
     let key = index_key(&url);
     // Twice at most: a download that finishes between the lookup and joining it is then a hit.
+    // A HEAD is answered by a stored GET's head (the policy matches methods exactly).
+    let mut as_get = parts.clone();
+    as_get.method = Method::GET;
     for _ in 0..2 {
-        match lookup(sh, parts, &url, &key).await? {
+        match lookup(sh, &as_get, &url, &key).await? {
             Lookup::Stored(s) => return Ok(s.respond(sh, parts)),
             Lookup::Answer(r) => return Ok(r),
             Lookup::Nothing => {}
@@ -218,7 +221,10 @@ async fn miss(
     if !lead {
         return join(sh, req, &f, None).await;
     }
-    let resp = match sh.upstream.send(origin_request(req, empty())).await {
+    // The client's own preconditions are answered here, from the whole response kept.
+    let mut plain = req.clone();
+    crate::conditional::strip(&mut plain.headers);
+    let resp = match sh.upstream.send(origin_request(&plain, empty())).await {
         Ok(r) => r,
         Err(e) => {
             spool::abandon(sh, key, &f, "the origin failed");
@@ -308,6 +314,17 @@ async fn join(
             ..Default::default()
         }),
     };
+    if let Some(r) = stored::unless_preconditions(req, &head.headers) {
+        sh.metrics.request(status);
+        let mut r = r;
+        client_head(
+            r.headers_mut(),
+            req.version,
+            status,
+            Some(head.status.as_u16()),
+        );
+        return Ok(Some(r));
+    }
     let body = match spool::tail(sh, &head, rx, credit) {
         Ok(b) => b,
         // Finished and removed meanwhile: it is in the store now.

@@ -153,6 +153,15 @@ impl Gateway {
             stop: CancellationToken::new(),
             busy: tokio::sync::watch::Sender::new(0),
         });
+        shared.node.add_status_part(
+            "gateway",
+            Arc::new(StatusFigures {
+                metrics: Arc::clone(&shared.metrics),
+                listen: addr,
+                reverse: shared.cfg.reverse.as_ref().map(|u| u.to_string()),
+                busy: shared.busy.subscribe(),
+            }),
+        );
         let sh = Arc::clone(&shared);
         shared.tasks.spawn(accept_loop(sh, listener));
         Ok(Gateway { shared, addr })
@@ -186,6 +195,26 @@ impl Gateway {
         {
             tracing::warn!("gateway: some transfers did not finish within 10 s");
         }
+    }
+}
+
+/// The gateway's part of the node's status (`pdist status`): where it listens, in which mode,
+/// and its figures.
+struct StatusFigures {
+    metrics: Arc<Metrics>,
+    listen: SocketAddr,
+    reverse: Option<String>,
+    busy: tokio::sync::watch::Receiver<usize>,
+}
+
+impl engine::node::StatusPart for StatusFigures {
+    fn status(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.metrics.snapshot()).unwrap_or_default();
+        v["listen"] = self.listen.to_string().into();
+        v["reverse"] = self.reverse.clone().into();
+        // Downloads and peer fetches not yet in the store and recorded.
+        v["keeping"] = (*self.busy.borrow()).into();
+        v
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod allow;
 pub mod body;
 mod cache;
+pub mod conditional;
 pub mod error;
 mod gateway;
 pub mod headers;

@@ -13,6 +13,7 @@ use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 
 use crate::body::{Body, channel, empty};
+use crate::conditional::{self, Precondition};
 use crate::gateway::Shared;
 use crate::headers::{self, CacheStatus, Provenance};
 use crate::range::{self, Multipart, RangePlan, Validators};
@@ -28,6 +29,27 @@ pub(crate) fn complete(sh: &Shared, id: &ContentId) -> Option<Arc<ContentInfo>> 
         return None;
     }
     store.content_info(id).ok()?
+}
+
+/// The answer a client's preconditions call for instead of the body (`304` or `412`, with the
+/// response's `headers` as the client's), if any.
+pub(crate) fn unless_preconditions(
+    req: &http::request::Parts,
+    headers: &http::HeaderMap,
+) -> Option<Response<Body>> {
+    let code = match conditional::evaluate(&req.method, &req.headers, headers) {
+        Precondition::Proceed => return None,
+        Precondition::NotModified => StatusCode::NOT_MODIFIED,
+        Precondition::Failed => StatusCode::PRECONDITION_FAILED,
+    };
+    let mut r = Response::new(empty());
+    *r.status_mut() = code;
+    *r.headers_mut() = headers.clone();
+    r.headers_mut().remove(CONTENT_LENGTH);
+    if code == StatusCode::PRECONDITION_FAILED {
+        r.headers_mut().remove(CONTENT_TYPE);
+    }
+    Some(r)
 }
 
 /// Answers `req` with the stored body of `info` under `head` (a stored response's head, as the
@@ -48,6 +70,9 @@ pub(crate) fn respond(
     headers::add_cache_status(h, &status.entry(fwd, detail));
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     sh.metrics.request(status);
+    if let Some(r) = unless_preconditions(req, h) {
+        return r;
+    }
     let plan = if req.method == Method::GET {
         let etag = h.get(http::header::ETAG).and_then(|v| v.to_str().ok());
         let lm = h

@@ -268,6 +268,36 @@ pub fn status(global: &GlobalArgs, args: JsonArgs) -> anyhow::Result<()> {
         human_bytes(n("bytes_served")),
         human_bytes(n("bytes_received"))
     )?;
+    let g = &v["gateway"];
+    if g.is_object() {
+        let b = |k: &str| g[k].as_u64().unwrap_or(0);
+        match g["reverse"].as_str() {
+            Some(backend) => writeln!(
+                out,
+                "gateway   http://{} in front of {backend}",
+                g["listen"].as_str().unwrap_or("?")
+            )?,
+            None => writeln!(
+                out,
+                "gateway   proxy on http://{}",
+                g["listen"].as_str().unwrap_or("?")
+            )?,
+        }
+        let hit = if b("cacheable") == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", 100.0 * b("hits") as f64 / b("cacheable") as f64)
+        };
+        writeln!(
+            out,
+            "sent      {} from the store, {} from peers, {} from origins; hits {hit} of {} cacheable; {} transfers running",
+            human_bytes(b("bytes_store")),
+            human_bytes(b("bytes_peers")),
+            human_bytes(b("bytes_origin")),
+            b("cacheable"),
+            g["in_flight"].as_i64().unwrap_or(0)
+        )?;
+    }
     Ok(())
 }
 

@@ -63,6 +63,12 @@ impl NodeProc {
     /// Starts `pdist node ARGS` (under `prefix`, e.g. `ip netns exec NS`) and waits until its
     /// control socket answers.
     pub fn start(prefix: &[&str], data: &Path, args: &[&str]) -> NodeProc {
+        NodeProc::start_cmd(prefix, data, "node", args)
+    }
+
+    /// Starts `pdist SUB ARGS` (`node` or `gateway`) and waits until its control socket
+    /// answers.
+    pub fn start_cmd(prefix: &[&str], data: &Path, sub: &str, args: &[&str]) -> NodeProc {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension("log");
         let mut c = match prefix.split_first() {
@@ -76,7 +82,7 @@ impl NodeProc {
         c.env_remove("PDIST_SECRET")
             .env("PDIST_DATA_DIR", data)
             .env("PDIST_LOG", "info")
-            .arg("node")
+            .arg(sub)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -103,6 +109,14 @@ impl NodeProc {
     /// The peer endpoint's address.
     pub fn addr(&self) -> String {
         self.status()["listen"].as_str().unwrap().to_string()
+    }
+
+    /// The gateway's address (`pdist gateway` only).
+    pub fn gateway(&self) -> String {
+        self.status()["gateway"]["listen"]
+            .as_str()
+            .expect("a gateway")
+            .to_string()
     }
 
     pub fn peers(&self) -> Vec<serde_json::Value> {
