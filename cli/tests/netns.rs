@@ -188,3 +188,97 @@ fn hosts_on_a_bridge() {
     let done: serde_json::Value = serde_json::from_str(&last).unwrap();
     assert_eq!(done["event"], "done");
 }
+
+/// The office: an origin behind a 50 Mbit/s uplink (h1), two gateways of one group on the LAN
+/// (h2, h3), each with a curl client on its own host. The file a client of the first gateway
+/// fetched is taken by the second from the first, over the LAN; the origin's log shows one
+/// transfer and one conditional request (the second gateway confirming the validator).
+#[test]
+fn two_gateways_share_over_the_lan() {
+    if !fixtures::netns::available() || !fixtures::nginx::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with nginx installed"
+        );
+        eprintln!("SKIPPED: multi-host tests need root, iproute2 and nginx (CI has them)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = fixtures::netns::Bridge::new('g', 3, "10.77.0").unwrap();
+    lab.shape_from(1, "50mbit").unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = fixtures::content(23, 6 << 20);
+    std::fs::write(www.join("update.bin"), &data).unwrap();
+    let ns1 = lab.ns(1);
+    let origin = fixtures::nginx::Nginx::start(
+        &["ip", "netns", "exec", &ns1],
+        &dir.path().join("nginx"),
+        1,
+        "10.77.0.1:80",
+        "",
+        &format!("root {}; expires 1h;", www.display()),
+    )
+    .unwrap();
+    let gateway = |i: usize| {
+        let (ns, v, name) = (lab.ns(i), lab.veth(i), format!("gw{i}"));
+        let args = [
+            "--secret",
+            GROUP,
+            "--listen",
+            "127.0.0.1:7480",
+            "--peer-listen",
+            "0.0.0.0:7461",
+            "--interface",
+            &v,
+            "--name",
+            &name,
+        ];
+        let data = dir.path().join(format!("gw{i}"));
+        NodeProc::start_cmd(&["ip", "netns", "exec", &ns], &data, "gateway", &args)
+    };
+    let (a, b) = (gateway(2), gateway(3));
+    for g in [&a, &b] {
+        poll(
+            Duration::from_secs(20),
+            "the gateways to find each other",
+            || (group_alive(g) == 1).then_some(()),
+        );
+    }
+    let url = "http://10.77.0.1/update.bin";
+    let curl = |i: usize, out: &Path| {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns(i), "curl", "-sS", "-f"])
+            .args(["-x", "http://127.0.0.1:7480", "-D", "-", "-o"])
+            .arg(out)
+            .arg(url)
+            .env_remove("no_proxy")
+            .env_remove("NO_PROXY")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::read(out).unwrap() == data, "the client's bytes");
+        String::from_utf8(o.stdout).unwrap().to_ascii_lowercase()
+    };
+    let head = curl(2, &dir.path().join("c2.bin"));
+    assert!(head.contains("fwd=uri-miss"), "{head}");
+    poll(
+        Duration::from_secs(20),
+        "gateway A to keep the file",
+        || (a.status()["gateway"]["keeping"] == 0).then_some(()),
+    );
+    let head = curl(3, &dir.path().join("c3.bin"));
+    assert!(
+        head.contains(&format!("peers={}", data.len())),
+        "all bytes from the peer: {head}"
+    );
+    let log = origin.log();
+    let full: Vec<_> = log.iter().filter(|l| l.status == 200).collect();
+    let confirmed: Vec<_> = log.iter().filter(|l| l.status == 304).collect();
+    assert_eq!(full.len(), 1, "sent once: {log:?}");
+    assert_eq!(full[0].bytes, data.len() as u64);
+    assert_eq!(confirmed.len(), 1, "one conditional request: {log:?}");
+    let sent_by_a = a.status()["bytes_served"].as_u64().unwrap();
+    assert!(sent_by_a >= data.len() as u64, "A served it: {sent_by_a}");
+    assert_eq!(b.status()["gateway"]["bytes_peers"], data.len() as u64);
+}
