@@ -1,2 +1,4 @@
 //! pdist's benchmarks. `benches/` holds the criterion micro-benchmarks; `src/bin/` the programs
 //! that run whole scenarios side by side with the tool a user would otherwise use.
+
+pub mod lab;

@@ -88,7 +88,8 @@ pub struct Usage {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Blocks handed to `put_blocks` that do not end at a block boundary within one segment.
+    /// Blocks handed to `put_blocks` that do not end at a block boundary within one segment, or
+    /// asked of `get_blocks` past their segment.
     #[error("blocks given for content {id} do not end at a block boundary within one segment")]
     BadBlockRun {
         /// The content.
@@ -216,6 +217,22 @@ pub trait SegmentStore: Send + Sync + std::fmt::Debug + 'static {
     /// returned.
     fn get_block(&self, id: &ContentId, block: BlockIdx) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Blocks `first..first + count` (consecutive, within `first`'s segment) as one buffer,
+    /// each checked as [`SegmentStore::get_block`] checks it; `None` when any of them is not
+    /// present (a bad one is marked missing). A store may read them together.
+    fn get_blocks(
+        &self,
+        id: &ContentId,
+        first: BlockIdx,
+        count: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let info = self
+            .content_info(id)?
+            .ok_or(StoreError::UnknownContent { id: *id })?;
+        let blocks = run_blocks(id, info.layout(), first, count)?;
+        concat_blocks(self, id, &blocks)
+    }
+
     /// Which blocks of a segment are present and verified.
     fn present(&self, id: &ContentId, seg: SegmentIdx) -> Result<BlockSet, StoreError>;
 
@@ -263,6 +280,38 @@ pub(crate) fn origin_change(existing: &Origin, new: Origin) -> OriginChange {
 /// Milliseconds since the Unix epoch, now.
 /// Splits `data` into the consecutive blocks that start at `first`; they must end at a block
 /// boundary and stay within `first`'s segment.
+/// `blocks` read one by one with [`SegmentStore::get_block`], in one buffer; `None` when any is
+/// not present.
+pub(crate) fn concat_blocks<S: SegmentStore + ?Sized>(
+    store: &S,
+    id: &ContentId,
+    blocks: &[BlockIdx],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut out = Vec::new();
+    for b in blocks {
+        match store.get_block(id, *b)? {
+            Some(data) => out.extend_from_slice(&data),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The blocks of a run of `count` from `first`, which must stay within `first`'s segment.
+pub(crate) fn run_blocks(
+    id: &ContentId,
+    layout: &crate::content::Layout,
+    first: BlockIdx,
+    count: u32,
+) -> Result<Vec<BlockIdx>, StoreError> {
+    let seg = first.segment();
+    let blocks = (0..u64::from(count))
+        .map(|k| layout.block_at(first.global() + k).ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|b| b.iter().all(|b| b.segment() == seg));
+    blocks.ok_or(StoreError::BadBlockRun { id: *id })
+}
+
 pub(crate) fn split_blocks<'a>(
     id: &ContentId,
     layout: &crate::content::Layout,
@@ -387,6 +436,25 @@ pub fn copy_file_blocks(
 }
 
 /// Positional read of exactly `buf.len()` bytes.
+/// `len` bytes of `file` from `offset` into a new buffer, which is not zeroed first (the
+/// standard library reads a file into spare capacity): a run of blocks served to a client is
+/// then copied once, by the kernel, not cleared and then copied.
+pub(crate) fn read_vec_at(
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = file;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(len);
+    f.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
 pub(crate) fn read_exact_at(
     file: &std::fs::File,
     buf: &mut [u8],

@@ -173,6 +173,20 @@ fn block_runs(store: &dyn SegmentStore) {
         );
     }
     assert_eq!(store.get_block(&id, at(0)).unwrap(), None);
+    // Runs read together: the same bytes as block by block; a missing block makes it `None`.
+    assert_eq!(
+        store.get_blocks(&id, at(1), 5).unwrap().as_deref(),
+        Some(&data[65_536..])
+    );
+    assert_eq!(
+        store.get_blocks(&id, at(2), 2).unwrap().as_deref(),
+        Some(&data[2 * 65_536..4 * 65_536])
+    );
+    assert_eq!(store.get_blocks(&id, at(0), 2).unwrap(), None);
+    assert!(matches!(
+        store.get_blocks(&id, at(4), 3),
+        Err(StoreError::BadBlockRun { .. })
+    ));
     store.remove(&id).unwrap();
 }
 
@@ -447,6 +461,21 @@ mod rocks {
             .put_block(&id, b1, block_bytes(&info, &data, 1))
             .unwrap();
         assert!(store.get_block(&id, b1).unwrap().is_some());
+        // Read as a run, a damaged block makes the run `None` and only that block missing.
+        let b0 = info.layout().block_at(0).unwrap();
+        assert_eq!(
+            store.get_blocks(&id, b0, 4).unwrap().as_deref(),
+            Some(&data[..])
+        );
+        let mut bytes = std::fs::read(&seg_file).unwrap();
+        bytes[2 * 65_536 + 99] ^= 0x01;
+        std::fs::write(&seg_file, &bytes).unwrap();
+        assert_eq!(store.get_blocks(&id, b0, 4).unwrap(), None);
+        let present = store.present(&id, b0.segment()).unwrap();
+        assert_eq!(
+            (0..4).map(|i| present.contains(i)).collect::<Vec<_>>(),
+            [true, true, false, true]
+        );
     }
 
     #[test]

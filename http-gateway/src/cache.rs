@@ -42,7 +42,7 @@ pub(crate) async fn get_parts(
     as_get.method = Method::GET;
     for _ in 0..2 {
         match lookup(sh, &as_get, &url, &key).await? {
-            Lookup::Stored(s) => return Ok(s.respond(sh, parts)),
+            Lookup::Stored(s) => return Ok(s.respond(sh, parts).await),
             Lookup::Answer(r) => return Ok(r),
             Lookup::Nothing => {}
         }
@@ -74,8 +74,8 @@ pub(crate) struct Stored {
 
 impl Stored {
     /// The answer with the stored body (or the parts of it the request asks for).
-    pub fn respond(self, sh: &Arc<Shared>, req: &http::request::Parts) -> Response<Body> {
-        stored::respond(sh, req, self.head, self.info, self.status, self.fwd, None)
+    pub async fn respond(self, sh: &Arc<Shared>, req: &http::request::Parts) -> Response<Body> {
+        stored::respond(sh, req, self.head, self.info, self.status, self.fwd, None).await
     }
 }
 

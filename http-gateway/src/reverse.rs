@@ -120,7 +120,7 @@ pub(crate) async fn handle(
         Lookup::Stored(s) if s.head.headers.get(CONTENT_ENCODING).is_none() => {
             Ok(info_response(sh, &parts, s, &want, client_range))
         }
-        Lookup::Stored(s) => Ok(s.respond(sh, &parts)),
+        Lookup::Stored(s) => Ok(s.respond(sh, &parts).await),
         Lookup::Answer(r) => Ok(pending(r, &want)),
         Lookup::Nothing => Ok(pending(cache::get_parts(sh, &parts).await?, &want)),
     }

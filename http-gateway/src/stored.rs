@@ -20,6 +20,8 @@ use crate::range::{self, Multipart, RangePlan, Validators};
 
 /// Blocks read per blocking call.
 const BATCH_BLOCKS: u64 = 16;
+/// Bodies up to this size are read before the answer is sent, in one piece.
+const SMALL_BODY: u64 = 256 << 10;
 
 /// The content's information if every block of it is in the store.
 pub(crate) fn complete(sh: &Shared, id: &ContentId) -> Option<Arc<ContentInfo>> {
@@ -54,7 +56,7 @@ pub(crate) fn unless_preconditions(
 
 /// Answers `req` with the stored body of `info` under `head` (a stored response's head, as the
 /// cache policy gives it).
-pub(crate) fn respond(
+pub(crate) async fn respond(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     mut head: http::response::Parts,
@@ -143,7 +145,42 @@ pub(crate) fn respond(
     if head_only {
         return Response::from_parts(head, empty());
     }
+    if frame.is_none() && body_len <= SMALL_BODY {
+        // Read before answering: one write for head and body, no streaming task.
+        let (store, info2) = (Arc::clone(sh.node.store()), Arc::clone(&info));
+        let lease = sh.node.lease(info.id());
+        let r = parts[0].clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let _lease = lease;
+            read_small(store.as_ref(), &info2, &r)
+        })
+        .await;
+        if let Ok(Ok(bytes)) = read {
+            sh.metrics.sent(Provenance {
+                store: bytes.len() as u64,
+                ..Default::default()
+            });
+            return Response::from_parts(head, crate::body::full(bytes));
+        }
+    }
     Response::from_parts(head, stream(sh, info, parts, frame))
+}
+
+/// `range` of a stored body, read at once (a small body).
+fn read_small(
+    store: &dyn engine::store::SegmentStore,
+    info: &ContentInfo,
+    range: &Range<u64>,
+) -> std::io::Result<Bytes> {
+    let bs = u64::from(info.layout().block_size());
+    let (mut block, last) = (range.start / bs, (range.end.max(1) - 1) / bs);
+    let mut out = Vec::with_capacity((range.end - range.start) as usize);
+    while block <= last && range.end > range.start {
+        let n = run_len(info, block, last);
+        out.extend_from_slice(&read_blocks(store, info, block, n, range)?);
+        block += n;
+    }
+    Ok(Bytes::from(out))
 }
 
 fn boundary() -> String {
@@ -178,7 +215,7 @@ fn stream(
             let mut block = r.start / bs;
             let last = (r.end - 1) / bs;
             while block <= last {
-                let n = BATCH_BLOCKS.min(last - block + 1);
+                let n = run_len(&info, block, last);
                 let (store, info2) = (Arc::clone(&store), Arc::clone(&info));
                 let range = r.clone();
                 let read = tokio::task::spawn_blocking(move || {
@@ -206,7 +243,17 @@ fn stream(
     body
 }
 
-/// Blocks `first..first+n` (global indexes), clipped to `range`, as one buffer.
+/// How many blocks to read from `block` on: at most a batch, within its segment, up to `last`.
+fn run_len(info: &ContentInfo, block: u64, last: u64) -> u64 {
+    let layout = info.layout();
+    let in_segment = layout.block_at(block).map_or(1, |b| {
+        u64::from(layout.blocks_in_segment(b.segment()) - b.index_in_segment())
+    });
+    BATCH_BLOCKS.min(last - block + 1).min(in_segment)
+}
+
+/// Blocks `first..first+n` (global indexes, within one segment), clipped to `range`, as one
+/// buffer: one read and one checksum per block ([`engine::store::SegmentStore::get_blocks`]).
 fn read_blocks(
     store: &dyn engine::store::SegmentStore,
     info: &ContentInfo,
@@ -216,19 +263,24 @@ fn read_blocks(
 ) -> std::io::Result<Bytes> {
     let layout = info.layout();
     let id = info.id();
-    let mut out = Vec::with_capacity((n * u64::from(layout.block_size())) as usize);
-    for g in first..first + n {
-        let block = layout.block_at(g).map_err(std::io::Error::other)?;
-        let data = store
-            .get_block(&id, block)
-            .map_err(std::io::Error::other)?
-            .ok_or_else(|| {
-                std::io::Error::other(format!("block {g} of {} is no longer stored", id.ticket()))
-            })?;
-        let at = layout.block_offset(block);
-        let from = range.start.saturating_sub(at) as usize;
-        let to = (range.end - at).min(data.len() as u64) as usize;
-        out.extend_from_slice(&data[from..to]);
+    let block = layout.block_at(first).map_err(std::io::Error::other)?;
+    let data = store
+        .get_blocks(&id, block, n as u32)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "blocks {first}..{} of {} are no longer stored",
+                first + n,
+                id.ticket()
+            ))
+        })?;
+    let at = layout.block_offset(block);
+    let from = range.start.saturating_sub(at) as usize;
+    let to = (range.end - at).min(data.len() as u64) as usize;
+    let mut data = Bytes::from(data);
+    // The whole run when the range covers it (no copy), else the part asked for.
+    if from > 0 || to < data.len() {
+        data = data.slice(from..to);
     }
-    Ok(Bytes::from(out))
+    Ok(data)
 }

@@ -11,10 +11,11 @@
 //! Everything it makes is removed at the end, also on failure. `pdist` is found beside this
 //! program or at `$PDIST_BIN`; nginx and curl must be installed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 use std::{env, fs, io};
+
+use pdist_benches::lab::{Lab, median, pdist_bin, wait_until};
 
 const BAR: f64 = 0.8;
 
@@ -47,91 +48,10 @@ fn parse_args() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// The hosts, the processes started on them and the scratch files of one run; all removed on
-/// drop (processes first, then the namespaces, then the files).
-struct Lab {
-    children: Vec<Child>,
-    net: fixtures::netns::Bridge,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> io::Result<Lab> {
-        Ok(Lab {
-            children: Vec::new(),
-            net: fixtures::netns::Bridge::new('b', 4, "10.79.0")?,
-            dir: tempfile::Builder::new()
-                .prefix("pdist-bench-")
-                .tempdir_in("/var/tmp")?,
-        })
-    }
-
-    fn ns(&self, i: usize) -> String {
-        self.net.ns(i)
-    }
-
-    fn spawn(&mut self, host: usize, cmd: &[&str], env: &[(&str, &Path)]) -> io::Result<()> {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(host)]).args(cmd);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let log = fs::File::create(
-            self.dir
-                .path()
-                .join(format!("h{host}-{}.log", self.children.len())),
-        )?;
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        self.children.push(c.spawn()?);
-        Ok(())
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-        }
-        for c in &mut self.children {
-            let _ = c.wait();
-        }
-    }
-}
-
-fn pdist_bin() -> io::Result<PathBuf> {
-    if let Some(p) = env::var_os("PDIST_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let p = env::current_exe()?.with_file_name("pdist");
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(io::Error::other(
-            "pdist not found beside this program: `cargo build --release -p pdist-cli`, or set PDIST_BIN",
-        ))
-    }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> io::Result<()> {
-    let end = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        if Instant::now() > end {
-            return Err(io::Error::other(format!("timed out waiting for {what}")));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn run() -> io::Result<()> {
     let o = parse_args().map_err(io::Error::other)?;
     let pdist = pdist_bin()?;
-    let mut lab = Lab::new()?;
+    let mut lab = Lab::new('b', 4, "10.79.0")?;
     let root = lab.dir.path().to_path_buf();
     let www = root.join("www");
     fs::create_dir_all(&www)?;
