@@ -103,6 +103,8 @@ const MAX_SEEN: usize = 1 << 16;
 
 /// Most block streams served at once; more get 503 and go to other peers.
 const MAX_STREAMS: usize = 64;
+/// Blocks read from the store at once when serving a segment's blocks.
+const SERVE_RUN: u32 = 16;
 
 impl PeerService {
     /// A service for `store`, in the group of `keys`, indexing what the store holds now. Seeds
@@ -349,13 +351,27 @@ impl PeerService {
         self.tasks.spawn_blocking_on(
             move || {
                 let _permit = permit;
+                // Runs of blocks are read together (one read, one checksum per block); in a
+                // run with a block missing, each is read alone, to say which.
+                let (mut run, mut run_at, mut run_end) = (None, first, first);
                 for i in first..first + count {
                     let block = layout.block(segment, i).expect("checked above");
-                    let mut out = Vec::with_capacity(layout.block_len(block) as usize + 64);
-                    match svc.store.get_block(&id, block) {
+                    if i >= run_end {
+                        let n = SERVE_RUN.min(first + count - i);
+                        run = svc.store.get_blocks(&id, block, n).ok().flatten();
+                        (run_at, run_end) = (i, i + n);
+                    }
+                    let len = layout.block_len(block) as usize;
+                    let off = (i - run_at) as usize * layout.block_size() as usize;
+                    let got = match run.as_deref().and_then(|r| r.get(off..off + len)) {
+                        Some(data) => Ok(Some(std::borrow::Cow::Borrowed(data))),
+                        None => svc.store.get_block(&id, block).map(|b| b.map(Into::into)),
+                    };
+                    let mut out = Vec::with_capacity(len + 64);
+                    match got {
                         Ok(Some(mut data)) => {
                             if svc.opts.corrupt_blocks {
-                                data[0] ^= 0x5a;
+                                data.to_mut()[0] ^= 0x5a;
                             }
                             wire::encode_frame(&key, &lookup, seg, i, &data, &mut out);
                             svc.stats.add_served(peer, data.len() as u64);
