@@ -139,6 +139,11 @@ pub struct GatewayArgs {
     #[arg(long)]
     pub no_origin_for_peered: bool,
 
+    /// Do not ask origins for content information on a miss (pdist origins answer it; then
+    /// the body comes from peers, checked against what the origin vouched for).
+    #[arg(long)]
+    pub no_origin_info: bool,
+
     /// Requests per second each client address may make (0: no limit).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub rate: u32,

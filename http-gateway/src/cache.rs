@@ -224,6 +224,10 @@ async fn miss(
     // The client's own preconditions are answered here, from the whole response kept.
     let mut plain = req.clone();
     crate::conditional::strip(&mut plain.headers);
+    let vouch = sh.cfg.origin_info && sh.cfg.reverse.is_none();
+    if vouch {
+        crate::vouched::ask(&mut plain.headers);
+    }
     let resp = match sh.upstream.send(origin_request(&plain, empty())).await {
         Ok(r) => r,
         Err(e) => {
@@ -231,6 +235,14 @@ async fn miss(
             return Err(e);
         }
     };
+    if vouch && crate::vouched::is_info(&resp) {
+        // The origin vouched for the content: its bytes come from peers.
+        spool::abandon(sh, key, &f, "the origin sent content information");
+        return match crate::vouched::serve(sh, req, url, resp).await? {
+            Some(r) => Ok(Some(r)),
+            None => pass(sh, req, CacheStatus::Miss).await.map(Some),
+        };
+    }
     lead_with(sh, req, url, key, &f, resp, CacheStatus::MissStored)
         .await
         .map(Some)

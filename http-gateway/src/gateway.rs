@@ -59,6 +59,9 @@ pub struct GatewayConfig {
     /// Whether blocks of peered content that peers fail to send may come from the origin.
     /// Off: once the LAN has a URL, its body never crosses the WAN.
     pub origin_for_peered: bool,
+    /// Ask origins for content information on a miss (`x-pdist-info`, which origin mode
+    /// answers): bytes then come from peers, checked against what the origin vouched for.
+    pub origin_info: bool,
     /// Directory for bodies being downloaded (in the data directory).
     pub spool: PathBuf,
     /// Longest wait for an origin's connection and response head.
@@ -80,6 +83,7 @@ impl GatewayConfig {
             rate_per_client: 1000,
             trust_peers: false,
             origin_for_peered: true,
+            origin_info: true,
             spool,
             origin_timeout: Duration::from_secs(30),
             max_object: engine::content::layout::MAX_CONTENT_LEN,

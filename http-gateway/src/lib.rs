@@ -20,6 +20,7 @@ pub mod reverse;
 pub mod spool;
 mod stored;
 pub mod upstream;
+mod vouched;
 
 pub use error::GatewayError;
 pub use gateway::{DEFAULT_PORT, Gateway, GatewayConfig, METRICS_PATH, REVERSE_METRICS_PATH};

@@ -89,21 +89,39 @@ pub(crate) async fn try_peers(
         return Ok(None);
     }
     tracing::info!("{url}: from peers ({})", id.ticket());
-    Ok(Some(stream_from_peers(
-        sh, req, url, id, claim.len, policy, head,
-    )))
+    let found = Found {
+        id,
+        len: claim.len,
+        fwd: 304,
+        detail: "peers",
+    };
+    Ok(Some(stream_from_peers(sh, req, url, found, policy, head)))
 }
 
-/// Fetches `id` from peers in the background and streams it to the client in order.
-fn stream_from_peers(
+/// Content found for a URL, to fetch from peers.
+pub(crate) struct Found {
+    /// The content.
+    pub id: engine::ContentId,
+    /// Its length.
+    pub len: u64,
+    /// The origin's status when it was confirmed (`Cache-Status` `fwd-status`).
+    pub fwd: u16,
+    /// How it was found (`Cache-Status` `detail`).
+    pub detail: &'static str,
+}
+
+/// Fetches the content found from peers in the background (blocks no peer sends come from the
+/// origin by range, if allowed), keeps it as `url`'s answer with `policy`, and streams it to the
+/// client under `head` in order, each block once it is verified and stored.
+pub(crate) fn stream_from_peers(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
-    id: engine::ContentId,
-    len: u64,
+    found: Found,
     policy: CachePolicy,
     mut head: http::response::Parts,
 ) -> Response<Body> {
+    let (id, len) = (found.id, found.len);
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let events: Events = {
         let tx = progress_tx.clone();
@@ -154,7 +172,7 @@ fn stream_from_peers(
     let h = &mut head.headers;
     headers::strip_hop_by_hop(h);
     headers::add_via(h, req.version);
-    headers::add_cache_status(h, &status.entry(Some(304), Some("peers")));
+    headers::add_cache_status(h, &status.entry(Some(found.fwd), Some(found.detail)));
     h.insert(CONTENT_LENGTH, len.into());
     h.insert(
         headers::BYTES_HEADER,

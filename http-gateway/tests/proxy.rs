@@ -507,3 +507,72 @@ async fn origin_mode_answers_requests_for_content_information() {
     gw.shutdown().await;
     n.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branch_gateways_take_what_a_pdist_origin_vouched_for_from_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, log) = origin().await;
+    let d = |n: &str| dir.path().join(n);
+    let no = node(b"datacentre", &d("o"), vec![]).await;
+    let go = gateway(&no, &d("o"), |c| {
+        c.reverse = Some(format!("http://{backend}").parse().unwrap());
+    })
+    .await;
+    // Two branch gateways of one group that do not trust each other's claims.
+    let nb = node(b"branch", &d("b"), vec![]).await;
+    let nc = node(b"branch", &d("c"), vec![nb.addr()]).await;
+    let gb = gateway(&nb, &d("b"), |_| {}).await;
+    let gc = gateway(&nc, &d("c"), |_| {}).await;
+    let path = "/f/3000000/60/v";
+    let url = format!("http://{}{path}", go.addr());
+    let want = body_of(path, 3_000_000);
+
+    // The origin hashes the body on its first request.
+    assert_eq!(via(go.addr(), get(&url, &[])).await.body, want);
+    go.settled().await;
+    // B: the origin vouches; no peer has it yet, so its blocks come from the origin by range.
+    let b = via(gb.addr(), get(&url, &[])).await;
+    assert_eq!(b.body, want);
+    assert!(
+        b.h("cache-status").contains("detail=origin-vouched"),
+        "{}",
+        b.h("cache-status")
+    );
+    gb.settled().await;
+    assert!(
+        nc.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await
+            >= 1
+    );
+    // C: the origin vouches again, and the bytes come from B, checked against its word.
+    let sent_before = go.snapshot().bytes_store;
+    let c = via(gc.addr(), get(&url, &[])).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.body, want);
+    assert!(c.h("cache-status").contains("detail=origin-vouched"));
+    gc.settled().await;
+    assert_eq!(
+        go.snapshot().bytes_store,
+        sent_before,
+        "the origin sent C no body bytes"
+    );
+    assert!(nb.status().unwrap().bytes_served >= 3_000_000);
+    assert_eq!(log.get(path).0, 1, "the backend sent the body once");
+    // C kept it: a hit now, and B's content is the origin's (one ticket for the URL).
+    assert_eq!(
+        via(gc.addr(), get(&url, &[])).await.h("cache-status"),
+        "pdist; hit"
+    );
+    // A gateway that does not ask for information gets the body itself.
+    let nd = node(b"branch", &d("d"), vec![]).await;
+    let gd = gateway(&nd, &d("d"), |c| c.origin_info = false).await;
+    let r = via(gd.addr(), get(&url, &[])).await;
+    assert_eq!(r.body, want);
+    assert!(!r.h("cache-status").contains("vouched"));
+    for g in [go, gb, gc, gd] {
+        g.shutdown().await;
+    }
+    for n in [no, nb, nc, nd] {
+        n.shutdown().await;
+    }
+}

@@ -53,6 +53,7 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<()> {
         cfg.max_connections = args.max_connections;
         cfg.trust_peers = trust_peers;
         cfg.origin_for_peered = !args.no_origin_for_peered;
+        cfg.origin_info = !args.no_origin_info;
         let gw = Gateway::start(cfg.clone(), node.clone(), Arc::new(index))
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
