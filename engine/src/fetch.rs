@@ -99,6 +99,9 @@ pub struct FetchOptions {
     /// A file every verified run is also written into at its offset (see [`PartFile`]); blocks
     /// that were in the store already are copied into it at the end.
     pub sink: Option<Arc<std::fs::File>>,
+    /// Fetch only the blocks covering these bytes (a range a client asked for); the rest of
+    /// the content stays missing. `None`: all of it.
+    pub only: Option<std::ops::Range<u64>>,
 }
 
 impl Default for FetchOptions {
@@ -112,6 +115,7 @@ impl Default for FetchOptions {
             max_failures: 3,
             origin: None,
             sink: None,
+            only: None,
         }
     }
 }

@@ -439,6 +439,7 @@ pub fn copy_file_blocks(
 /// `len` bytes of `file` from `offset` into a new buffer, which is not zeroed first (the
 /// standard library reads a file into spare capacity): a run of blocks served to a client is
 /// then copied once, by the kernel, not cleared and then copied.
+#[cfg(feature = "rocksdb")]
 pub(crate) fn read_vec_at(
     file: &std::fs::File,
     offset: u64,

@@ -393,3 +393,50 @@ async fn requests_are_sealed_and_cannot_be_replayed() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_fetches_only_the_blocks_that_cover_it() {
+    let net = MemNetwork::new();
+    let data = fixtures::content(8, 34 * 1024 * 1024);
+    let info = info_for(&data);
+    let seeder = node(&net, 1, ServeOptions::default());
+    seed(&seeder, &info, &data, |_| true);
+    let me = node(&net, 9, ServeOptions::default());
+    me.store.put_content(&info, "x", Origin::Fetched).unwrap();
+    let f = fetcher(&net, &me);
+    let peers = refs(&[&seeder]);
+    // Bytes 100000..33600000: blocks 1..=512 (across the segment boundary at block 512).
+    let only = 100_000..33_600_000;
+    let opts = FetchOptions {
+        only: Some(only.clone()),
+        ..fast()
+    };
+    let report = f
+        .fetch(
+            Arc::new(info.clone()),
+            &peers,
+            &opts,
+            events().1,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let l = info.layout();
+    let held: Vec<u64> = (0..l.block_count())
+        .filter(|&g| {
+            let b = l.block_at(g).unwrap();
+            me.store
+                .present(&info.id(), b.segment())
+                .unwrap()
+                .contains(b.index_in_segment())
+        })
+        .collect();
+    assert_eq!(held, (1..=512).collect::<Vec<_>>());
+    assert_eq!(report.by_source.values().sum::<u64>(), 512 * 65_536);
+    let b = l.block_at(300).unwrap();
+    let r = l.block_range(b);
+    assert_eq!(
+        me.store.get_block(&info.id(), b).unwrap().unwrap(),
+        &data[r.start as usize..r.end as usize]
+    );
+}

@@ -46,9 +46,13 @@ pub(crate) async fn get_parts(
             Lookup::Answer(r) => return Ok(r),
             Lookup::Nothing => {}
         }
-        if parts.method == Method::HEAD || parts.headers.contains_key(RANGE) {
-            // A range of something not stored, or a HEAD: passed on, not stored.
+        if parts.method == Method::HEAD {
+            // A HEAD of something not stored: passed on.
             return pass(sh, parts, CacheStatus::Miss).await;
+        }
+        if parts.headers.contains_key(RANGE) {
+            // A range of something not stored: its covering blocks, when the content is known.
+            return crate::ranged::get(sh, parts, &url).await;
         }
         if sh.cfg.trust_peers
             && let Some(r) = crate::peered::try_peers(sh, parts, &url).await?
@@ -75,7 +79,13 @@ pub(crate) struct Stored {
 impl Stored {
     /// The answer with the stored body (or the parts of it the request asks for).
     pub async fn respond(self, sh: &Arc<Shared>, req: &http::request::Parts) -> Response<Body> {
-        stored::respond(sh, req, self.head, self.info, self.status, self.fwd, None).await
+        let label = stored::Label {
+            status: self.status,
+            fwd: self.fwd,
+            detail: None,
+            from_peers: false,
+        };
+        stored::respond(sh, req, self.head, self.info, label).await
     }
 }
 
@@ -362,7 +372,7 @@ pub(crate) async fn pass(
     Ok(passed(sh, head, body, status))
 }
 
-fn passed(
+pub(crate) fn passed(
     sh: &Arc<Shared>,
     mut head: http::response::Parts,
     body: Incoming,

@@ -15,6 +15,7 @@ pub mod index;
 pub mod metrics;
 mod peered;
 pub mod range;
+mod ranged;
 pub mod record;
 pub mod reverse;
 pub mod spool;

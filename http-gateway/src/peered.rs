@@ -37,6 +37,20 @@ pub(crate) async fn try_peers(
     req: &http::request::Parts,
     url: &str,
 ) -> Result<Option<Response<Body>>, GatewayError> {
+    Ok(claimed(sh, req, url)
+        .await?
+        .map(|(found, policy, head)| stream_from_peers(sh, req, url, found, policy, head)))
+}
+
+/// Content a URL is, with the policy and head of its answer.
+pub(crate) type Known = (Found, CachePolicy, http::response::Parts);
+
+/// What a trusted peer says `url` is, once the origin confirmed the claimed validator.
+pub(crate) async fn claimed(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+) -> Result<Option<Known>, GatewayError> {
     if sh.node.peers().fetch_peers().is_empty() {
         return Ok(None);
     }
@@ -95,7 +109,7 @@ pub(crate) async fn try_peers(
         fwd: 304,
         detail: "peers",
     };
-    Ok(Some(stream_from_peers(sh, req, url, found, policy, head)))
+    Ok(Some((found, policy, head)))
 }
 
 /// Content found for a URL, to fetch from peers.
@@ -108,6 +122,20 @@ pub(crate) struct Found {
     pub fwd: u16,
     /// How it was found (`Cache-Status` `detail`).
     pub detail: &'static str,
+}
+
+/// How the gateway fetches a URL's content: blocks no peer sends come from the origin by range,
+/// unless that is switched off.
+pub(crate) fn fetch_options(sh: &Shared, url: &str) -> FetchOptions {
+    let origin = sh
+        .cfg
+        .origin_for_peered
+        .then(|| OriginClient::new(url, sh.cfg.origin_timeout).ok())
+        .flatten();
+    FetchOptions {
+        origin,
+        ..FetchOptions::default()
+    }
 }
 
 /// Fetches the content found from peers in the background (blocks no peer sends come from the
@@ -131,15 +159,7 @@ pub(crate) fn stream_from_peers(
             }
         })
     };
-    let origin = sh
-        .cfg
-        .origin_for_peered
-        .then(|| OriginClient::new(url, sh.cfg.origin_timeout).ok())
-        .flatten();
-    let opts = FetchOptions {
-        origin,
-        ..FetchOptions::default()
-    };
+    let opts = fetch_options(sh, url);
     let sel = selection(&req.headers, &head.headers);
     let (sh2, url2, stored_headers) = (Arc::clone(sh), url.to_string(), head.headers.clone());
     let cancel = sh.stop.child_token();

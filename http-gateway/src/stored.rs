@@ -54,6 +54,32 @@ pub(crate) fn unless_preconditions(
     Some(r)
 }
 
+/// How an answer from the store is labelled: its `Cache-Status` entry, and where its bytes
+/// came from (the store, or peers just now).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Label<'a> {
+    pub status: CacheStatus,
+    pub fwd: Option<u16>,
+    pub detail: Option<&'a str>,
+    pub from_peers: bool,
+}
+
+impl Label<'_> {
+    fn credit(&self, n: u64) -> Provenance {
+        if self.from_peers {
+            Provenance {
+                peers: n,
+                ..Default::default()
+            }
+        } else {
+            Provenance {
+                store: n,
+                ..Default::default()
+            }
+        }
+    }
+}
+
 /// Answers `req` with the stored body of `info` under `head` (a stored response's head, as the
 /// cache policy gives it).
 pub(crate) async fn respond(
@@ -61,15 +87,14 @@ pub(crate) async fn respond(
     req: &http::request::Parts,
     mut head: http::response::Parts,
     info: Arc<ContentInfo>,
-    status: CacheStatus,
-    fwd: Option<u16>,
-    detail: Option<&str>,
+    label: Label<'_>,
 ) -> Response<Body> {
+    let status = label.status;
     let len = info.layout().content_len();
     let h = &mut head.headers;
     headers::strip_hop_by_hop(h);
     headers::add_via(h, req.version);
-    headers::add_cache_status(h, &status.entry(fwd, detail));
+    headers::add_cache_status(h, &status.entry(label.fwd, label.detail));
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     sh.metrics.request(status);
     if let Some(r) = unless_preconditions(req, h) {
@@ -136,11 +161,9 @@ pub(crate) async fn respond(
     let sent: u64 = parts.iter().map(|r| r.end - r.start).sum();
     head.headers.insert(
         headers::BYTES_HEADER,
-        Provenance {
-            store: if head_only { 0 } else { sent },
-            ..Default::default()
-        }
-        .header_value(),
+        label
+            .credit(if head_only { 0 } else { sent })
+            .header_value(),
     );
     if head_only {
         return Response::from_parts(head, empty());
@@ -156,14 +179,11 @@ pub(crate) async fn respond(
         })
         .await;
         if let Ok(Ok(bytes)) = read {
-            sh.metrics.sent(Provenance {
-                store: bytes.len() as u64,
-                ..Default::default()
-            });
+            sh.metrics.sent(label.credit(bytes.len() as u64));
             return Response::from_parts(head, crate::body::full(bytes));
         }
     }
-    Response::from_parts(head, stream(sh, info, parts, frame))
+    Response::from_parts(head, stream(sh, info, parts, frame, label.from_peers))
 }
 
 /// `range` of a stored body, read at once (a small body).
@@ -198,7 +218,14 @@ fn stream(
     info: Arc<ContentInfo>,
     parts: Vec<Range<u64>>,
     frame: Option<Multipart>,
+    from_peers: bool,
 ) -> Body {
+    let label = Label {
+        status: CacheStatus::Hit,
+        fwd: None,
+        detail: None,
+        from_peers,
+    };
     let (tx, body) = channel(4);
     let store = Arc::clone(sh.node.store());
     let metrics = Arc::clone(&sh.metrics);
@@ -225,10 +252,7 @@ fn stream(
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
                 let ok = read.is_ok();
                 if let Ok(b) = &read {
-                    metrics.sent(Provenance {
-                        store: b.len() as u64,
-                        ..Default::default()
-                    });
+                    metrics.sent(label.credit(b.len() as u64));
                 }
                 if tx.send(read).await.is_err() || !ok {
                     return;

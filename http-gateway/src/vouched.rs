@@ -22,7 +22,7 @@ use crate::body::Body;
 use crate::cache::storable;
 use crate::error::GatewayError;
 use crate::gateway::Shared;
-use crate::peered::{Found, stream_from_peers};
+use crate::peered::{Found, Known, stream_from_peers};
 use crate::reverse::PDIST_INFO_CODING;
 
 /// Adds pdist's content-information coding to a request for the origin.
@@ -79,6 +79,18 @@ pub(crate) async fn serve(
     url: &str,
     resp: Response<Incoming>,
 ) -> Result<Option<Response<Body>>, GatewayError> {
+    Ok(vouched_for(sh, req, url, resp)
+        .await?
+        .map(|(found, policy, head)| stream_from_peers(sh, req, url, found, policy, head)))
+}
+
+/// The content the origin vouched for in `resp`, checked and its information stored.
+pub(crate) async fn vouched_for(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    resp: Response<Incoming>,
+) -> Result<Option<Known>, GatewayError> {
     let (mut head, body) = resp.into_parts();
     let bytes = match Limited::new(body, native::MAX_NATIVE_LEN).collect().await {
         Ok(b) => b.to_bytes(),
@@ -124,7 +136,7 @@ pub(crate) async fn serve(
         fwd: 200,
         detail: "origin-vouched",
     };
-    Ok(Some(stream_from_peers(sh, req, url, found, policy, head)))
+    Ok(Some((found, policy, head)))
 }
 
 #[cfg(test)]

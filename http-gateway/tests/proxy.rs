@@ -416,6 +416,29 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
         "pdist; hit"
     );
 
+    // A range at a third gateway of the group: only its covering block, from the peers.
+    let dd = dir.path().join("d");
+    let nd = node(b"office", &dd, vec![na.addr()]).await;
+    let gd = gateway(&nd, &dd, trusted).await;
+    assert!(
+        nd.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await
+            >= 1
+    );
+    let r = via(gd.addr(), get(&url, &[("range", "bytes=100-199")])).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, want[100..200]);
+    assert!(r.h("cache-status").contains("detail=peers"));
+    let now = log.get(path);
+    assert_eq!(
+        (now.1, now.2),
+        (after.1, after.2 + 1),
+        "one 304, no body bytes"
+    );
+    assert_eq!(c_id_blocks(&nd), 1);
+    gd.shutdown().await;
+    nd.shutdown().await;
+
     // A gateway of another group gets nothing from them.
     let dc = dir.path().join("c");
     let nc = node(b"elsewhere", &dc, vec![na.addr()]).await;
@@ -423,7 +446,7 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
     let c = via(gc.addr(), get(&url, &[])).await;
     assert_eq!(c.body, want);
     assert!(!c.h("cache-status").contains("peers"));
-    assert_eq!(log.get(path).1, after.1 + 5_000_000);
+    assert_eq!(log.get(path).1, now.1 + 5_000_000);
     for g in [ga, gb, gc] {
         g.shutdown().await;
     }
@@ -563,16 +586,43 @@ async fn branch_gateways_take_what_a_pdist_origin_vouched_for_from_each_other() 
         via(gc.addr(), get(&url, &[])).await.h("cache-status"),
         "pdist; hit"
     );
+    // A range at a fourth gateway: only its covering blocks, from peers.
+    let ne = node(b"branch", &d("e"), vec![nb.addr()]).await;
+    let ge = gateway(&ne, &d("e"), |_| {}).await;
+    assert!(
+        ne.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await
+            >= 1
+    );
+    let r = via(ge.addr(), get(&url, &[("range", "bytes=2000000-2099999")])).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, want[2_000_000..2_100_000]);
+    assert_eq!(r.h("content-range"), "bytes 2000000-2099999/3000000");
+    assert!(r.h("cache-status").contains("detail=origin-vouched"));
+    assert_eq!(r.h("pdist-bytes"), "store=0, peers=100000, origin=0");
+    assert_eq!(
+        c_id_blocks(&ne),
+        3,
+        "bytes 2000000..2100000 lie in blocks 30 to 32"
+    );
+    assert_eq!(go.snapshot().bytes_store, sent_before);
     // A gateway that does not ask for information gets the body itself.
     let nd = node(b"branch", &d("d"), vec![]).await;
     let gd = gateway(&nd, &d("d"), |c| c.origin_info = false).await;
     let r = via(gd.addr(), get(&url, &[])).await;
     assert_eq!(r.body, want);
     assert!(!r.h("cache-status").contains("vouched"));
-    for g in [go, gb, gc, gd] {
+    for g in [go, gb, gc, gd, ge] {
         g.shutdown().await;
     }
-    for n in [no, nb, nc, nd] {
+    for n in [no, nb, nc, nd, ne] {
         n.shutdown().await;
     }
+}
+
+/// How many blocks a node holds of the one content its store knows.
+fn c_id_blocks(n: &Node) -> u64 {
+    let all = n.store().list().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all[0].blocks_present
 }

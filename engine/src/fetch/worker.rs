@@ -12,7 +12,7 @@ use super::sched::{Next, Sched, Unit, Who};
 use super::{
     Events, FetchError, FetchEvent, FetchOptions, FetchReport, Fetcher, PeerRef, Source, Tally,
 };
-use crate::content::ContentInfo;
+use crate::content::{ContentInfo, Layout};
 use crate::store::{BlockSet, StoreError};
 use crate::wire::{
     self, ContentKeys, FrameReader, HaveEntry, LookupKey, Reply, Request, SealedParts, SegmentKey,
@@ -167,9 +167,14 @@ pub(super) async fn run(
         present_blocks * u64::from(layout.block_size())
     };
     let lookup = ContentKeys::new(&id).lookup;
+    // Blocks outside `only` are not wanted: to the scheduler they are as good as present.
+    let wanted_done = match &opts.only {
+        Some(r) => outside(&layout, &present, r),
+        None => present.clone(),
+    };
     let mut sched = Sched::new(
         &layout,
-        &present,
+        &wanted_done,
         opts.unit_blocks,
         opts.max_failures,
         opts.origin.is_some(),
@@ -284,6 +289,27 @@ pub(super) async fn run(
         by_source: ctx.tally.0.lock().expect("tally lock").clone(),
         dropped: ctx.dropped.lock().expect("dropped lock").clone(),
     })
+}
+
+/// `present` with every block that holds none of the bytes of `only` added.
+fn outside(layout: &Layout, present: &[BlockSet], only: &std::ops::Range<u64>) -> Vec<BlockSet> {
+    let bs = u64::from(layout.block_size());
+    let (first, end) = (only.start / bs, only.end.div_ceil(bs));
+    layout
+        .segments()
+        .zip(present)
+        .map(|(seg, have)| {
+            let mut s = have.clone();
+            let base = layout.segment_offset(seg) / bs;
+            for i in 0..layout.blocks_in_segment(seg) {
+                let g = base + u64::from(i);
+                if g < first || g >= end {
+                    s.insert(i);
+                }
+            }
+            s
+        })
+        .collect()
 }
 
 /// Without an output file, makes the fetched blocks durable; with one, copies into it the
