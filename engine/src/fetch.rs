@@ -26,7 +26,7 @@ use crate::store::{Origin, SegmentStore, StoreError};
 use crate::wire::{self, ContentKeys, GroupKeys, NodeId, Reply, Request};
 
 pub use origin::{OriginClient, OriginError};
-pub use output::{PartFile, fill_sink, write_content, write_content_atomically};
+pub use output::{ContentReader, PartFile, fill_sink, write_content, write_content_atomically};
 
 /// A peer to fetch from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -102,6 +102,8 @@ pub(crate) struct Shared {
     pub limit: RateLimit,
     /// Downloads in progress, by index key.
     pub inflight: Mutex<HashMap<Vec<u8>, Arc<InFlight>>>,
+    /// Origin mode: V2 content information by content (`None` while it is computed).
+    pub v2: Mutex<HashMap<engine::ContentId, Option<Arc<engine::pccrc::v2::ContentInfoV2>>>>,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
     /// Downloads and peer fetches whose results are not yet recorded.
@@ -153,6 +155,7 @@ impl Gateway {
             index,
             metrics: Arc::default(),
             inflight: Mutex::default(),
+            v2: Mutex::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
             busy: tokio::sync::watch::Sender::new(0),

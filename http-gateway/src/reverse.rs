@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use engine::content::native;
 use engine::pccrc::v1::ContentInfoV1;
+use engine::pccrc::v2::{ContentInfoV2, hash_reader_v2};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, RANGE, VARY};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -37,8 +38,9 @@ pub const PDIST_INFO_CODING: &str = "x-pdist-info";
 enum Want {
     /// pdist's native content information.
     Native,
-    /// MS-PCCRTP: PCCRC V1, with the client's PeerDist version echoed.
-    PeerDist { version: String },
+    /// MS-PCCRTP: PCCRC V1, or V2 when the client allows it (PeerDist 1.1 with
+    /// `MaxContentInformation=2.0`), with the client's PeerDist version echoed.
+    PeerDist { version: String, v2: bool },
 }
 
 fn codings(h: &http::HeaderMap) -> Vec<String> {
@@ -72,7 +74,15 @@ fn wanted(h: &http::HeaderMap) -> Option<Want> {
         .unwrap_or("1.0")
         .trim()
         .to_string();
-    Some(Want::PeerDist { version })
+    let v2 = version == "1.1"
+        && h.get("x-p2p-peerdistex")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ex| {
+                ex.split(',')
+                    .filter_map(|kv| kv.trim().strip_prefix("MaxContentInformation="))
+                    .any(|v| v.trim() == "2.0")
+            });
+    Some(Want::PeerDist { version, v2 })
 }
 
 /// Answers a request in origin mode.
@@ -118,12 +128,70 @@ pub(crate) async fn handle(
     let url = parts.uri.to_string();
     match cache::lookup(sh, &parts, &url, &index_key(&url)).await? {
         Lookup::Stored(s) if s.head.headers.get(CONTENT_ENCODING).is_none() => {
-            Ok(info_response(sh, &parts, s, &want, client_range))
+            let v2 = match want {
+                Want::PeerDist { v2: true, .. } => match v2_info(sh, &s.info) {
+                    Some(v2) => Some(v2),
+                    // Being hashed for V2: the body meanwhile, and the hint to ask again.
+                    None => return Ok(pending(s.respond(sh, &parts).await, &want)),
+                },
+                _ => None,
+            };
+            Ok(info_response(sh, &parts, s, &want, client_range, v2))
         }
         Lookup::Stored(s) => Ok(s.respond(sh, &parts).await),
         Lookup::Answer(r) => Ok(pending(r, &want)),
         Lookup::Nothing => Ok(pending(cache::get_parts(sh, &parts).await?, &want)),
     }
+}
+
+/// Most contents whose V2 information is kept in memory.
+const V2_KEPT: usize = 64;
+
+/// `info`'s content's V2 information (FastCDC segments, truncated SHA-512), if it has been
+/// computed; else it starts computing it in the background (once per content) and says `None`.
+fn v2_info(sh: &Arc<Shared>, info: &Arc<engine::ContentInfo>) -> Option<Arc<ContentInfoV2>> {
+    let id = info.id();
+    {
+        let mut kept = sh.v2.lock().expect("v2 lock");
+        match kept.get(&id) {
+            Some(Some(v2)) => return Some(Arc::clone(v2)),
+            Some(None) => return None,
+            None => {}
+        }
+        if kept.len() >= V2_KEPT {
+            kept.retain(|_, v| v.is_none());
+        }
+        kept.insert(id, None);
+    }
+    let (sh2, info) = (Arc::clone(sh), Arc::clone(info));
+    let lease = sh.node.lease(id);
+    sh.tasks.spawn(async move {
+        let _lease = lease;
+        let (sh3, info2) = (Arc::clone(&sh2), Arc::clone(&info));
+        let r = tokio::task::spawn_blocking(move || {
+            let reader = engine::fetch::ContentReader::new(sh3.node.store().as_ref(), &info2);
+            hash_reader_v2(
+                std::io::BufReader::with_capacity(1 << 20, reader),
+                sh3.node.secret(),
+            )
+        })
+        .await;
+        let mut kept = sh2.v2.lock().expect("v2 lock");
+        match r {
+            Ok(Ok(v2)) => {
+                kept.insert(id, Some(Arc::new(v2)));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("V2 content information of {}: {e}", id.ticket());
+                kept.remove(&id);
+            }
+            Err(e) => {
+                tracing::warn!("V2 content information of {}: {e}", id.ticket());
+                kept.remove(&id);
+            }
+        }
+    });
+    None
 }
 
 /// The body is on its way and being hashed: say so, so the client asks again later.
@@ -142,6 +210,7 @@ fn info_response(
     s: cache::Stored,
     want: &Want,
     client_range: Option<HeaderValue>,
+    v2: Option<Arc<ContentInfoV2>>,
 ) -> Response<Body> {
     let info = &s.info;
     let len = info.layout().content_len();
@@ -170,8 +239,8 @@ fn info_response(
             h.insert("pdist-content-length", len.into());
             native::encode_content_info(info)
         }
-        Want::PeerDist { version } => {
-            // A range selects the segments it touches (V1's offset fields say where it starts
+        Want::PeerDist { version, .. } => {
+            // A range selects the segments it touches (the offset fields say where it starts
             // and ends).
             let mut range = None;
             if let Some(r) = client_range {
@@ -188,7 +257,19 @@ fn info_response(
                     range = Some(p[0].clone());
                 }
             }
-            let v1 = match ContentInfoV1::from_content_info(info, range) {
+            let encoded = match &v2 {
+                Some(v2) => match range {
+                    Some(r) => v2
+                        .slice(r.start, r.end - r.start)
+                        .map(|v| v.encode())
+                        .map_err(|e| e.to_string().into()),
+                    None => Ok::<_, Box<str>>(v2.encode()),
+                },
+                None => ContentInfoV1::from_content_info(info, range)
+                    .map(|v| v.encode())
+                    .map_err(|e| e.to_string().into()),
+            };
+            let encoded = match encoded {
                 Ok(v) => v,
                 Err(e) => {
                     return GatewayError::Store(format!("content information: {e}"))
@@ -201,7 +282,7 @@ fn info_response(
                 "x-p2p-peerdist",
                 HeaderValue::from_str(&format!("Version={v}, ContentLength={len}")).expect("ASCII"),
             );
-            v1.encode()
+            encoded
         }
     };
     h.insert(CONTENT_LENGTH, body.len().into());
@@ -240,7 +321,8 @@ mod tests {
                 ),
             ])),
             Some(Want::PeerDist {
-                version: "1.1".into()
+                version: "1.1".into(),
+                v2: true
             })
         );
         // peerdist without the PeerDist header, or a missing-data fallback, wants the body.

@@ -495,7 +495,7 @@ async fn origin_mode_answers_requests_for_content_information() {
         ("x-p2p-peerdist", "Version=1.1"),
         (
             "x-p2p-peerdistex",
-            "MinContentInformation=1.0, MaxContentInformation=2.0",
+            "MinContentInformation=1.0, MaxContentInformation=1.0",
         ),
     ];
     let r = via(p, ask(&pd)).await;
@@ -511,6 +511,40 @@ async fn origin_mode_answers_requests_for_content_information() {
     assert_eq!(r.h("content-range"), "bytes 34000000-34000099/40000000");
     let v1 = engine::pccrc::v1::ContentInfoV1::decode(&r.body).unwrap();
     assert_eq!(v1.range(), 34_000_000..34_000_100);
+
+    // V2 for clients that allow it: hashed on the first request (which gets the body and the
+    // hint), then answered.
+    let pd2 = [
+        ("accept-encoding", "peerdist"),
+        ("x-p2p-peerdist", "Version=1.1"),
+        (
+            "x-p2p-peerdistex",
+            "MinContentInformation=1.0, MaxContentInformation=2.0",
+        ),
+    ];
+    let r = via(p, ask(&pd2)).await;
+    assert_eq!(r.body, want);
+    assert_eq!(r.h("x-p2p-peerdistex"), "MakeHashRequest=true");
+    let mut tries = 0;
+    let r = loop {
+        let r = via(p, ask(&pd2)).await;
+        if r.h("content-encoding") == "peerdist" {
+            break r;
+        }
+        tries += 1;
+        assert!(tries < 500, "V2 information within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let v2 = engine::pccrc::v2::ContentInfoV2::decode(&r.body).unwrap();
+    assert_eq!(v2.range(), 0..40_000_000);
+    let expect = engine::pccrc::v2::hash_reader_v2(&want[..], n.secret()).unwrap();
+    assert_eq!(v2, expect);
+    let mut ranged = pd2.to_vec();
+    ranged.push(("range", "bytes=1000-1999"));
+    let r = via(p, ask(&ranged)).await;
+    assert_eq!(r.status, 206);
+    let v2 = engine::pccrc::v2::ContentInfoV2::decode(&r.body).unwrap();
+    assert_eq!(v2.range(), 1000..2000);
     assert_eq!(log.get(path).0, 1, "the backend sent the body once");
 
     // Content not hashed yet: the body, with the hint to ask again.

@@ -36,6 +36,60 @@ pub fn write_content(
     Ok(())
 }
 
+/// Stored content as a reader, a run of blocks at a time (each block checked as the store
+/// checks it); a missing block is an error.
+#[derive(Debug)]
+pub struct ContentReader<'a> {
+    store: &'a dyn SegmentStore,
+    info: &'a ContentInfo,
+    next: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl<'a> ContentReader<'a> {
+    /// Reads `info`'s content from `store`.
+    pub fn new(store: &'a dyn SegmentStore, info: &'a ContentInfo) -> Self {
+        ContentReader {
+            store,
+            info,
+            next: 0,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl io::Read for ContentReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buf.len() {
+            let layout = self.info.layout();
+            if self.next >= layout.block_count() {
+                return Ok(0);
+            }
+            let block = layout.block_at(self.next).map_err(io::Error::other)?;
+            let left = layout.blocks_in_segment(block.segment()) - block.index_in_segment();
+            let n = left.min(16);
+            self.buf = self
+                .store
+                .get_blocks(&self.info.id(), block, n)
+                .map_err(io::Error::other)?
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("blocks from {} are missing", self.next),
+                    )
+                })?;
+            self.at = 0;
+            self.next += u64::from(n);
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Writes the whole content to `path` through a temporary file beside it (random name, created
 /// exclusively), synced and renamed over `path`: a reader sees no file or the whole one.
 pub fn write_content_atomically(
