@@ -8,7 +8,6 @@
 //! request (the record is dropped and the URL fetched again).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use engine::peer::NameIndex;
@@ -54,46 +53,56 @@ impl NameIndex for Claims {
     }
 }
 
-/// The index in its own RocksDB.
-pub struct RocksIndex {
-    db: rocksdb::DB,
-}
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksIndex;
 
-impl std::fmt::Debug for RocksIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksIndex").finish_non_exhaustive()
-    }
-}
+#[cfg(feature = "rocksdb")]
+mod rocks {
+    use std::path::Path;
 
-impl RocksIndex {
-    /// Opens (or creates) the index at `path`.
-    pub fn open(path: &Path) -> Result<RocksIndex, IndexError> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.set_keep_log_file_num(2);
-        let db = rocksdb::DB::open(&opts, path)
-            .map_err(|e| IndexError(format!("opening {}: {e}", path.display())))?;
-        Ok(RocksIndex { db })
-    }
-}
+    use super::{Index, IndexError};
 
-fn rocks_err(e: rocksdb::Error) -> IndexError {
-    IndexError(e.to_string())
-}
-
-impl Index for RocksIndex {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
-        self.db.get(key).map_err(rocks_err)
+    /// The index in its own RocksDB.
+    pub struct RocksIndex {
+        db: rocksdb::DB,
     }
 
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), IndexError> {
-        let mut w = rocksdb::WriteOptions::default();
-        w.set_sync(true);
-        self.db.put_opt(key, value, &w).map_err(rocks_err)
+    impl std::fmt::Debug for RocksIndex {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RocksIndex").finish_non_exhaustive()
+        }
     }
 
-    fn delete(&self, key: &[u8]) -> Result<(), IndexError> {
-        self.db.delete(key).map_err(rocks_err)
+    impl RocksIndex {
+        /// Opens (or creates) the index at `path`.
+        pub fn open(path: &Path) -> Result<RocksIndex, IndexError> {
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            opts.set_keep_log_file_num(2);
+            let db = rocksdb::DB::open(&opts, path)
+                .map_err(|e| IndexError(format!("opening {}: {e}", path.display())))?;
+            Ok(RocksIndex { db })
+        }
+    }
+
+    fn rocks_err(e: rocksdb::Error) -> IndexError {
+        IndexError(e.to_string())
+    }
+
+    impl Index for RocksIndex {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
+            self.db.get(key).map_err(rocks_err)
+        }
+
+        fn put(&self, key: &[u8], value: &[u8]) -> Result<(), IndexError> {
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            self.db.put_opt(key, value, &w).map_err(rocks_err)
+        }
+
+        fn delete(&self, key: &[u8]) -> Result<(), IndexError> {
+            self.db.delete(key).map_err(rocks_err)
+        }
     }
 }
 
@@ -144,6 +153,7 @@ mod tests {
         conformance(Arc::new(MemIndex::default()));
     }
 
+    #[cfg(feature = "rocksdb")]
     #[test]
     fn rocks_index_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,8 @@ pub const MAX_VARIANTS: usize = 4;
 
 /// Most header bytes a claim may carry.
 pub const MAX_CLAIM_HEADER_BYTES: usize = 16 * 1024;
+/// Largest URL record read from the index (its variants' policies hold their headers).
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// One stored response of a URL.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,8 +92,12 @@ impl UrlRecord {
         serde_json::to_vec(self).expect("serialisable")
     }
 
-    /// Decodes an index entry; a damaged one reads as empty (the URL is fetched again).
+    /// Decodes an index entry; a damaged or oversized one reads as empty (the URL is fetched
+    /// again).
     pub fn from_bytes(b: &[u8]) -> UrlRecord {
+        if b.len() > MAX_RECORD_BYTES {
+            return UrlRecord::default();
+        }
         serde_json::from_slice(b).unwrap_or_default()
     }
 }
@@ -184,6 +190,9 @@ impl Claim {
     /// Decodes the plain bytes of a claim and checks every field.
     pub fn decode(plain: &[u8]) -> Result<Claim, ClaimError> {
         let bad = |m: &str| ClaimError::Malformed(m.to_string());
+        if plain.len() > engine::wire::MAX_NAME_RECORD {
+            return Err(bad("too large"));
+        }
         let c: Claim = serde_json::from_slice(plain).map_err(|e| bad(&e.to_string()))?;
         c.content_id().ok_or_else(|| bad("not a ticket"))?;
         if c.status != 200 {
@@ -294,6 +303,11 @@ mod tests {
         let back = UrlRecord::from_bytes(&r.to_bytes());
         assert_eq!(back.variants.len(), 4);
         assert!(UrlRecord::from_bytes(b"garbage").variants.is_empty());
+        // The fuzz target's seeds stay valid records and claims.
+        let seed = include_bytes!("../../fuzz/seeds/gateway_records/record.json");
+        assert_eq!(UrlRecord::from_bytes(seed).variants.len(), 1);
+        let seed = include_bytes!("../../fuzz/seeds/gateway_records/claim.json");
+        assert!(Claim::decode(seed).is_ok());
     }
 
     #[test]

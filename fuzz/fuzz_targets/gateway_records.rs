@@ -1,0 +1,19 @@
+//! What the HTTP gateway reads that others wrote: URL records from its index on disk, and
+//! claims from peers (plain and sealed). Never a panic; a claim that decodes survives sealing
+//! and opening unchanged.
+#![no_main]
+
+use http_gateway::record::{Claim, UrlRecord};
+use libfuzzer_sys::fuzz_target;
+
+const URL: &str = "http://origin.example/file.iso";
+
+fuzz_target!(|data: &[u8]| {
+    let r = UrlRecord::from_bytes(data);
+    assert_eq!(UrlRecord::from_bytes(&r.to_bytes()).variants.len(), r.variants.len());
+    if let Ok(c) = Claim::decode(data) {
+        let back = Claim::open(URL, &c.seal(URL)).expect("a claim we sealed opens");
+        assert_eq!((back.ticket, back.len, back.headers), (c.ticket, c.len, c.headers));
+    }
+    let _ = Claim::open(URL, data);
+});
