@@ -148,6 +148,8 @@ fn curl_and_wget() {
     );
     assert_eq!((code, body.len()), (200, data.len()));
     assert!(body == data && head.contains("fwd=uri-miss"), "{head}");
+    let from_origin = format!("pdist-bytes: store=0, peers=0, origin={}", data.len());
+    assert!(head.contains(&from_origin), "{head}");
     settled(&gw);
     let (code, head, body) = curl(&proxy, &url, &[], dir.path());
     assert_eq!(code, 200);

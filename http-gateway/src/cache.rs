@@ -355,10 +355,23 @@ async fn join(
     sh.metrics.request(status);
     let mut h = head.headers.clone();
     client_head(&mut h, req.version, status, Some(head.status.as_u16()));
+    add_provenance(&mut h, credit);
     let mut r = Response::new(body);
     *r.status_mut() = head.status;
     *r.headers_mut() = h;
     Ok(Some(r))
+}
+
+/// `Pdist-Bytes` for a body of the length the head says, credited as `credit` says (a body of
+/// unknown length gets none).
+fn add_provenance(h: &mut http::HeaderMap, credit: fn(u64) -> Provenance) {
+    let len = h
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = len {
+        h.insert(headers::BYTES_HEADER, credit(n).header_value());
+    }
 }
 
 /// Sends `req` to the origin and its answer back, not stored.
@@ -381,5 +394,9 @@ pub(crate) fn passed(
     sh.metrics.request(status);
     let code = head.status.as_u16();
     client_head(&mut head.headers, head.version, status, Some(code));
+    add_provenance(&mut head.headers, |n| Provenance {
+        origin: n,
+        ..Default::default()
+    });
     Response::from_parts(head, counted(body, Arc::clone(&sh.metrics), Credit::Origin))
 }
