@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use std::{env, fs, io};
 
@@ -11,7 +12,8 @@ use std::{env, fs, io};
 /// drop (processes first, then the namespaces, then the files).
 #[derive(Debug)]
 pub struct Lab {
-    children: Vec<Child>,
+    /// Processes started, with their hosts.
+    children: Mutex<Vec<(usize, Child)>>,
     /// The hosts on their bridge.
     pub net: fixtures::netns::Bridge,
     /// Scratch files, on a disk (`/var/tmp`), not in memory.
@@ -22,7 +24,7 @@ impl Lab {
     /// `hosts` hosts at `{subnet}.{i}`; `kind` keeps the names apart from other users'.
     pub fn new(kind: char, hosts: usize, subnet: &str) -> io::Result<Lab> {
         Ok(Lab {
-            children: Vec::new(),
+            children: Mutex::default(),
             net: fixtures::netns::Bridge::new(kind, hosts, subnet)?,
             dir: tempfile::Builder::new()
                 .prefix("pdist-bench-")
@@ -44,19 +46,40 @@ impl Lab {
 
     /// Starts `cmd` on `host` with `env`, its stderr logged to a file in the scratch folder;
     /// it is stopped when the lab is dropped.
-    pub fn spawn(&mut self, host: usize, cmd: &[&str], env: &[(&str, &Path)]) -> io::Result<()> {
+    pub fn spawn(&self, host: usize, cmd: &[&str], env: &[(&str, &Path)]) -> io::Result<()> {
         let mut c = self.on(host, cmd);
         for (k, v) in env {
             c.env(k, v);
         }
+        let mut children = self.children.lock().expect("children lock");
         let log = fs::File::create(
             self.dir
                 .path()
-                .join(format!("h{host}-{}.log", self.children.len())),
+                .join(format!("h{host}-{}.log", children.len())),
         )?;
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        self.children.push(c.spawn()?);
+        children.push((host, c.spawn()?));
         Ok(())
+    }
+
+    /// Stops every process started (SIGTERM, then waits).
+    pub fn stop_all(&self) {
+        let mut children = self.children.lock().expect("children lock");
+        for (_, c) in children.iter() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        for (_, c) in children.iter_mut() {
+            let _ = c.wait();
+        }
+        children.clear();
+    }
+
+    /// Kills (SIGKILL, no goodbye) the first process started on `host`.
+    pub fn kill_first_on(&self, host: usize) {
+        let mut children = self.children.lock().expect("children lock");
+        if let Some((_, c)) = children.iter_mut().find(|(h, _)| *h == host) {
+            let _ = c.kill();
+        }
     }
 }
 
@@ -87,13 +110,44 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-        }
-        for c in &mut self.children {
-            let _ = c.wait();
-        }
+        self.stop_all();
     }
+}
+
+/// Labs to remove if the program is interrupted: their namespaces and scratch folders.
+static LIVE: Mutex<Vec<(Vec<String>, PathBuf)>> = Mutex::new(Vec::new());
+
+/// On Ctrl-C (or SIGTERM): kills every process in the namespaces of every lab registered here,
+/// deletes the namespaces and the scratch folders, and exits with status 130. A lab dropped
+/// normally cleans up by itself; this covers the interrupted run.
+pub fn clean_up_on_interrupt(lab: &Lab) -> io::Result<()> {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    HANDLER.call_once(|| {
+        result = ctrlc::set_handler(|| {
+            eprintln!("interrupted: removing the lab");
+            let live = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+            for (names, dir) in live {
+                for ns in &names {
+                    if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                            let _ = Command::new("kill").args(["-KILL", pid]).status();
+                        }
+                    }
+                }
+                for ns in &names {
+                    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+                }
+                let _ = fs::remove_dir_all(&dir);
+            }
+            std::process::exit(130);
+        })
+        .map_err(io::Error::other);
+    });
+    LIVE.lock()
+        .expect("live labs lock")
+        .push((lab.net.namespaces(), lab.dir.path().to_path_buf()));
+    result
 }
 
 /// The `pdist` binary: beside this program, or at `$PDIST_BIN`.

@@ -51,7 +51,7 @@ fn parse_args() -> Result<Opts, String> {
 fn run() -> io::Result<()> {
     let o = parse_args().map_err(io::Error::other)?;
     let pdist = pdist_bin()?;
-    let mut lab = Lab::new('b', 4, "10.79.0")?;
+    let lab = Lab::new('b', 4, "10.79.0")?;
     let root = lab.dir.path().to_path_buf();
     let www = root.join("www");
     fs::create_dir_all(&www)?;

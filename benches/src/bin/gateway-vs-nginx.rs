@@ -84,7 +84,7 @@ struct Office {
 
 impl Office {
     fn start(o: &Opts) -> io::Result<Office> {
-        let mut lab = Lab::new('w', 4, NET)?;
+        let lab = Lab::new('w', 4, NET)?;
         let root = lab.dir.path().to_path_buf();
         let www = root.join("www");
         fs::create_dir_all(www.join("small"))?;
