@@ -92,6 +92,36 @@ pub enum NodeError {
     Discovery(#[from] DiscoveryError),
 }
 
+/// How long a node that wants content nobody has waits for others that want it too before
+/// the election ([`Node::elect`]).
+const ELECTION_WAIT: Duration = Duration::from_millis(500);
+/// How often a node waiting for another's download checks again.
+const ELECTION_POLL: Duration = Duration::from_millis(250);
+
+/// Who downloads content nobody has.
+enum Elected {
+    /// This node (which says so to peers until the guard drops).
+    Me(IntentGuard),
+    /// Another did: its content information.
+    Other(Arc<ContentInfo>),
+}
+
+/// Says to peers that this node wants content from an origin, until dropped.
+struct IntentGuard(Arc<PeerService>, ContentId);
+
+impl IntentGuard {
+    fn new(svc: Arc<PeerService>, id: ContentId) -> Self {
+        svc.begin_intent(&id);
+        IntentGuard(svc, id)
+    }
+}
+
+impl Drop for IntentGuard {
+    fn drop(&mut self) {
+        self.0.end_intent(&self.1);
+    }
+}
+
 /// What `pdist status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -434,13 +464,24 @@ impl Node {
         events: Events,
         cancel: CancellationToken,
     ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
-        let peers = self.inner.peers.fetch_peers();
-        let info = match self
+        let mut peers = self.inner.peers.fetch_peers();
+        let mut first = self
             .inner
             .fetcher
             .content_info(&id, &peers, opts.chunk_timeout)
-            .await
-        {
+            .await;
+        let mut _intent = None;
+        if matches!(first, Err(FetchError::NoInfo { .. })) && opts.origin.is_some() {
+            // Nobody has it: one of the nodes that want it downloads it from the origin.
+            match self.elect(id, &opts, &cancel).await? {
+                Elected::Me(guard) => _intent = Some(guard),
+                Elected::Other(info) => {
+                    first = Ok(info);
+                    peers = self.inner.peers.fetch_peers();
+                }
+            }
+        }
+        let info = match first {
             Ok(info) => info,
             Err(FetchError::NoInfo { .. }) if opts.origin.is_some() => {
                 let origin = opts.origin.as_ref().expect("checked");
@@ -473,6 +514,74 @@ impl Node {
             .fetch(Arc::clone(&info), &peers, &opts, events, cancel)
             .await?;
         Ok((info, report))
+    }
+
+    /// Elects, among the nodes that want `id` from an origin now (those whose peer service says
+    /// so to [`Request::Intent`]), the one that downloads it: the lowest rank, a hash of node ID
+    /// and content ID, so every node reaches the same answer. This node says it wants it, waits
+    /// [`ELECTION_WAIT`] for the others to say so too, then checks every [`ELECTION_POLL`]: if
+    /// a peer has the content information now, that is the answer; if this node ranks first
+    /// among those still wanting it, it downloads (a leader that stops or dies stops wanting
+    /// it, and the next one takes over). So nodes arriving at once or one after another make
+    /// the origin send the content once, and the others take it from the LAN.
+    async fn elect(
+        &self,
+        id: ContentId,
+        opts: &FetchOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Elected, FetchError> {
+        let guard = IntentGuard::new(Arc::clone(&self.inner.service), id);
+        let rank = |node: &[u8]| {
+            let mut b = node.to_vec();
+            b.extend_from_slice(&id.as_hash().0);
+            crate::content::sha256(&b).0
+        };
+        let mine = rank(&self.inner.id.0);
+        if self.inner.peers.fetch_peers().is_empty() {
+            // Alone: nobody to wait for.
+            return Ok(Elected::Me(guard));
+        }
+        let mut wait = ELECTION_WAIT;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            }
+            wait = ELECTION_POLL;
+            let peers = self.inner.peers.fetch_peers();
+            if let Ok(info) = self
+                .inner
+                .fetcher
+                .content_info(&id, &peers, opts.chunk_timeout)
+                .await
+            {
+                return Ok(Elected::Other(info));
+            }
+            let mut asks = tokio::task::JoinSet::new();
+            for p in peers {
+                let node = self.clone();
+                asks.spawn(async move {
+                    let req = Request::Intent {
+                        lookup: crate::wire::ContentKeys::new(&id).lookup,
+                    };
+                    let timeout = node.inner.cfg.hello_timeout;
+                    let r = node.inner.fetcher.ask_peer(p.addr, &req, timeout).await;
+                    let who = p
+                        .node
+                        .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
+                    matches!(r, Ok(Reply::Intent { downloading: true })).then_some(who)
+                });
+            }
+            let mut lowest = mine;
+            while let Some(r) = asks.join_next().await {
+                if let Ok(Some(who)) = r {
+                    lowest = lowest.min(rank(&who));
+                }
+            }
+            if lowest == mine {
+                return Ok(Elected::Me(guard));
+            }
+        }
     }
 
     /// Downloads content nobody on the LAN has from the origin, hashes it and keeps it only if

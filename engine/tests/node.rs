@@ -333,3 +333,83 @@ async fn over_tcp_with_an_origin_for_what_no_peer_has() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixtures::content(4, (32 << 20) + 5_000);
+    let (addr, sent) = origin(Arc::new(data.clone())).await;
+    let url = format!("http://{addr}/x.bin");
+    let info = pdist_engine::content::hash_reader(
+        &data[..],
+        &ServerSecret::new(b"tcp".to_vec()),
+        &HashOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    // Addresses known up front, so that every node lists every other.
+    let addrs: Vec<SocketAddr> = (0..4)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    let mut nodes: Vec<Node> = Vec::new();
+    for a in &addrs {
+        let mut c = cfg(b"tcp", Listen::Tcp(*a), dir.path(), false);
+        c.static_peers = addrs.iter().filter(|p| *p != a).copied().collect();
+        let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(Duration::from_secs(5)));
+        nodes.push(
+            Node::start(c, Arc::new(MemStore::new()), transport, None)
+                .await
+                .unwrap(),
+        );
+    }
+    for n in &nodes {
+        assert_eq!(
+            n.wait_for_peers(3, Duration::from_secs(10), Duration::ZERO)
+                .await,
+            3,
+            "a full mesh"
+        );
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (n, id) = (n.clone(), info.id());
+        let opts = FetchOptions {
+            origin: Some(OriginClient::new(&url, Duration::from_secs(5)).unwrap()),
+            ..FetchOptions::default()
+        };
+        set.spawn(async move {
+            let r = n
+                .fetch(id, opts, no_events(), CancellationToken::new())
+                .await;
+            (i, r)
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(r) = set.join_next().await {
+        reports.push(r.unwrap());
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    let reports = reports.into_iter().map(|(_, r)| r);
+    let mut leaders = 0;
+    for (n, r) in nodes.iter().zip(reports) {
+        let (_, report) = r.unwrap();
+        assert_eq!(read_all(n, &info), data);
+        if report.by_source.contains_key(&Source::Origin) {
+            leaders += 1;
+        }
+    }
+    assert_eq!(leaders, 1, "one node downloaded it");
+    assert_eq!(
+        sent.load(std::sync::atomic::Ordering::Relaxed),
+        data.len() as u64,
+        "the origin sent it once"
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

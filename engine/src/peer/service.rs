@@ -93,6 +93,8 @@ pub struct PeerService {
     /// Tags of requests seen within the freshness window, with their send times.
     seen: Mutex<HashMap<[u8; 16], u64>>,
     names: RwLock<Option<Arc<dyn super::NameIndex>>>,
+    /// Contents this node is downloading from an origin (or about to), with how many fetches.
+    intents: Mutex<HashMap<LookupKey, u32>>,
 }
 
 /// How far a request's send time may be from our clock (seconds); older requests, and
@@ -128,6 +130,7 @@ impl PeerService {
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             seen: Mutex::default(),
             names: RwLock::default(),
+            intents: Mutex::default(),
         };
         for r in svc.store.list()? {
             svc.index(&r.id);
@@ -144,6 +147,40 @@ impl PeerService {
     /// Answers [`Request::Name`] from `names` from now on.
     pub fn set_names(&self, names: Arc<dyn super::NameIndex>) {
         *self.names.write().expect("names lock") = Some(names);
+    }
+
+    /// Says (to peers' [`Request::Intent`]) that this node is downloading `id` from an origin,
+    /// or about to, until [`PeerService::end_intent`].
+    pub fn begin_intent(&self, id: &ContentId) {
+        let k = ContentKeys::new(id).lookup;
+        *self
+            .intents
+            .lock()
+            .expect("intents lock")
+            .entry(k)
+            .or_insert(0) += 1;
+    }
+
+    /// Ends one [`PeerService::begin_intent`].
+    pub fn end_intent(&self, id: &ContentId) {
+        let k = ContentKeys::new(id).lookup;
+        let mut intents = self.intents.lock().expect("intents lock");
+        if let Some(n) = intents.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                intents.remove(&k);
+            }
+        }
+    }
+
+    fn intent(&self, lookup: &LookupKey) -> Reply {
+        Reply::Intent {
+            downloading: self
+                .intents
+                .lock()
+                .expect("intents lock")
+                .contains_key(lookup),
+        }
     }
 
     fn name(&self, key: &LookupKey) -> Reply {
@@ -250,6 +287,7 @@ impl PeerService {
             } => return self.blocks(from, env.from, lookup, seg, first, count),
             Request::Seed { sealed_id } => self.seed(&sealed_id),
             Request::Name { key } => self.name(&key),
+            Request::Intent { lookup } => self.intent(&lookup),
         };
         let bytes = wire::encode_reply(&self.keys, &env.mac, &reply);
         PeerResponse {

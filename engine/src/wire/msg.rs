@@ -76,6 +76,13 @@ pub enum Request {
         /// The record's lookup key.
         key: LookupKey,
     },
+    /// Whether the peer is downloading this content (known by its ticket only) from an origin,
+    /// or is about to: nodes that want the same content from an origin at once elect one of
+    /// themselves to download it, and the others wait for its content information.
+    Intent {
+        /// The content's lookup key.
+        lookup: LookupKey,
+    },
 }
 
 /// A request with its sender, when it was sent, and the tag that authenticated it.
@@ -150,6 +157,11 @@ pub enum Reply {
     Name {
         /// The sealed record.
         sealed: Vec<u8>,
+    },
+    /// Answer to [`Request::Intent`].
+    Intent {
+        /// The peer is downloading the content from an origin, or about to.
+        downloading: bool,
     },
 }
 
@@ -227,6 +239,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
         Request::Blocks { .. } => 4,
         Request::Seed { .. } => 5,
         Request::Name { .. } => 6,
+        Request::Intent { .. } => 7,
     };
     out.push(kind);
     out.extend_from_slice(&from.0);
@@ -260,6 +273,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
             out.extend_from_slice(sealed_id);
         }
         Request::Name { key } => out.extend_from_slice(&key.0),
+        Request::Intent { lookup } => out.extend_from_slice(&lookup.0),
     }
     seal_body(keys, &out, &[])
 }
@@ -328,6 +342,9 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
         6 => Request::Name {
             key: lookup(&mut r)?,
         },
+        7 => Request::Intent {
+            lookup: lookup(&mut r)?,
+        },
         k => return Err(unsupported(kind_at, "request kind", k.into()).into()),
     };
     r.finish()?;
@@ -385,6 +402,10 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
             out.push(7);
             put_u32(&mut out, sealed.len() as u32);
             out.extend_from_slice(sealed);
+        }
+        Reply::Intent { downloading } => {
+            out.push(8);
+            out.push(u8::from(*downloading));
         }
     }
     seal_body(keys, &out, request_mac).0
@@ -472,6 +493,16 @@ pub fn decode_reply(
                 sealed: r.bytes(len as usize, "sealed record")?.to_vec(),
             }
         }
+        8 => {
+            let at = r.pos();
+            Reply::Intent {
+                downloading: match r.u8("downloading flag")? {
+                    0 => false,
+                    1 => true,
+                    v => return Err(unsupported(at, "downloading flag", v.into()).into()),
+                },
+            }
+        }
         k => return Err(unsupported(kind_at, "reply kind", k.into()).into()),
     };
     r.finish()?;
@@ -511,6 +542,9 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..100)
                 .prop_map(|sealed_id| Request::Seed { sealed_id }),
             any::<[u8; 32]>().prop_map(|k| Request::Name { key: LookupKey(k) }),
+            any::<[u8; 32]>().prop_map(|k| Request::Intent {
+                lookup: LookupKey(k)
+            }),
         ]
     }
 
@@ -549,6 +583,7 @@ mod tests {
             Just(Reply::Refused),
             proptest::collection::vec(any::<u8>(), 0..200)
                 .prop_map(|sealed| Reply::Name { sealed }),
+            any::<bool>().prop_map(|downloading| Reply::Intent { downloading }),
         ]
     }
 
