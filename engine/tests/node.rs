@@ -225,6 +225,17 @@ async fn origin(data: Arc<Vec<u8>>) -> (SocketAddr, Arc<std::sync::atomic::Atomi
     (addr, sent)
 }
 
+/// Content information as the TCP nodes' group hashes it.
+fn tcp_info(data: &[u8]) -> ContentInfo {
+    pdist_engine::content::hash_reader(
+        data,
+        &ServerSecret::new(b"tcp".to_vec()),
+        &HashOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
 async fn tcp_node(dir: &Path, peers: Vec<SocketAddr>) -> Node {
     let mut c = cfg(
         b"tcp",
@@ -252,13 +263,7 @@ async fn over_tcp_with_an_origin_for_what_no_peer_has() {
         ..FetchOptions::default()
     };
     // Nobody has it: the first node bootstraps from the origin, checked against the ticket.
-    let info = pdist_engine::content::hash_reader(
-        &data[..],
-        &ServerSecret::new(b"tcp".to_vec()),
-        &HashOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let info = tcp_info(&data);
     let first = tcp_node(dir.path(), vec![]).await;
     let (_, r) = first
         .fetch(info.id(), opts(), no_events(), CancellationToken::new())
@@ -340,13 +345,7 @@ async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
     let data = fixtures::content(4, (32 << 20) + 5_000);
     let (addr, sent) = origin(Arc::new(data.clone())).await;
     let url = format!("http://{addr}/x.bin");
-    let info = pdist_engine::content::hash_reader(
-        &data[..],
-        &ServerSecret::new(b"tcp".to_vec()),
-        &HashOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let info = tcp_info(&data);
     // Addresses known up front, so that every node lists every other.
     let addrs: Vec<SocketAddr> = (0..4)
         .map(|_| {
