@@ -282,3 +282,116 @@ fn two_gateways_share_over_the_lan() {
     assert!(sent_by_a >= data.len() as u64, "A served it: {sent_by_a}");
     assert_eq!(b.status()["gateway"]["bytes_peers"], data.len() as u64);
 }
+
+/// The swarm lab's scenario (a), small: four hosts fetch the same 32 MiB at once with
+/// `pdist fetch --origin`, the origin behind a 200 Mbit/s uplink. Every host gets the right
+/// bytes and the origin sends the file once (one host downloads it; the others take it from
+/// the LAN).
+#[test]
+fn four_hosts_fetch_at_once_and_the_origin_sends_the_file_once() {
+    if !fixtures::netns::available() || !fixtures::nginx::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with nginx installed"
+        );
+        eprintln!("SKIPPED: multi-host tests need root, iproute2 and nginx (CI has them)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = fixtures::netns::Bridge::new('f', 5, "10.73.0").unwrap();
+    lab.shape_from(1, "200mbit").unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = fixtures::content(24, 32 << 20);
+    std::fs::write(www.join("big.bin"), &data).unwrap();
+    let ns1 = lab.ns(1);
+    let origin = fixtures::nginx::Nginx::start(
+        &["ip", "netns", "exec", &ns1],
+        &dir.path().join("nginx"),
+        1,
+        "10.73.0.1:80",
+        "",
+        &format!("root {};", www.display()),
+    )
+    .unwrap();
+    let hashed = json(
+        &dir.path().join("hash"),
+        &[
+            "--secret",
+            GROUP,
+            "hash",
+            "--json",
+            www.join("big.bin").to_str().unwrap(),
+        ],
+    );
+    let ticket = hashed["ticket"].as_str().unwrap().to_string();
+    let nodes: Vec<NodeProc> = (2..=5)
+        .map(|i| {
+            let (ns, v, name) = (lab.ns(i), lab.veth(i), format!("host{i}"));
+            let args = [
+                "--secret",
+                GROUP,
+                "--listen",
+                "0.0.0.0:7461",
+                "--interface",
+                &v,
+                "--name",
+                &name,
+            ];
+            NodeProc::start(
+                &["ip", "netns", "exec", &ns],
+                &dir.path().join(format!("n{i}")),
+                &args,
+            )
+        })
+        .collect();
+    for n in &nodes {
+        poll(Duration::from_secs(20), "mDNS discovery", || {
+            (group_alive(n) == 3).then_some(())
+        });
+    }
+    let fetches: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let out = dir.path().join(format!("out{k}.bin"));
+            let child = cmd(&n.data)
+                .args([
+                    "fetch",
+                    &ticket,
+                    "--origin",
+                    "http://10.73.0.1/big.bin",
+                    "-o",
+                ])
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    for (child, out) in fetches {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            std::fs::read(&out).unwrap() == data,
+            "{} has the bytes",
+            out.display()
+        );
+    }
+    let sent = origin.bytes_sent("/big.bin");
+    assert!(
+        sent as f64 <= 1.05 * data.len() as f64,
+        "the origin sent {sent} bytes for a file of {}",
+        data.len()
+    );
+    let served: u64 = nodes
+        .iter()
+        .map(|n| n.status()["bytes_served"].as_u64().unwrap())
+        .sum();
+    assert!(
+        served >= 3 * data.len() as u64,
+        "the LAN carried the rest: {served}"
+    );
+}
