@@ -140,6 +140,12 @@ pub fn clean_up_on_interrupt(lab: &Lab) -> io::Result<()> {
                 }
                 let _ = fs::remove_dir_all(&dir);
             }
+            // Threads of the program may still write a file or two into a scratch folder while
+            // their processes die: remove the folders once more after a moment.
+            std::thread::sleep(Duration::from_millis(200));
+            for (_, dir) in LIVE.lock().map(|l| l.clone()).unwrap_or_default() {
+                let _ = fs::remove_dir_all(&dir);
+            }
             std::process::exit(130);
         })
         .map_err(io::Error::other);

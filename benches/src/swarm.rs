@@ -318,8 +318,7 @@ impl Swarm {
                 }));
             }
             if scenario == Scenario::KilledPeer {
-                std::thread::sleep(kill_after);
-                me.lab.kill_first_on(2);
+                me.kill_a_server(t0, kill_after);
             }
             handles
                 .into_iter()
@@ -339,6 +338,26 @@ impl Swarm {
             wan_one_s: self.wan_one_s,
             hosts: results,
         })
+    }
+
+    /// Kills (SIGKILL) the node that is serving peers the most, once it has served a tenth of
+    /// the file, or at `limit` whichever node has served most.
+    fn kill_a_server(&self, t0: Instant, limit: Duration) {
+        loop {
+            let served: Vec<(u64, usize)> = (2..=self.hosts + 1)
+                .map(|h| (self.status(h)["bytes_served"].as_u64().unwrap_or(0), h))
+                .collect();
+            let (most, host) = served.into_iter().max().unwrap_or((0, 2));
+            if most >= self.size / 10 || t0.elapsed() >= limit {
+                eprintln!(
+                    "  killing host {host}'s node after {:.2} s ({most} bytes served)",
+                    t0.elapsed().as_secs_f64()
+                );
+                self.lab.kill_first_on(host);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// One host's download in `scenario`.

@@ -320,6 +320,12 @@ impl Sched {
         None
     }
 
+    /// `who` was too busy to take unit `u` (a peer serving its limit of streams): the unit goes
+    /// back to the pool, and nothing counts against the peer.
+    pub fn busy(&mut self, u: usize, who: Who) {
+        self.release(u, who);
+    }
+
     /// Failures of the origin in a row.
     pub fn origin_failures(&self) -> u32 {
         self.origin_failures
@@ -444,6 +450,23 @@ mod tests {
         assert!(s.done(0, Who::Origin));
         assert!(s.finished());
         assert_eq!(s.next_for_origin(t), Next::Exit);
+    }
+
+    #[test]
+    fn a_busy_peer_is_never_dropped_and_keeps_its_units() {
+        let l = Layout::new(16 * 65_536).unwrap();
+        let mut s = Sched::new(&l, &empty(&l), 16, 2, true);
+        let t = Instant::now();
+        let a = s.add_peer(full(&l));
+        for _ in 0..5 {
+            assert_eq!(s.next_for_peer(a, t), Next::Fetch(0));
+            s.busy(0, Who::Peer(a));
+        }
+        // Still held by a: not the origin's.
+        assert_eq!(s.next_for_origin(t), Next::Wait);
+        assert_eq!(s.next_for_peer(a, t), Next::Fetch(0));
+        assert!(s.done(0, Who::Peer(a)));
+        assert!(s.finished());
     }
 
     #[test]

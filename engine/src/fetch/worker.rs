@@ -87,6 +87,8 @@ enum Miss {
     Transport(String),
     /// The peer no longer has the blocks.
     Gone,
+    /// The peer is serving as many streams as it will (HTTP 503): try again a little later.
+    Busy,
     /// The peer sent bytes that do not verify: dropped at once.
     Bad(String),
     /// Someone else delivered it first.
@@ -414,6 +416,9 @@ impl Ctx {
     }
 }
 
+/// How long a worker waits after its peer said it was busy.
+const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
     let mut rx = ctx.generation.subscribe();
     loop {
@@ -447,6 +452,15 @@ async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
             Err(Miss::Gone) => {
                 ctx.lock().failed(u, who, false);
             }
+            Err(Miss::Busy) => {
+                ctx.lock().busy(u, who);
+                ctx.changed();
+                tokio::select! {
+                    _ = tokio::time::sleep(BUSY_BACKOFF) => {}
+                    _ = ctx.cancel.cancelled() => return,
+                }
+                continue;
+            }
             Err(Miss::Transport(e)) => {
                 tracing::debug!("peer {}: {e}", ctx.peers[p].addr);
                 let dropped = ctx.lock().failed(u, who, true);
@@ -479,6 +493,7 @@ async fn fetch_from_peer(ctx: &Ctx, p: usize, u: usize, unit: Unit) -> Result<u6
     let t = ctx.opts.chunk_timeout;
     let resp = match tokio::time::timeout(t, ctx.f.transport.call(addr, bytes)).await {
         Ok(Ok(r)) => r,
+        Ok(Err(crate::peer::TransportError::Status { status: 503, .. })) => return Err(Miss::Busy),
         Ok(Err(e)) => return Err(Miss::Transport(e.to_string())),
         Err(_) => return Err(Miss::Transport("no answer in time".into())),
     };

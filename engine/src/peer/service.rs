@@ -104,7 +104,7 @@ pub const FRESHNESS_SECS: u64 = 300;
 const MAX_SEEN: usize = 1 << 16;
 
 /// Most block streams served at once; more get 503 and go to other peers.
-const MAX_STREAMS: usize = 64;
+const MAX_STREAMS: usize = 128;
 /// Blocks read from the store at once when serving a segment's blocks.
 const SERVE_RUN: u32 = 16;
 
