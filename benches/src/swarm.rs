@@ -191,6 +191,7 @@ impl Swarm {
         let t = Instant::now();
         s.curl(2, None)?;
         s.wan_one_s = t.elapsed().as_secs_f64();
+        let _ = fs::remove_file(s.out(2));
         Ok(s)
     }
 
@@ -222,7 +223,7 @@ impl Swarm {
     fn check(&self, host: usize, ok: bool, stderr: &[u8]) -> io::Result<()> {
         let len = fs::metadata(self.out(host)).map(|m| m.len()).unwrap_or(0);
         if ok && len == self.size {
-            let _ = fs::remove_file(self.out(host));
+            // The file stays until the run ends: a node serves what it fetched from it.
             Ok(())
         } else {
             Err(io::Error::other(format!(
@@ -331,6 +332,9 @@ impl Swarm {
         }
         let origin_bytes = self.origin.bytes_sent(PATH) - sent_before;
         self.lab.stop_all();
+        for h in 2..=self.hosts + 1 {
+            let _ = fs::remove_file(self.out(h));
+        }
         Ok(RunResult {
             scenario,
             size: self.size,
