@@ -27,7 +27,7 @@ use crate::fetch::{
 use crate::peer::mem::MemNetwork;
 use crate::peer::{PeerAddr, PeerService, ServeOptions, Transport};
 use crate::store::{ContentRecord, Origin, SegmentStore, StoreError, Usage};
-use crate::wire::{GroupKeys, NodeId, Reply, Request};
+use crate::wire::{GroupKeys, Intent, NodeId, Reply, Request};
 
 pub use peers::{PeerTable, PeerView};
 
@@ -539,6 +539,7 @@ impl Node {
         let mine = rank(&self.inner.id.0);
         if self.inner.peers.fetch_peers().is_empty() {
             // Alone: nobody to wait for.
+            self.inner.service.downloading(&id);
             return Ok(Elected::Me(guard));
         }
         let mut wait = ELECTION_WAIT;
@@ -569,16 +570,23 @@ impl Node {
                     let who = p
                         .node
                         .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
-                    matches!(r, Ok(Reply::Intent { downloading: true })).then_some(who)
+                    match r {
+                        Ok(Reply::Intent(i)) => Some((i, who)),
+                        _ => None,
+                    }
                 });
             }
-            let mut lowest = mine;
+            let (mut lowest, mut someone_downloads) = (mine, false);
             while let Some(r) = asks.join_next().await {
-                if let Ok(Some(who)) = r {
-                    lowest = lowest.min(rank(&who));
+                match r {
+                    Ok(Some((Intent::Downloading, _))) => someone_downloads = true,
+                    Ok(Some((Intent::Wants, who))) => lowest = lowest.min(rank(&who)),
+                    _ => {}
                 }
             }
-            if lowest == mine {
+            // A node downloading already is never overtaken by a later arrival.
+            if !someone_downloads && lowest == mine {
+                self.inner.service.downloading(&id);
                 return Ok(Elected::Me(guard));
             }
         }

@@ -71,6 +71,8 @@ pub struct Sched {
     max_failures: u32,
     origin: bool,
     origin_failures: u32,
+    /// Holdings are asked again during the fetch.
+    refreshing: bool,
 }
 
 impl Sched {
@@ -113,6 +115,7 @@ impl Sched {
             max_failures,
             origin,
             origin_failures: 0,
+            refreshing: false,
         }
     }
 
@@ -130,6 +133,25 @@ impl Sched {
             }
         }
         p
+    }
+
+    /// Peer `p` holds `have` now (asked again while the fetch runs: peers that are fetching
+    /// the same content hold more and more of it). A peer that held nothing keeps its workers
+    /// waiting for this rather than exiting.
+    pub fn update_peer(&mut self, p: usize, have: Vec<BlockSet>) {
+        self.refreshing = true;
+        self.peers[p].have = have;
+        for u in 0..self.units.len() {
+            self.holders[u] = (0..self.peers.len())
+                .filter(|&q| self.live_holds(q, u))
+                .count() as u32;
+        }
+    }
+
+    /// Holdings are asked again while the fetch runs ([`Sched::update_peer`]): workers of
+    /// peers that hold nothing left wait instead of exiting.
+    pub fn set_refreshing(&mut self) {
+        self.refreshing = true;
     }
 
     /// After every peer is added: splits units that no single peer holds whole, but several
@@ -262,7 +284,11 @@ impl Sched {
         }
         let any_left =
             (0..self.units.len()).any(|u| self.states[u] != State::Done && self.holds(p, u));
-        if any_left { Next::Wait } else { Next::Exit }
+        if any_left || (self.refreshing && !self.finished()) {
+            Next::Wait
+        } else {
+            Next::Exit
+        }
     }
 
     /// Next work for the origin: pending units no live peer holds.
@@ -467,6 +493,25 @@ mod tests {
         assert_eq!(s.next_for_peer(a, t), Next::Fetch(0));
         assert!(s.done(0, Who::Peer(a)));
         assert!(s.finished());
+    }
+
+    #[test]
+    fn holdings_asked_again_bring_new_work_and_keep_empty_peers_waiting() {
+        let l = Layout::new(2 * 16 * 65_536).unwrap();
+        let mut s = Sched::new(&l, &empty(&l), 16, 2, true);
+        let t = Instant::now();
+        let a = s.add_peer(empty(&l));
+        s.set_refreshing();
+        // a holds nothing yet: it waits (it would exit without refreshing); the origin works.
+        assert_eq!(s.next_for_peer(a, t), Next::Wait);
+        assert_eq!(s.next_for_origin(t), Next::Fetch(0));
+        // a now holds everything: unit 1 is a's (rarest first), not the origin's.
+        s.update_peer(a, full(&l));
+        assert_eq!(s.next_for_origin(t), Next::Wait);
+        assert_eq!(s.next_for_peer(a, t), Next::Fetch(1));
+        assert!(s.done(1, Who::Peer(a)));
+        assert!(s.done(0, Who::Origin));
+        assert_eq!(s.next_for_peer(a, t), Next::Exit);
     }
 
     #[test]

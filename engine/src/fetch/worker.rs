@@ -269,6 +269,12 @@ pub(super) async fn run(
             workers.spawn(origin_worker(Arc::clone(&ctx)));
         }
     }
+    // With an origin, every unit can always be fetched, so waiting for holdings to change
+    // cannot hang (without one, a fetch that runs out of holders fails instead).
+    if opts.origin.is_some() && !peers.is_empty() {
+        ctx.lock().set_refreshing();
+        workers.spawn(refresh_holdings(Arc::clone(&ctx)));
+    }
     while workers.join_next().await.is_some() {}
     if let Some(e) = ctx.fatal.lock().expect("fatal lock").take() {
         return Err(e);
@@ -413,6 +419,47 @@ impl Ctx {
                 Next::Wait | Next::Exit => return None,
             }
         }
+    }
+}
+
+/// How often peers are asked again what they hold during a fetch.
+const HAVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks every peer still in the fetch what it holds, every [`HAVE_REFRESH`], until the fetch
+/// ends: peers fetching the same content hold more of it as they go, and units they hold are
+/// then taken from them (not the origin), rarest first, so a swarm shares its work.
+async fn refresh_holdings(ctx: Arc<Ctx>) {
+    let layout = *ctx.info.layout();
+    let mut rx = ctx.generation.subscribe();
+    let mut next = tokio::time::Instant::now() + HAVE_REFRESH;
+    loop {
+        // Woken by every change too, so that it ends as soon as the fetch does.
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            r = rx.changed() => {
+                if r.is_err() || ctx.lock().finished() {
+                    return;
+                }
+                continue;
+            }
+            _ = ctx.cancel.cancelled() => return,
+        }
+        next = tokio::time::Instant::now() + HAVE_REFRESH;
+        if ctx.lock().finished() {
+            return;
+        }
+        let mut asks = JoinSet::new();
+        for (i, p) in ctx.peers.iter().enumerate() {
+            let f = ctx.f.clone();
+            let (addr, lookup, timeout) = (p.addr, ctx.lookup, ctx.opts.chunk_timeout);
+            asks.spawn(async move { (i, have_map(&f, addr, lookup, &layout, timeout).await) });
+        }
+        while let Some(r) = asks.join_next().await {
+            if let Ok((i, Ok(have))) = r {
+                ctx.lock().update_peer(i, have);
+            }
+        }
+        ctx.changed();
     }
 }
 

@@ -93,8 +93,9 @@ pub struct PeerService {
     /// Tags of requests seen within the freshness window, with their send times.
     seen: Mutex<HashMap<[u8; 16], u64>>,
     names: RwLock<Option<Arc<dyn super::NameIndex>>>,
-    /// Contents this node is downloading from an origin (or about to), with how many fetches.
-    intents: Mutex<HashMap<LookupKey, u32>>,
+    /// Contents this node wants from an origin, with how many fetches want each and whether
+    /// one of them is downloading it.
+    intents: Mutex<HashMap<LookupKey, (u32, bool)>>,
 }
 
 /// How far a request's send time may be from our clock (seconds); older requests, and
@@ -149,38 +150,46 @@ impl PeerService {
         *self.names.write().expect("names lock") = Some(names);
     }
 
-    /// Says (to peers' [`Request::Intent`]) that this node is downloading `id` from an origin,
-    /// or about to, until [`PeerService::end_intent`].
+    /// Says (to peers' [`Request::Intent`]) that this node wants `id` from an origin, until
+    /// [`PeerService::end_intent`].
     pub fn begin_intent(&self, id: &ContentId) {
         let k = ContentKeys::new(id).lookup;
-        *self
-            .intents
+        self.intents
             .lock()
             .expect("intents lock")
             .entry(k)
-            .or_insert(0) += 1;
+            .or_insert((0, false))
+            .0 += 1;
+    }
+
+    /// Says that this node is downloading `id` from the origin (it was elected).
+    pub fn downloading(&self, id: &ContentId) {
+        let k = ContentKeys::new(id).lookup;
+        if let Some(e) = self.intents.lock().expect("intents lock").get_mut(&k) {
+            e.1 = true;
+        }
     }
 
     /// Ends one [`PeerService::begin_intent`].
     pub fn end_intent(&self, id: &ContentId) {
         let k = ContentKeys::new(id).lookup;
         let mut intents = self.intents.lock().expect("intents lock");
-        if let Some(n) = intents.get_mut(&k) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(e) = intents.get_mut(&k) {
+            e.0 -= 1;
+            if e.0 == 0 {
                 intents.remove(&k);
             }
         }
     }
 
     fn intent(&self, lookup: &LookupKey) -> Reply {
-        Reply::Intent {
-            downloading: self
-                .intents
-                .lock()
-                .expect("intents lock")
-                .contains_key(lookup),
-        }
+        Reply::Intent(
+            match self.intents.lock().expect("intents lock").get(lookup) {
+                None => wire::Intent::None,
+                Some((_, false)) => wire::Intent::Wants,
+                Some((_, true)) => wire::Intent::Downloading,
+            },
+        )
     }
 
     fn name(&self, key: &LookupKey) -> Reply {

@@ -159,10 +159,18 @@ pub enum Reply {
         sealed: Vec<u8>,
     },
     /// Answer to [`Request::Intent`].
-    Intent {
-        /// The peer is downloading the content from an origin, or about to.
-        downloading: bool,
-    },
+    Intent(Intent),
+}
+
+/// What a node says of content it may download from an origin ([`Request::Intent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Nothing.
+    None,
+    /// It wants the content and nobody has it: it is taking part in the election.
+    Wants,
+    /// It is downloading the content from the origin (it was elected).
+    Downloading,
 }
 
 /// Largest record a [`Request::Name`] answer carries.
@@ -403,9 +411,13 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
             put_u32(&mut out, sealed.len() as u32);
             out.extend_from_slice(sealed);
         }
-        Reply::Intent { downloading } => {
+        Reply::Intent(i) => {
             out.push(8);
-            out.push(u8::from(*downloading));
+            out.push(match i {
+                Intent::None => 0,
+                Intent::Wants => 1,
+                Intent::Downloading => 2,
+            });
         }
     }
     seal_body(keys, &out, request_mac).0
@@ -495,13 +507,12 @@ pub fn decode_reply(
         }
         8 => {
             let at = r.pos();
-            Reply::Intent {
-                downloading: match r.u8("downloading flag")? {
-                    0 => false,
-                    1 => true,
-                    v => return Err(unsupported(at, "downloading flag", v.into()).into()),
-                },
-            }
+            Reply::Intent(match r.u8("intent")? {
+                0 => Intent::None,
+                1 => Intent::Wants,
+                2 => Intent::Downloading,
+                v => return Err(unsupported(at, "intent", v.into()).into()),
+            })
         }
         k => return Err(unsupported(kind_at, "reply kind", k.into()).into()),
     };
@@ -583,7 +594,12 @@ mod tests {
             Just(Reply::Refused),
             proptest::collection::vec(any::<u8>(), 0..200)
                 .prop_map(|sealed| Reply::Name { sealed }),
-            any::<bool>().prop_map(|downloading| Reply::Intent { downloading }),
+            prop_oneof![
+                Just(Intent::None),
+                Just(Intent::Wants),
+                Just(Intent::Downloading)
+            ]
+            .prop_map(Reply::Intent),
         ]
     }
 
