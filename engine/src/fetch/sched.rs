@@ -73,6 +73,8 @@ pub struct Sched {
     origin_failures: u32,
     /// Holdings are asked again during the fetch.
     refreshing: bool,
+    /// The unit the origin's work starts from.
+    origin_start: usize,
 }
 
 impl Sched {
@@ -116,7 +118,14 @@ impl Sched {
             origin,
             origin_failures: 0,
             refreshing: false,
+            origin_start: 0,
         }
+    }
+
+    /// Where the origin's work starts (a number this node draws, e.g. from its ID), so that
+    /// nodes fetching the same content take different units from the origin.
+    pub fn set_origin_start(&mut self, start: usize) {
+        self.origin_start = start;
     }
 
     /// Adds a peer with what it holds (one set per segment); returns its index.
@@ -296,7 +305,11 @@ impl Sched {
         if !self.origin {
             return Next::Exit;
         }
-        let pick = (0..self.units.len()).find(|&u| {
+        // From this node's own starting point: nodes fetching the same content at once take
+        // different units from the origin, and then from each other.
+        let n = self.units.len();
+        let start = self.origin_start % n.max(1);
+        let pick = (start..n).chain(0..start).find(|&u| {
             self.states[u] == State::Pending
                 && !(0..self.peers.len()).any(|p| self.live_holds(p, u))
         });

@@ -253,6 +253,15 @@ pub(super) async fn run(
             info,
         }),
     });
+    // With an origin, every unit can always be fetched, so waiting for holdings to change
+    // cannot hang (without one, a fetch that runs out of holders fails instead).
+    let refresh = opts.origin.is_some() && !peers.is_empty();
+    if refresh {
+        let start = u64::from_le_bytes(f.me.0[..8].try_into().expect("8 bytes"));
+        let mut sched = ctx.lock();
+        sched.set_refreshing();
+        sched.set_origin_start(start as usize);
+    }
     let mut workers = JoinSet::new();
     for (p, peer) in peers.iter().enumerate() {
         let depth = if peer.cache {
@@ -269,10 +278,7 @@ pub(super) async fn run(
             workers.spawn(origin_worker(Arc::clone(&ctx)));
         }
     }
-    // With an origin, every unit can always be fetched, so waiting for holdings to change
-    // cannot hang (without one, a fetch that runs out of holders fails instead).
-    if opts.origin.is_some() && !peers.is_empty() {
-        ctx.lock().set_refreshing();
+    if refresh {
         workers.spawn(refresh_holdings(Arc::clone(&ctx)));
     }
     while workers.join_next().await.is_some() {}
