@@ -195,31 +195,12 @@ fn hosts_on_a_bridge() {
 /// transfer and one conditional request (the second gateway confirming the validator).
 #[test]
 fn two_gateways_share_over_the_lan() {
-    if !fixtures::netns::available() || !fixtures::nginx::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root with nginx installed"
-        );
-        eprintln!("SKIPPED: multi-host tests need root, iproute2 and nginx (CI has them)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let lab = fixtures::netns::Bridge::new('g', 3, "10.77.0").unwrap();
-    lab.shape_from(1, "50mbit").unwrap();
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
     let data = fixtures::content(23, 6 << 20);
-    std::fs::write(www.join("update.bin"), &data).unwrap();
-    let ns1 = lab.ns(1);
-    let origin = fixtures::nginx::Nginx::start(
-        &["ip", "netns", "exec", &ns1],
-        &dir.path().join("nginx"),
-        1,
-        "10.77.0.1:80",
-        "",
-        &format!("root {}; expires 1h;", www.display()),
-    )
-    .unwrap();
+    let Some((lab, origin)) = office(dir.path(), 'g', 3, "10.77.0", "50mbit", "update.bin", &data)
+    else {
+        return;
+    };
     let gateway = |i: usize| {
         let (ns, v, name) = (lab.ns(i), lab.veth(i), format!("gw{i}"));
         let args = [
@@ -289,31 +270,13 @@ fn two_gateways_share_over_the_lan() {
 /// the LAN).
 #[test]
 fn four_hosts_fetch_at_once_and_the_origin_sends_the_file_once() {
-    if !fixtures::netns::available() || !fixtures::nginx::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root with nginx installed"
-        );
-        eprintln!("SKIPPED: multi-host tests need root, iproute2 and nginx (CI has them)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let lab = fixtures::netns::Bridge::new('f', 5, "10.73.0").unwrap();
-    lab.shape_from(1, "200mbit").unwrap();
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
     let data = fixtures::content(24, 32 << 20);
-    std::fs::write(www.join("big.bin"), &data).unwrap();
-    let ns1 = lab.ns(1);
-    let origin = fixtures::nginx::Nginx::start(
-        &["ip", "netns", "exec", &ns1],
-        &dir.path().join("nginx"),
-        1,
-        "10.73.0.1:80",
-        "",
-        &format!("root {};", www.display()),
-    )
-    .unwrap();
+    let Some((lab, origin)) = office(dir.path(), 'f', 5, "10.73.0", "200mbit", "big.bin", &data)
+    else {
+        return;
+    };
+    let www = dir.path().join("www");
     let hashed = json(
         &dir.path().join("hash"),
         &[
@@ -394,4 +357,42 @@ fn four_hosts_fetch_at_once_and_the_origin_sends_the_file_once() {
         served >= 3 * data.len() as u64,
         "the LAN carried the rest: {served}"
     );
+}
+
+/// `hosts` hosts on a bridge (`kind`, `subnet`), host 1 the origin: nginx serving `data` as
+/// `/{file}` (cacheable for an hour) behind an uplink of `uplink`. `None`, after saying so,
+/// where namespaces or nginx are not available (CI has both: there it fails instead).
+fn office(
+    dir: &Path,
+    kind: char,
+    hosts: usize,
+    subnet: &str,
+    uplink: &str,
+    file: &str,
+    data: &[u8],
+) -> Option<(fixtures::netns::Bridge, fixtures::nginx::Nginx)> {
+    if !fixtures::netns::available() || !fixtures::nginx::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with nginx installed"
+        );
+        eprintln!("SKIPPED: multi-host tests need root, iproute2 and nginx (CI has them)");
+        return None;
+    }
+    let lab = fixtures::netns::Bridge::new(kind, hosts, subnet).unwrap();
+    lab.shape_from(1, uplink).unwrap();
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join(file), data).unwrap();
+    let ns1 = lab.ns(1);
+    let origin = fixtures::nginx::Nginx::start(
+        &["ip", "netns", "exec", &ns1],
+        &dir.join("nginx"),
+        1,
+        &format!("{subnet}.1:80"),
+        "",
+        &format!("root {}; expires 1h;", www.display()),
+    )
+    .unwrap();
+    Some((lab, origin))
 }

@@ -149,11 +149,17 @@ impl Sched {
     /// waiting for this rather than exiting.
     pub fn update_peer(&mut self, p: usize, have: Vec<BlockSet>) {
         self.refreshing = true;
+        let before: Vec<bool> = (0..self.units.len())
+            .map(|u| self.live_holds(p, u))
+            .collect();
         self.peers[p].have = have;
-        for u in 0..self.units.len() {
-            self.holders[u] = (0..self.peers.len())
-                .filter(|&q| self.live_holds(q, u))
-                .count() as u32;
+        // Only this peer's part of each unit's count changes.
+        for (u, had) in before.into_iter().enumerate() {
+            match (had, self.live_holds(p, u)) {
+                (false, true) => self.holders[u] += 1,
+                (true, false) => self.holders[u] -= 1,
+                _ => {}
+            }
         }
     }
 
