@@ -6,6 +6,7 @@
 
 pub mod control;
 mod peers;
+mod whole;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,15 +20,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::content::{ContentId, ContentInfo, HashOptions, ServerSecret, hash_file};
+use crate::content::{ContentId, ContentInfo, HashOptions, ServerSecret};
 use crate::discovery::{Advert, Discovery, DiscoveryError};
-use crate::fetch::{
-    Events, FetchError, FetchEvent, FetchOptions, FetchReport, Fetcher, OriginError, Source,
-};
+use crate::fetch::{Events, FetchError, FetchOptions, FetchReport, Fetcher};
 use crate::peer::mem::MemNetwork;
 use crate::peer::{PeerAddr, PeerService, ServeOptions, Transport};
-use crate::store::{ContentRecord, Origin, SegmentStore, StoreError, Usage};
-use crate::wire::{GroupKeys, Intent, NodeId, Reply, Request};
+use crate::store::{ContentRecord, SegmentStore, StoreError, Usage};
+use crate::wire::{GroupKeys, NodeId, Reply, Request};
 
 pub use peers::{PeerTable, PeerView};
 
@@ -90,36 +89,6 @@ pub enum NodeError {
     /// Discovery failed.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
-}
-
-/// How long a node that wants content nobody has waits for others that want it too before
-/// the election ([`Node::elect`]).
-const ELECTION_WAIT: Duration = Duration::from_millis(500);
-/// How often a node waiting for another's download checks again.
-const ELECTION_POLL: Duration = Duration::from_millis(250);
-
-/// Who downloads content nobody has.
-enum Elected {
-    /// This node (which says so to peers until the guard drops).
-    Me(IntentGuard),
-    /// Another did: its content information.
-    Other(Arc<ContentInfo>),
-}
-
-/// Says to peers that this node wants content from an origin, until dropped.
-struct IntentGuard(Arc<PeerService>, ContentId);
-
-impl IntentGuard {
-    fn new(svc: Arc<PeerService>, id: ContentId) -> Self {
-        svc.begin_intent(&id);
-        IntentGuard(svc, id)
-    }
-}
-
-impl Drop for IntentGuard {
-    fn drop(&mut self) {
-        self.0.end_intent(&self.1);
-    }
 }
 
 /// What `pdist status` shows.
@@ -465,48 +434,32 @@ impl Node {
         cancel: CancellationToken,
     ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
         let mut peers = self.inner.peers.fetch_peers();
-        let mut first = self
+        let mut info = self
             .inner
             .fetcher
             .content_info(&id, &peers, opts.chunk_timeout)
             .await;
-        let mut _intent = None;
-        if matches!(first, Err(FetchError::NoInfo { .. })) && opts.origin.is_some() {
-            // Nobody has it: one of the nodes that want it downloads it from the origin.
+        if matches!(info, Err(FetchError::NoInfo { .. })) && opts.origin.is_some() {
+            // Nobody has it: one of the nodes that want it downloads it from the origin, and
+            // the others take it from that download as it arrives.
             match self.elect(id, &opts, &cancel).await? {
-                Elected::Me(guard) => _intent = Some(guard),
-                Elected::Other(info) => {
-                    first = Ok(info);
-                    peers = self.inner.peers.fetch_peers();
+                whole @ (whole::Elected::Me(_) | whole::Elected::Follow(..)) => {
+                    if let Some(done) = self.whole(id, whole, &opts, &events, &cancel).await? {
+                        return Ok(done);
+                    }
+                    // The leader finished before this node caught up: take the rest as
+                    // content known by its information.
+                    info = self
+                        .inner
+                        .fetcher
+                        .content_info(&id, &self.inner.peers.fetch_peers(), opts.chunk_timeout)
+                        .await;
                 }
+                whole::Elected::Other(known) => info = Ok(known),
             }
+            peers = self.inner.peers.fetch_peers();
         }
-        let info = match first {
-            Ok(info) => info,
-            Err(FetchError::NoInfo { .. }) if opts.origin.is_some() => {
-                let origin = opts.origin.as_ref().expect("checked");
-                let report = self.bootstrap(id, origin, &events, &cancel).await?;
-                let info = self
-                    .inner
-                    .store
-                    .content_info(&id)?
-                    .ok_or(FetchError::NoInfo { id, asked: 0 })?;
-                if let Some(sink) = opts.sink.clone() {
-                    let store = Arc::clone(&self.inner.store);
-                    let info = Arc::clone(&info);
-                    tokio::task::spawn_blocking(move || {
-                        crate::fetch::fill_sink(store.as_ref(), &info, &sink, None)
-                    })
-                    .await
-                    .map_err(|e| {
-                        StoreError::io("writing the output", std::io::Error::other(e))
-                    })??;
-                }
-                self.announce(&id);
-                return Ok((info, report));
-            }
-            Err(e) => return Err(e),
-        };
+        let info = info?;
         self.announce(&id);
         let report = self
             .inner
@@ -514,143 +467,6 @@ impl Node {
             .fetch(Arc::clone(&info), &peers, &opts, events, cancel)
             .await?;
         Ok((info, report))
-    }
-
-    /// Elects, among the nodes that want `id` from an origin now (those whose peer service says
-    /// so to [`Request::Intent`]), the one that downloads it: the lowest rank, a hash of node ID
-    /// and content ID, so every node reaches the same answer. This node says it wants it, waits
-    /// [`ELECTION_WAIT`] for the others to say so too, then checks every [`ELECTION_POLL`]: if
-    /// a peer has the content information now, that is the answer; if this node ranks first
-    /// among those still wanting it, it downloads (a leader that stops or dies stops wanting
-    /// it, and the next one takes over). So nodes arriving at once or one after another make
-    /// the origin send the content once, and the others take it from the LAN.
-    async fn elect(
-        &self,
-        id: ContentId,
-        opts: &FetchOptions,
-        cancel: &CancellationToken,
-    ) -> Result<Elected, FetchError> {
-        let guard = IntentGuard::new(Arc::clone(&self.inner.service), id);
-        let rank = |node: &[u8]| {
-            let mut b = node.to_vec();
-            b.extend_from_slice(&id.as_hash().0);
-            crate::content::sha256(&b).0
-        };
-        let mine = rank(&self.inner.id.0);
-        if self.inner.peers.fetch_peers().is_empty() {
-            // Alone: nobody to wait for.
-            self.inner.service.downloading(&id);
-            return Ok(Elected::Me(guard));
-        }
-        let mut wait = ELECTION_WAIT;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-            }
-            wait = ELECTION_POLL;
-            let peers = self.inner.peers.fetch_peers();
-            if let Ok(info) = self
-                .inner
-                .fetcher
-                .content_info(&id, &peers, opts.chunk_timeout)
-                .await
-            {
-                return Ok(Elected::Other(info));
-            }
-            let mut asks = tokio::task::JoinSet::new();
-            for p in peers {
-                let node = self.clone();
-                asks.spawn(async move {
-                    let req = Request::Intent {
-                        lookup: crate::wire::ContentKeys::new(&id).lookup,
-                    };
-                    let timeout = node.inner.cfg.hello_timeout;
-                    let r = node.inner.fetcher.ask_peer(p.addr, &req, timeout).await;
-                    let who = p
-                        .node
-                        .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
-                    match r {
-                        Ok(Reply::Intent(i)) => Some((i, who)),
-                        _ => None,
-                    }
-                });
-            }
-            let (mut lowest, mut someone_downloads) = (mine, false);
-            while let Some(r) = asks.join_next().await {
-                match r {
-                    Ok(Some((Intent::Downloading, _))) => someone_downloads = true,
-                    Ok(Some((Intent::Wants, who))) => lowest = lowest.min(rank(&who)),
-                    _ => {}
-                }
-            }
-            // A node downloading already is never overtaken by a later arrival.
-            if !someone_downloads && lowest == mine {
-                self.inner.service.downloading(&id);
-                return Ok(Elected::Me(guard));
-            }
-        }
-    }
-
-    /// Downloads content nobody on the LAN has from the origin, hashes it and keeps it only if
-    /// it is the ticket's content.
-    async fn bootstrap(
-        &self,
-        id: ContentId,
-        origin: &crate::fetch::OriginClient,
-        events: &Events,
-        cancel: &CancellationToken,
-    ) -> Result<FetchReport, FetchError> {
-        let scratch = &self.inner.cfg.scratch;
-        std::fs::create_dir_all(scratch)
-            .map_err(|e| StoreError::io(format!("creating {}", scratch.display()), e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix("origin-")
-            .tempfile_in(scratch)
-            .map_err(|e| StoreError::io(format!("creating a file in {}", scratch.display()), e))?;
-        (events)(FetchEvent::Started {
-            len: 0,
-            present: 0,
-            peers: 0,
-        });
-        let ev = Arc::clone(events);
-        let progress = move |n| {
-            ev(FetchEvent::Progress {
-                source: Source::Origin,
-                bytes: n,
-            })
-        };
-        let n = tokio::select! {
-            r = origin.download(tmp.path(), &progress) => r?,
-            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-        };
-        let store = Arc::clone(&self.inner.store);
-        let secret = self.inner.cfg.secret.clone();
-        let path = tmp.path().to_path_buf();
-        let joined =
-            tokio::task::spawn_blocking(move || -> Result<(), FetchError> {
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
-                let info = hash_file(&file, &secret, &HashOptions::default(), &mut |_| {})
-                    .map_err(|e| OriginError::Changed {
-                        detail: e.to_string(),
-                    })?;
-                if info.id() != id {
-                    return Err(OriginError::Changed {
-                        detail: format!("it hashes to {}, not to the ticket", info.id().ticket()),
-                    }
-                    .into());
-                }
-                store.put_content(&info, &id.ticket().to_string(), Origin::Fetched)?;
-                crate::store::copy_file_blocks(store.as_ref(), &info, &file)?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| StoreError::io("hashing", std::io::Error::other(e)))?;
-        joined?;
-        let mut report = FetchReport::default();
-        report.by_source.insert(Source::Origin, n);
-        Ok(report)
     }
 
     /// After content was fetched into the file at `path`: the content is served from that file

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod mem;
 mod service;
+mod tail;
 
 use std::future::Future;
 use std::io;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use service::{PeerService, ServeOptions, ServiceStats};
+pub use tail::TailSource;
 
 /// Records other components file on a node for its peers to look up by key
 /// ([`crate::wire::Request::Name`]): the HTTP gateway files "this URL is that content" here. The

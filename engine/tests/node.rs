@@ -6,9 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pdist_engine::content::{ContentInfo, HashOptions, ServerSecret};
+use pdist_engine::content::{ContentId, ContentInfo, HashOptions, ServerSecret};
 use pdist_engine::discovery::{Discovery, MemBus};
-use pdist_engine::fetch::{Events, FetchError, FetchOptions, OriginClient, Source};
+use pdist_engine::fetch::{
+    Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginClient, Source,
+};
 use pdist_engine::node::{Listen, Node, NodeConfig};
 use pdist_engine::peer::Transport;
 use pdist_engine::peer::http::HttpTransport;
@@ -174,6 +176,16 @@ async fn groups_are_separate_and_caches_take_seeds() {
 
 /// A tiny HTTP origin that serves one body, with single ranges; counts bytes sent.
 async fn origin(data: Arc<Vec<u8>>) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    paced_origin(data, None).await
+}
+
+/// An HTTP origin serving `data` (whole or by range, including open-ended ranges), counting the
+/// body bytes it sent; with `pace`, bodies go out `chunk` bytes at a time with `gap` between,
+/// as over a slow WAN link.
+async fn paced_origin(
+    data: Arc<Vec<u8>>,
+    pace: Option<(usize, Duration)>,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -199,7 +211,8 @@ async fn origin(data: Arc<Vec<u8>>) -> (SocketAddr, Arc<std::sync::atomic::Atomi
                         .find_map(|l| l.strip_prefix("range: bytes="))
                         .map(|r| {
                             let (a, b) = r.trim().split_once('-').unwrap();
-                            (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
+                            let b = b.parse::<usize>().unwrap_or(data.len() - 1);
+                            (a.parse::<usize>().unwrap(), b)
                         });
                     let (head, body) = match range {
                         Some((a, b)) => (
@@ -215,9 +228,17 @@ async fn origin(data: Arc<Vec<u8>>) -> (SocketAddr, Arc<std::sync::atomic::Atomi
                             &data[..],
                         ),
                     };
-                    sock.write_all(head.as_bytes()).await.unwrap();
-                    sock.write_all(body).await.unwrap();
-                    sent.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let (chunk, gap) = pace.unwrap_or((body.len().max(1), Duration::ZERO));
+                    for part in body.chunks(chunk) {
+                        if sock.write_all(part).await.is_err() {
+                            return;
+                        }
+                        sent.fetch_add(part.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(gap).await;
+                    }
                 }
             });
         }
@@ -339,15 +360,9 @@ async fn over_tcp_with_an_origin_for_what_no_peer_has() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = fixtures::content(4, (32 << 20) + 5_000);
-    let (addr, sent) = origin(Arc::new(data.clone())).await;
-    let url = format!("http://{addr}/x.bin");
-    let info = tcp_info(&data);
-    // Addresses known up front, so that every node lists every other.
-    let addrs: Vec<SocketAddr> = (0..4)
+/// `n` TCP nodes of the "tcp" group, each listing every other (addresses known up front).
+async fn mesh(dir: &Path, n: usize) -> Vec<Node> {
+    let addrs: Vec<SocketAddr> = (0..n)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -357,7 +372,7 @@ async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
         .collect();
     let mut nodes: Vec<Node> = Vec::new();
     for a in &addrs {
-        let mut c = cfg(b"tcp", Listen::Tcp(*a), dir.path(), false);
+        let mut c = cfg(b"tcp", Listen::Tcp(*a), dir, false);
         c.static_peers = addrs.iter().filter(|p| *p != a).copied().collect();
         let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(Duration::from_secs(5)));
         nodes.push(
@@ -366,40 +381,91 @@ async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
                 .unwrap(),
         );
     }
-    for n in &nodes {
+    for node in &nodes {
         assert_eq!(
-            n.wait_for_peers(3, Duration::from_secs(10), Duration::ZERO)
+            node.wait_for_peers(n - 1, Duration::from_secs(10), Duration::ZERO)
                 .await,
-            3,
+            n - 1,
             "a full mesh"
         );
     }
-    let mut set = tokio::task::JoinSet::new();
+    nodes
+}
+
+/// Every node of `nodes` fetches `id` from `url` at once; with each fetch's bytes from the
+/// origin so far, and a token that stops it.
+struct AllAtOnce {
+    set: tokio::task::JoinSet<(usize, Result<FetchReport, FetchError>)>,
+    from_origin: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    cancels: Vec<CancellationToken>,
+}
+
+fn all_at_once(nodes: &[Node], id: ContentId, url: &str) -> AllAtOnce {
+    let mut all = AllAtOnce {
+        set: tokio::task::JoinSet::new(),
+        from_origin: Vec::new(),
+        cancels: Vec::new(),
+    };
     for (i, n) in nodes.iter().enumerate() {
-        let (n, id) = (n.clone(), info.id());
         let opts = FetchOptions {
-            origin: Some(OriginClient::new(&url, Duration::from_secs(5)).unwrap()),
+            origin: Some(OriginClient::new(url, Duration::from_secs(5)).unwrap()),
             ..FetchOptions::default()
         };
-        set.spawn(async move {
-            let r = n
-                .fetch(id, opts, no_events(), CancellationToken::new())
-                .await;
-            (i, r)
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = Arc::clone(&counted);
+        let events: Events = Arc::new(move |e| {
+            if let FetchEvent::Progress {
+                source: Source::Origin,
+                bytes,
+            } = e
+            {
+                c.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+            }
         });
+        let cancel = CancellationToken::new();
+        let (n, c) = (n.clone(), cancel.clone());
+        all.set.spawn(async move {
+            let r = n.fetch(id, opts, events, c).await;
+            (i, r.map(|(_, report)| report))
+        });
+        all.from_origin.push(counted);
+        all.cancels.push(cancel);
     }
-    let mut reports = Vec::new();
-    while let Some(r) = set.join_next().await {
-        reports.push(r.unwrap());
+    all
+}
+
+impl AllAtOnce {
+    async fn reports(mut self) -> Vec<Result<FetchReport, FetchError>> {
+        let mut reports = Vec::new();
+        while let Some(r) = self.set.join_next().await {
+            reports.push(r.unwrap());
+        }
+        reports.sort_by_key(|(i, _)| *i);
+        reports.into_iter().map(|(_, r)| r).collect()
     }
-    reports.sort_by_key(|(i, _)| *i);
-    let reports = reports.into_iter().map(|(_, r)| r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixtures::content(4, (32 << 20) + 5_000);
+    // A slow origin: the others take the content from the leader's download as it arrives.
+    let pace = Some((256 << 10, Duration::from_millis(4)));
+    let (addr, sent) = paced_origin(Arc::new(data.clone()), pace).await;
+    let info = tcp_info(&data);
+    let nodes = mesh(dir.path(), 4).await;
+    let reports = all_at_once(&nodes, info.id(), &format!("http://{addr}/x.bin"))
+        .reports()
+        .await;
     let mut leaders = 0;
     for (n, r) in nodes.iter().zip(reports) {
-        let (_, report) = r.unwrap();
+        let report = r.unwrap();
         assert_eq!(read_all(n, &info), data);
         if report.by_source.contains_key(&Source::Origin) {
             leaders += 1;
+        } else {
+            let from_peers: u64 = report.by_source.values().sum();
+            assert_eq!(from_peers, data.len() as u64, "{report:?}");
         }
     }
     assert_eq!(leaders, 1, "one node downloaded it");
@@ -407,6 +473,60 @@ async fn nodes_wanting_the_same_content_at_once_make_the_origin_send_it_once() {
         sent.load(std::sync::atomic::Ordering::Relaxed),
         data.len() as u64,
         "the origin sent it once"
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leader_stops_another_goes_on_from_the_origin_where_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixtures::content(5, (16 << 20) + 777);
+    let len = data.len() as u64;
+    let pace = Some((64 << 10, Duration::from_millis(5)));
+    let (addr, sent) = paced_origin(Arc::new(data.clone()), pace).await;
+    let info = tcp_info(&data);
+    let nodes = mesh(dir.path(), 4).await;
+    let all = all_at_once(&nodes, info.id(), &format!("http://{addr}/x.bin"));
+    // The leader is stopped once it has a quarter of the content.
+    let leader = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let at = all
+                .from_origin
+                .iter()
+                .position(|c| c.load(std::sync::atomic::Ordering::Relaxed) >= len / 4);
+            if let Some(i) = at {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a leader downloads");
+    all.cancels[leader].cancel();
+    let reports = all.reports().await;
+    let mut resumed = 0;
+    for (i, (n, r)) in nodes.iter().zip(reports).enumerate() {
+        if i == leader {
+            assert!(matches!(r, Err(FetchError::Cancelled)), "{r:?}");
+            continue;
+        }
+        let report = r.unwrap();
+        assert_eq!(read_all(n, &info), data);
+        if let Some(o) = report.by_source.get(&Source::Origin) {
+            assert!(
+                *o < len,
+                "went on where it stood, not from the start: {report:?}"
+            );
+            resumed += 1;
+        }
+    }
+    assert_eq!(resumed, 1, "one node took over");
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent <= len + len / 4,
+        "the origin sent {sent} bytes for {len}: a new leader goes on where it stands"
     );
     for n in nodes {
         n.shutdown().await;

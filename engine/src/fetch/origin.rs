@@ -1,9 +1,7 @@
 //! The HTTP origin a fetch may fall back to: range requests for blocks no peer holds, and the
-//! plain download that bootstraps content nobody on the LAN has yet.
+//! streamed download (from the start or from an offset) of content nobody on the LAN has yet.
 
-use std::io;
 use std::ops::Range;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +10,6 @@ use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::AsyncWriteExt;
 
 /// Why the origin failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +100,11 @@ impl OriginClient {
 
     async fn get(
         &self,
-        range: Option<&Range<u64>>,
+        range: Option<String>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, OriginError> {
         let mut req = hyper::Request::get(self.uri.clone()).header("user-agent", "pdist");
         if let Some(r) = range {
-            req = req.header("range", format!("bytes={}-{}", r.start, r.end - 1));
+            req = req.header("range", r);
         }
         let req = req
             .body(Empty::new())
@@ -120,7 +117,9 @@ impl OriginClient {
 
     /// The bytes `range` of the resource.
     pub async fn get_range(&self, range: Range<u64>) -> Result<Vec<u8>, OriginError> {
-        let resp = self.get(Some(&range)).await?;
+        let resp = self
+            .get(Some(format!("bytes={}-{}", range.start, range.end - 1)))
+            .await?;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {}
             StatusCode::OK => return Err(OriginError::NoRanges { url: self.url() }),
@@ -164,37 +163,79 @@ impl OriginClient {
         Ok(out)
     }
 
-    /// Downloads the whole resource into `file` (created), with `progress` called per chunk.
-    pub async fn download(
-        &self,
-        file: &Path,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<u64, OriginError> {
-        let resp = self.get(None).await?;
-        if resp.status() != StatusCode::OK {
-            return Err(OriginError::Status {
-                url: self.url(),
-                status: resp.status().as_u16(),
-            });
-        }
-        let mut out = tokio::fs::File::create(file)
-            .await
-            .map_err(|e: io::Error| self.io(format!("creating {}: {e}", file.display())))?;
-        let mut body = resp.into_body();
-        let mut total = 0u64;
-        while let Some(frame) = tokio::time::timeout(self.timeout, body.frame())
-            .await
-            .map_err(|_| self.io("stalled"))?
-        {
-            if let Ok(data) = frame.map_err(|e| self.io(e))?.into_data() {
-                out.write_all(&data)
-                    .await
-                    .map_err(|e| self.io(format!("writing {}: {e}", file.display())))?;
-                total += data.len() as u64;
-                progress(data.len() as u64);
+    /// The resource from byte `from` to its end, as a stream of chunks (from 0: a plain GET;
+    /// else a range request, which must be answered with that range).
+    pub async fn stream(&self, from: u64) -> Result<OriginStream, OriginError> {
+        let resp = self
+            .get((from > 0).then(|| format!("bytes={from}-")))
+            .await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let len = match resp.status() {
+            StatusCode::OK if from == 0 => header("content-length").and_then(|v| v.parse().ok()),
+            StatusCode::OK => return Err(OriginError::NoRanges { url: self.url() }),
+            StatusCode::PARTIAL_CONTENT if from > 0 => {
+                let range = header("content-range").unwrap_or_default();
+                let total = range
+                    .strip_prefix(&format!("bytes {from}-"))
+                    .and_then(|r| r.split_once('/'))
+                    .and_then(|(end, total)| Some((end.parse::<u64>().ok()?, total.parse().ok()?)))
+                    .filter(|(end, total)| end + 1 == *total);
+                match total {
+                    Some((_, total)) => Some(total),
+                    None => {
+                        return Err(self.io(format!(
+                            "answered range {range:?} for bytes {from}- (want to the end)"
+                        )));
+                    }
+                }
+            }
+            s => {
+                return Err(OriginError::Status {
+                    url: self.url(),
+                    status: s.as_u16(),
+                });
+            }
+        };
+        Ok(OriginStream {
+            origin: self.clone(),
+            body: resp.into_body(),
+            len,
+        })
+    }
+}
+
+/// The body of [`OriginClient::stream`], chunk by chunk.
+#[derive(Debug)]
+pub struct OriginStream {
+    origin: OriginClient,
+    body: hyper::body::Incoming,
+    len: Option<u64>,
+}
+
+impl OriginStream {
+    /// The whole resource's length, when the origin said it.
+    pub fn len(&self) -> Option<u64> {
+        self.len
+    }
+
+    /// The next chunk; `None` at the end. A chunk that takes longer than the client's
+    /// timeout is an error.
+    pub async fn next(&mut self) -> Option<Result<Bytes, OriginError>> {
+        loop {
+            let frame = match tokio::time::timeout(self.origin.timeout, self.body.frame()).await {
+                Err(_) => return Some(Err(self.origin.io("stalled"))),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => return Some(Err(self.origin.io(e))),
+                Ok(Some(Ok(f))) => f,
+            };
+            if let Ok(data) = frame.into_data() {
+                return Some(Ok(data));
             }
         }
-        out.flush().await.map_err(|e| self.io(e))?;
-        Ok(total)
     }
 }

@@ -18,7 +18,7 @@ use crate::wire::{
     SegmentKey, WireError,
 };
 
-use super::{PeerAddr, PeerResponse, ReplyBody};
+use super::{PeerAddr, PeerResponse, ReplyBody, TailSource};
 
 /// How this node serves.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +96,8 @@ pub struct PeerService {
     /// Contents this node wants from an origin, with how many fetches want each and whether
     /// one of them is downloading it.
     intents: Mutex<HashMap<LookupKey, (u32, bool)>>,
+    /// Downloads from an origin that peers may take as they arrive.
+    tails: Mutex<HashMap<LookupKey, Arc<TailSource>>>,
 }
 
 /// How far a request's send time may be from our clock (seconds); older requests, and
@@ -132,6 +134,7 @@ impl PeerService {
             seen: Mutex::default(),
             names: RwLock::default(),
             intents: Mutex::default(),
+            tails: Mutex::default(),
         };
         for r in svc.store.list()? {
             svc.index(&r.id);
@@ -183,6 +186,9 @@ impl PeerService {
     }
 
     fn intent(&self, lookup: &LookupKey) -> Reply {
+        if self.tails.lock().expect("tails lock").contains_key(lookup) {
+            return Reply::Intent(wire::Intent::Downloading);
+        }
         Reply::Intent(
             match self.intents.lock().expect("intents lock").get(lookup) {
                 None => wire::Intent::None,
@@ -190,6 +196,64 @@ impl PeerService {
                 Some((_, true)) => wire::Intent::Downloading,
             },
         )
+    }
+
+    /// Lets peers take `id` from `tail` as it is downloaded ([`Request::Tail`]); this node
+    /// says it is downloading `id` while it does.
+    pub fn begin_tail(&self, id: &ContentId, tail: Arc<TailSource>) {
+        let k = ContentKeys::new(id).lookup;
+        self.tails.lock().expect("tails lock").insert(k, tail);
+    }
+
+    /// Stops offering `tail` (if it is still the one offered for `id`).
+    pub fn end_tail(&self, id: &ContentId, tail: &Arc<TailSource>) {
+        let k = ContentKeys::new(id).lookup;
+        let mut tails = self.tails.lock().expect("tails lock");
+        if tails.get(&k).is_some_and(|t| Arc::ptr_eq(t, tail)) {
+            tails.remove(&k);
+        }
+    }
+
+    /// Answers a tail request on a blocking thread (a reply is up to
+    /// [`wire::MAX_TAIL_CHUNK`] bytes read and sealed).
+    fn tail(
+        self: &Arc<Self>,
+        from: PeerAddr,
+        env: &wire::RequestEnvelope,
+        lookup: LookupKey,
+        offset: u64,
+    ) -> PeerResponse {
+        let Some(tail) = self.tails.lock().expect("tails lock").get(&lookup).cloned() else {
+            return self.reply(from, &env.mac, &Reply::NotFound);
+        };
+        if self.tasks.is_closed() {
+            return status(from, 503);
+        }
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
+        let (svc, mac, peer) = (Arc::clone(self), env.mac, env.from);
+        self.tasks.spawn_blocking(move || {
+            let reply = match tail.read(offset) {
+                Some(r) => r,
+                None => Reply::NotFound,
+            };
+            if let Reply::Tail { data, .. } = &reply {
+                svc.stats.add_served(peer, data.len() as u64);
+            }
+            let bytes = wire::encode_reply(&svc.keys, &mac, &reply);
+            let _ = tx.blocking_send(Ok(Bytes::from(bytes)));
+        });
+        PeerResponse {
+            status: 200,
+            body: ReplyBody::chan(from, rx),
+        }
+    }
+
+    fn reply(&self, from: PeerAddr, mac: &[u8; 16], reply: &Reply) -> PeerResponse {
+        let bytes = wire::encode_reply(&self.keys, mac, reply);
+        PeerResponse {
+            status: 200,
+            body: ReplyBody::full(from, Bytes::from(bytes)),
+        }
     }
 
     fn name(&self, key: &LookupKey) -> Reply {
@@ -297,12 +361,9 @@ impl PeerService {
             Request::Seed { sealed_id } => self.seed(&sealed_id),
             Request::Name { key } => self.name(&key),
             Request::Intent { lookup } => self.intent(&lookup),
+            Request::Tail { lookup, offset } => return self.tail(from, &env, lookup, offset),
         };
-        let bytes = wire::encode_reply(&self.keys, &env.mac, &reply);
-        PeerResponse {
-            status: 200,
-            body: ReplyBody::full(from, Bytes::from(bytes)),
-        }
+        self.reply(from, &env.mac, &reply)
     }
 
     fn info(&self, lookup: &LookupKey) -> Reply {

@@ -83,6 +83,16 @@ pub enum Request {
         /// The content's lookup key.
         lookup: LookupKey,
     },
+    /// The bytes from `offset` of content the peer is downloading from an origin now (known by
+    /// its ticket only, so nothing can be checked until the whole has arrived): nodes that want
+    /// the same content take it from the one downloading it as it arrives, hash it themselves,
+    /// and keep it only if it hashes to the ticket.
+    Tail {
+        /// The content's lookup key.
+        lookup: LookupKey,
+        /// The first byte wanted.
+        offset: u64,
+    },
 }
 
 /// A request with its sender, when it was sent, and the tag that authenticated it.
@@ -160,7 +170,20 @@ pub enum Reply {
     },
     /// Answer to [`Request::Intent`].
     Intent(Intent),
+    /// Answer to [`Request::Tail`].
+    Tail {
+        /// Bytes the peer has of the download so far (all of it when `complete`).
+        have: u64,
+        /// Whether the download is complete: `have` is the content's length.
+        complete: bool,
+        /// Bytes from the requested offset, at most [`MAX_TAIL_CHUNK`] (empty when the offset
+        /// is at or past `have`).
+        data: Vec<u8>,
+    },
 }
+
+/// Most bytes one [`Reply::Tail`] carries.
+pub const MAX_TAIL_CHUNK: usize = 4 << 20;
 
 /// What a node says of content it may download from an origin ([`Request::Intent`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +271,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
         Request::Seed { .. } => 5,
         Request::Name { .. } => 6,
         Request::Intent { .. } => 7,
+        Request::Tail { .. } => 8,
     };
     out.push(kind);
     out.extend_from_slice(&from.0);
@@ -282,6 +306,10 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
         }
         Request::Name { key } => out.extend_from_slice(&key.0),
         Request::Intent { lookup } => out.extend_from_slice(&lookup.0),
+        Request::Tail { lookup, offset } => {
+            out.extend_from_slice(&lookup.0);
+            put_u64(&mut out, *offset);
+        }
     }
     seal_body(keys, &out, &[])
 }
@@ -353,6 +381,10 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
         7 => Request::Intent {
             lookup: lookup(&mut r)?,
         },
+        8 => Request::Tail {
+            lookup: lookup(&mut r)?,
+            offset: r.u64_be("offset")?,
+        },
         k => return Err(unsupported(kind_at, "request kind", k.into()).into()),
     };
     r.finish()?;
@@ -418,6 +450,17 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
                 Intent::Wants => 1,
                 Intent::Downloading => 2,
             });
+        }
+        Reply::Tail {
+            have,
+            complete,
+            data,
+        } => {
+            out.push(9);
+            put_u64(&mut out, *have);
+            out.push(u8::from(*complete));
+            put_u32(&mut out, data.len() as u32);
+            out.extend_from_slice(data);
         }
     }
     seal_body(keys, &out, request_mac).0
@@ -514,6 +557,21 @@ pub fn decode_reply(
                 v => return Err(unsupported(at, "intent", v.into()).into()),
             })
         }
+        9 => {
+            let have = r.u64_be("bytes held")?;
+            let at = r.pos();
+            let complete = match r.u8("complete flag")? {
+                0 => false,
+                1 => true,
+                v => return Err(unsupported(at, "complete flag", v.into()).into()),
+            };
+            let len = bounded_u32(&mut r, "tail length", 0, MAX_TAIL_CHUNK as u32)?;
+            Reply::Tail {
+                have,
+                complete,
+                data: r.bytes(len as usize, "tail bytes")?.to_vec(),
+            }
+        }
         k => return Err(unsupported(kind_at, "reply kind", k.into()).into()),
     };
     r.finish()?;
@@ -555,6 +613,10 @@ mod tests {
             any::<[u8; 32]>().prop_map(|k| Request::Name { key: LookupKey(k) }),
             any::<[u8; 32]>().prop_map(|k| Request::Intent {
                 lookup: LookupKey(k)
+            }),
+            (any::<[u8; 32]>(), any::<u64>()).prop_map(|(k, offset)| Request::Tail {
+                lookup: LookupKey(k),
+                offset
             }),
         ]
     }
@@ -600,6 +662,16 @@ mod tests {
                 Just(Intent::Downloading)
             ]
             .prop_map(Reply::Intent),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(have, complete, data)| Reply::Tail {
+                    have,
+                    complete,
+                    data
+                }),
         ]
     }
 

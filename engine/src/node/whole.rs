@@ -1,0 +1,488 @@
+//! Content known only by its ticket, which no peer has the information of yet: the nodes that
+//! want it from an origin at once elect one to download it ([`Node::elect`]). That one streams
+//! it from the origin into a file and offers the file to its peers as it grows
+//! ([`TailSource`]); the others take it from there at LAN speed, a little behind, instead of
+//! waiting for the whole. Every node hashes what it receives as it arrives and keeps the
+//! content only if it hashes to the ticket, so nothing a peer says is believed. If the leader
+//! goes away, those still wanting the content elect another, which goes on from the origin
+//! where it stands, by range.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Node;
+use crate::content::{ContentId, ContentInfo, HashOptions, hash_reader};
+use crate::fetch::{
+    Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginError, PeerRef, Source,
+};
+use crate::peer::{PeerService, TailSource};
+use crate::store::{Origin, StoreError};
+use crate::wire::{ContentKeys, Intent, Reply, Request};
+
+/// How long a node that wants content nobody has waits for others that want it too before
+/// the election ([`Node::elect`]).
+const ELECTION_WAIT: Duration = Duration::from_millis(500);
+/// How often a node waiting for another's download checks again.
+const ELECTION_POLL: Duration = Duration::from_millis(250);
+/// How long a node that has caught up with the download it follows waits before asking again.
+const TAIL_POLL: Duration = Duration::from_millis(40);
+/// How long a complete download stays offered to peers: those a little behind finish from it
+/// while the content enters the store or the output file is put in place.
+const TAIL_LINGER: Duration = Duration::from_secs(60);
+/// Chunks between the network and the thread that writes and hashes them.
+const SPOOL_DEPTH: usize = 64;
+
+/// Who downloads content nobody has.
+pub(super) enum Elected {
+    /// This node (which says so to peers until the guard drops).
+    Me(IntentGuard),
+    /// Another node is downloading it: take it from that node's download as it arrives.
+    Follow(IntentGuard, PeerRef),
+    /// Another has it: its content information.
+    Other(Arc<ContentInfo>),
+}
+
+/// Says to peers that this node wants content from an origin, until dropped.
+pub(super) struct IntentGuard(Arc<PeerService>, ContentId);
+
+impl IntentGuard {
+    fn new(svc: Arc<PeerService>, id: ContentId) -> Self {
+        svc.begin_intent(&id);
+        IntentGuard(svc, id)
+    }
+}
+
+impl Drop for IntentGuard {
+    fn drop(&mut self) {
+        self.0.end_intent(&self.1);
+    }
+}
+
+/// Offers a download to peers ([`PeerService::begin_tail`]) from when this node takes it from
+/// the origin until dropped.
+struct Offered {
+    svc: Arc<PeerService>,
+    id: ContentId,
+    tail: Arc<TailSource>,
+    on: bool,
+}
+
+impl Offered {
+    fn begin(&mut self) {
+        if !self.on {
+            self.svc.begin_tail(&self.id, Arc::clone(&self.tail));
+            self.on = true;
+        }
+    }
+}
+
+impl Drop for Offered {
+    fn drop(&mut self) {
+        if self.on {
+            self.svc.end_tail(&self.id, &self.tail);
+        }
+    }
+}
+
+/// Where the bytes of a whole download come from now.
+enum Feed {
+    Origin,
+    Peer(PeerRef),
+}
+
+/// How a source's part of a download ended.
+enum Ended {
+    /// The content is complete.
+    Complete,
+    /// The peer followed went away or stopped offering it; with why.
+    Gone(String),
+}
+
+/// The receiving end of a whole download: bytes go, in order, to a thread that writes them
+/// into the file and hashes them.
+struct Intake<'a> {
+    tx: mpsc::Sender<Bytes>,
+    sent: u64,
+    report: FetchReport,
+    events: &'a Events,
+}
+
+impl Intake<'_> {
+    /// Queues `data` (the next bytes); false if the writing thread has stopped (its result
+    /// says why).
+    async fn put(&mut self, data: Bytes, source: Source) -> bool {
+        let n = data.len() as u64;
+        if self.tx.send(data).await.is_err() {
+            return false;
+        }
+        self.sent += n;
+        *self.report.by_source.entry(source).or_default() += n;
+        (self.events)(FetchEvent::Progress { source, bytes: n });
+        true
+    }
+}
+
+/// What the hashing thread reads: chunks from the network, each written into the file at its
+/// offset (and offered to peers) before it is hashed.
+struct Spool {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+    file: Arc<File>,
+    at: u64,
+    tail: Arc<TailSource>,
+}
+
+impl Read for Spool {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            let Some(next) = self.rx.blocking_recv() else {
+                return Ok(0);
+            };
+            self.file.write_all_at(&next, self.at)?;
+            self.at += next.len() as u64;
+            self.tail.advance(self.at);
+            self.cur = next;
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur.advance(n);
+        Ok(n)
+    }
+}
+
+impl Node {
+    /// Elects, among the nodes that want `id` from an origin now (those whose peer service says
+    /// so to [`Request::Intent`]), the one that downloads it: the lowest rank, a hash of node ID
+    /// and content ID, so every node reaches the same answer. This node says it wants it, waits
+    /// [`ELECTION_WAIT`] for the others to say so too, then checks every [`ELECTION_POLL`]: if
+    /// a peer has the content information now, that is the answer; if one is downloading it,
+    /// this node follows that download; if this node ranks first among those still wanting it,
+    /// it downloads (a leader that stops or dies stops wanting it, and the next one takes over).
+    /// So nodes arriving at once or one after another make the origin send the content once.
+    pub(super) async fn elect(
+        &self,
+        id: ContentId,
+        opts: &FetchOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Elected, FetchError> {
+        let guard = IntentGuard::new(Arc::clone(&self.inner.service), id);
+        let rank = |node: &[u8]| {
+            let mut b = node.to_vec();
+            b.extend_from_slice(&id.as_hash().0);
+            crate::content::sha256(&b).0
+        };
+        let mine = rank(&self.inner.id.0);
+        if self.inner.peers.fetch_peers().is_empty() {
+            // Alone: nobody to wait for.
+            self.inner.service.downloading(&id);
+            return Ok(Elected::Me(guard));
+        }
+        let mut wait = ELECTION_WAIT;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            }
+            wait = ELECTION_POLL;
+            let peers = self.inner.peers.fetch_peers();
+            if let Ok(info) = self
+                .inner
+                .fetcher
+                .content_info(&id, &peers, opts.chunk_timeout)
+                .await
+            {
+                return Ok(Elected::Other(info));
+            }
+            let mut asks = tokio::task::JoinSet::new();
+            for p in peers {
+                let node = self.clone();
+                asks.spawn(async move {
+                    let req = Request::Intent {
+                        lookup: ContentKeys::new(&id).lookup,
+                    };
+                    let timeout = node.inner.cfg.hello_timeout;
+                    match node.inner.fetcher.ask_peer(p.addr, &req, timeout).await {
+                        Ok(Reply::Intent(i)) => Some((i, p)),
+                        _ => None,
+                    }
+                });
+            }
+            let (mut lowest, mut downloading) = (mine, None);
+            while let Some(r) = asks.join_next().await {
+                match r {
+                    Ok(Some((Intent::Downloading, p))) => downloading = Some(p),
+                    Ok(Some((Intent::Wants, p))) => {
+                        let who = p
+                            .node
+                            .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
+                        lowest = lowest.min(rank(&who));
+                    }
+                    _ => {}
+                }
+            }
+            // A node downloading already is never overtaken by a later arrival.
+            if let Some(p) = downloading {
+                return Ok(Elected::Follow(guard, p));
+            }
+            if lowest == mine {
+                self.inner.service.downloading(&id);
+                return Ok(Elected::Me(guard));
+            }
+        }
+    }
+
+    /// Downloads `id` whole, known by its ticket only: from the origin when this node was
+    /// elected, else behind the peer downloading it; from the origin where it stands if it is
+    /// elected later. Written into the fetch's sink (or a scratch file) and hashed as it
+    /// arrives, then kept only if it hashes to the ticket. `None`: a peer has the content
+    /// information now (the leader finished before this node caught up), so the caller fetches
+    /// it as content known by its information.
+    pub(super) async fn whole(
+        &self,
+        id: ContentId,
+        elected: Elected,
+        opts: &FetchOptions,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<Option<(Arc<ContentInfo>, FetchReport)>, FetchError> {
+        let origin = opts.origin.as_ref().expect("only elected with an origin");
+        let (file, _scratch) = match &opts.sink {
+            Some(sink) => (Arc::clone(sink), None),
+            None => {
+                let scratch = &self.inner.cfg.scratch;
+                let ctx = || format!("creating a file in {}", scratch.display());
+                std::fs::create_dir_all(scratch).map_err(|e| StoreError::io(ctx(), e))?;
+                let tmp = tempfile::Builder::new()
+                    .prefix("origin-")
+                    .tempfile_in(scratch)
+                    .map_err(|e| StoreError::io(ctx(), e))?;
+                let file = tmp.reopen().map_err(|e| StoreError::io(ctx(), e))?;
+                (Arc::new(file), Some(tmp))
+            }
+        };
+        (events)(FetchEvent::Started {
+            len: 0,
+            present: 0,
+            peers: 0,
+        });
+        let tail = TailSource::new(Arc::clone(&file), 0);
+        let (tx, rx) = mpsc::channel(SPOOL_DEPTH);
+        let spool = Spool {
+            rx,
+            cur: Bytes::new(),
+            file,
+            at: 0,
+            tail: Arc::clone(&tail),
+        };
+        let secret = self.inner.cfg.secret.clone();
+        let hashing = tokio::task::spawn_blocking(move || {
+            hash_reader(spool, &secret, &HashOptions::default(), &mut |_| {})
+        });
+        let mut intake = Intake {
+            tx,
+            sent: 0,
+            report: FetchReport::default(),
+            events,
+        };
+        let (mut from, mut _guard) = match elected {
+            Elected::Me(g) => (Feed::Origin, g),
+            Elected::Follow(g, p) => (Feed::Peer(p), g),
+            Elected::Other(_) => unreachable!("the caller fetches known content itself"),
+        };
+        let mut offered = Offered {
+            svc: Arc::clone(&self.inner.service),
+            id,
+            tail: Arc::clone(&tail),
+            on: false,
+        };
+        loop {
+            let ended = match &from {
+                Feed::Origin => {
+                    offered.begin();
+                    self.take_origin(origin, &mut intake, cancel).await?
+                }
+                Feed::Peer(p) => self.follow_peer(id, p, &mut intake, opts, cancel).await?,
+            };
+            match ended {
+                Ended::Complete => break,
+                Ended::Gone(why) => {
+                    tracing::info!("the download followed stopped ({why}): electing again");
+                    match self.elect(id, opts, cancel).await? {
+                        Elected::Me(g) => (from, _guard) = (Feed::Origin, g),
+                        Elected::Follow(g, p) => (from, _guard) = (Feed::Peer(p), g),
+                        Elected::Other(_) => return Ok(None),
+                    }
+                }
+            }
+        }
+        drop(intake.tx);
+        let hashed = hashing
+            .await
+            .map_err(|e| StoreError::io("hashing", io::Error::other(e)))?;
+        let info = match hashed {
+            Ok(info) => info,
+            Err(crate::content::HashError::Io(e)) => {
+                return Err(StoreError::io("writing the download", e).into());
+            }
+            Err(e) => {
+                return Err(OriginError::Changed {
+                    detail: e.to_string(),
+                }
+                .into());
+            }
+        };
+        if info.id() != id {
+            let from_origin = intake.report.by_source.get(&Source::Origin).copied();
+            return Err(OriginError::Changed {
+                detail: format!(
+                    "it hashes to {}, not to the ticket ({} of {} bytes from the origin, the \
+                     rest from peers)",
+                    info.id().ticket(),
+                    from_origin.unwrap_or(0),
+                    intake.sent
+                ),
+            }
+            .into());
+        }
+        tail.finish();
+        let info = Arc::new(info);
+        self.keep_whole(&info, &tail, opts).await?;
+        if std::mem::take(&mut offered.on) {
+            // Peers a little behind finish from the file; then it is served as stored content.
+            let svc = Arc::clone(&self.inner.service);
+            let stop = self.stopping();
+            self.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(TAIL_LINGER) => {}
+                    _ = stop.cancelled() => {}
+                }
+                svc.end_tail(&id, &tail);
+            });
+        }
+        Ok(Some((info, intake.report)))
+    }
+
+    /// Keeps verified whole content: in the store (copied from the file) unless it went into a
+    /// fetch's output file, which is registered in place when it is committed
+    /// ([`Node::keep_in_place`]); a cache node keeps a copy either way.
+    async fn keep_whole(
+        &self,
+        info: &Arc<ContentInfo>,
+        tail: &Arc<TailSource>,
+        opts: &FetchOptions,
+    ) -> Result<(), FetchError> {
+        if opts.sink.is_none() || self.inner.cfg.cache {
+            let store = Arc::clone(&self.inner.store);
+            let info = Arc::clone(info);
+            let file = tail.file();
+            tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                store.put_content(&info, &info.id().ticket().to_string(), Origin::Fetched)?;
+                crate::store::copy_file_blocks(store.as_ref(), &info, &file)
+            })
+            .await
+            .map_err(|e| StoreError::io("storing", io::Error::other(e)))??;
+        }
+        self.announce(&info.id());
+        Ok(())
+    }
+
+    /// Streams the origin from where the download stands to its end.
+    async fn take_origin(
+        &self,
+        origin: &crate::fetch::OriginClient,
+        intake: &mut Intake<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, FetchError> {
+        let mut stream = tokio::select! {
+            r = origin.stream(intake.sent) => r?,
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+        };
+        loop {
+            let chunk = tokio::select! {
+                c = stream.next() => c,
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            };
+            match chunk {
+                Some(data) => {
+                    if !intake.put(data?, Source::Origin).await {
+                        return Ok(Ended::Complete);
+                    }
+                }
+                None => break,
+            }
+        }
+        if let Some(len) = stream.len().filter(|len| *len != intake.sent) {
+            return Err(OriginError::Changed {
+                detail: format!("it sent {} of {len} bytes", intake.sent),
+            }
+            .into());
+        }
+        Ok(Ended::Complete)
+    }
+
+    /// Takes the download `peer` is making of `id`, from where this node stands, until it is
+    /// complete or the peer stops offering it.
+    async fn follow_peer(
+        &self,
+        id: ContentId,
+        peer: &PeerRef,
+        intake: &mut Intake<'_>,
+        opts: &FetchOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, FetchError> {
+        let lookup = ContentKeys::new(&id).lookup;
+        let stats = Arc::clone(self.inner.service.stats());
+        loop {
+            let req = Request::Tail {
+                lookup,
+                offset: intake.sent,
+            };
+            let asked = self
+                .inner
+                .fetcher
+                .ask_peer(peer.addr, &req, opts.chunk_timeout);
+            let reply = tokio::select! {
+                r = asked => r,
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            };
+            let (have, complete, data) = match reply {
+                Ok(Reply::Tail {
+                    have,
+                    complete,
+                    data,
+                }) => (have, complete, data),
+                Ok(other) => return Ok(Ended::Gone(format!("it answered {other:?}"))),
+                Err(e) => return Ok(Ended::Gone(e)),
+            };
+            if data.is_empty() {
+                if complete && have == intake.sent {
+                    return Ok(Ended::Complete);
+                }
+                if complete {
+                    return Ok(Ended::Gone(format!(
+                        "it has {have} bytes in all, this node {}",
+                        intake.sent
+                    )));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(TAIL_POLL) => {}
+                    _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                }
+                continue;
+            }
+            if let Some(node) = peer.node {
+                stats.add_received(node, data.len() as u64);
+            }
+            if !intake.put(Bytes::from(data), Source::Peer(peer.addr)).await {
+                return Ok(Ended::Complete);
+            }
+        }
+    }
+}
