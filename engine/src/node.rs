@@ -5,6 +5,7 @@
 //! mDNS, lets running block streams and fetches finish or stop, and waits for all of them.
 
 pub mod control;
+mod elect;
 mod peers;
 mod whole;
 
@@ -28,6 +29,7 @@ use crate::peer::{PeerAddr, PeerService, ServeOptions, Transport};
 use crate::store::{ContentRecord, SegmentStore, StoreError, Usage};
 use crate::wire::{GroupKeys, NodeId, Reply, Request};
 
+pub use elect::{Ballot, TailError, TailOffer, TailReader, Wanting};
 pub use peers::{PeerTable, PeerView};
 
 /// How long shutdown waits for transfers and tasks to end.
@@ -443,7 +445,7 @@ impl Node {
             // Nobody has it: one of the nodes that want it downloads it from the origin, and
             // the others take it from that download as it arrives.
             match self.elect(id, &opts, &cancel).await? {
-                whole @ (whole::Elected::Me(_) | whole::Elected::Follow(..)) => {
+                whole @ (Ballot::Lead(_) | Ballot::Follow(..)) => {
                     if let Some(done) = self.whole(id, whole, &opts, &events, &cancel).await? {
                         return Ok(done);
                     }
@@ -455,7 +457,7 @@ impl Node {
                         .content_info(&id, &self.inner.peers.fetch_peers(), opts.chunk_timeout)
                         .await;
                 }
-                whole::Elected::Other(known) => info = Ok(known),
+                Ballot::Found(known) => info = Ok(known),
             }
             peers = self.inner.peers.fetch_peers();
         }

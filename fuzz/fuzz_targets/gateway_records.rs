@@ -1,9 +1,9 @@
-//! What the HTTP gateway reads that others wrote: URL records from its index on disk, and
-//! claims from peers (plain and sealed). Never a panic; a claim that decodes survives sealing
-//! and opening unchanged.
+//! What the HTTP gateway reads that others wrote: URL records from its index on disk, claims
+//! and records of downloads in progress from peers (plain and sealed). Never a panic; a claim or
+//! a download's record that decodes survives sealing and opening unchanged.
 #![no_main]
 
-use http_gateway::record::{Claim, UrlRecord};
+use http_gateway::record::{Claim, Pending, UrlRecord};
 use libfuzzer_sys::fuzz_target;
 
 const URL: &str = "http://origin.example/file.iso";
@@ -16,4 +16,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((back.ticket, back.len, back.headers), (c.ticket, c.len, c.headers));
     }
     let _ = Claim::open(URL, data);
+    if let Ok(p) = Pending::decode(data) {
+        let back = Pending::open(URL, &p.seal(URL)).expect("a record we sealed opens");
+        assert_eq!(back, p);
+    }
+    let _ = Pending::open(URL, data);
 });

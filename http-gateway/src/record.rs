@@ -119,6 +119,12 @@ pub fn seal_key(url: &str) -> [u8; 32] {
     labelled(b"pdist url seal v1\0", url)
 }
 
+/// What a download in progress of a URL is sealed with, besides its seal key (so that it opens
+/// as nothing else).
+fn pending_ad(url: &str) -> [u8; 32] {
+    labelled(b"pdist url pending v1\0", url)
+}
+
 fn labelled(label: &[u8], url: &str) -> [u8; 32] {
     let mut b = label.to_vec();
     b.extend_from_slice(url.as_bytes());
@@ -150,24 +156,44 @@ pub enum ClaimError {
     Malformed(String),
 }
 
+/// Headers as the pairs a record carries, up to [`MAX_CLAIM_HEADER_BYTES`].
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for (k, v) in headers {
+        let Ok(v) = v.to_str() else { continue };
+        bytes += k.as_str().len() + v.len();
+        if bytes > MAX_CLAIM_HEADER_BYTES {
+            break;
+        }
+        out.push((k.as_str().to_string(), v.to_string()));
+    }
+    out
+}
+
+/// A record's header pairs as a map, checked.
+fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, String> {
+    let size: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_CLAIM_HEADER_BYTES {
+        return Err("headers too large".into());
+    }
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        let k = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name: {e}"))?;
+        let v = HeaderValue::from_str(v).map_err(|e| format!("header value: {e}"))?;
+        h.append(k, v);
+    }
+    Ok(h)
+}
+
 impl Claim {
     /// A claim for a stored response.
     pub fn new(id: &ContentId, len: u64, status: StatusCode, headers: &HeaderMap) -> Claim {
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for (k, v) in headers {
-            let Ok(v) = v.to_str() else { continue };
-            bytes += k.as_str().len() + v.len();
-            if bytes > MAX_CLAIM_HEADER_BYTES {
-                break;
-            }
-            out.push((k.as_str().to_string(), v.to_string()));
-        }
         Claim {
             ticket: id.ticket().to_string(),
             len,
             status: status.as_u16(),
-            headers: out,
+            headers: header_pairs(headers),
         }
     }
 
@@ -198,10 +224,6 @@ impl Claim {
         if c.status != 200 {
             return Err(bad("status is not 200"));
         }
-        let size: usize = c.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if size > MAX_CLAIM_HEADER_BYTES {
-            return Err(bad("headers too large"));
-        }
         c.header_map().map_err(|e| bad(&e))?;
         Ok(c)
     }
@@ -213,14 +235,69 @@ impl Claim {
 
     /// Its headers as a map.
     pub fn header_map(&self) -> Result<HeaderMap, String> {
-        let mut h = HeaderMap::new();
-        for (k, v) in &self.headers {
-            let k =
-                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name: {e}"))?;
-            let v = HeaderValue::from_str(v).map_err(|e| format!("header value: {e}"))?;
-            h.append(k, v);
+        header_map(&self.headers)
+    }
+}
+
+/// "This URL is downloading here, and the origin answered with these headers": what a gateway
+/// that leads the download of a URL tells the peers that follow it (the metadata of the
+/// download it offers, [`engine::peer::TailSource`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The answer's status (200).
+    pub status: u16,
+    /// Its end-to-end headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The request headers that selected it (see [`selection`]).
+    pub selection: String,
+}
+
+impl Pending {
+    /// The record of a download whose answer has `headers`, selected by `selection`.
+    pub fn new(headers: &HeaderMap, selection: &str) -> Pending {
+        Pending {
+            status: 200,
+            headers: header_pairs(headers),
+            selection: selection.to_string(),
         }
-        Ok(h)
+    }
+
+    /// Seals for the peers that know `url`.
+    pub fn seal(&self, url: &str) -> Vec<u8> {
+        let plain = serde_json::to_vec(self).expect("serialisable");
+        engine::wire::seal(&seal_key(url), &pending_ad(url), &plain)
+    }
+
+    /// Opens and checks the record of a peer's download of `url`.
+    pub fn open(url: &str, sealed: &[u8]) -> Result<Pending, ClaimError> {
+        if sealed.len() > engine::wire::MAX_TAIL_META {
+            return Err(ClaimError::Malformed("too large".into()));
+        }
+        let plain = engine::wire::open(&seal_key(url), &pending_ad(url), sealed, "URL download")
+            .map_err(|_| ClaimError::Sealed)?;
+        Pending::decode(&plain)
+    }
+
+    /// Decodes the plain bytes of a download's record and checks every field.
+    pub fn decode(plain: &[u8]) -> Result<Pending, ClaimError> {
+        let bad = |m: &str| ClaimError::Malformed(m.to_string());
+        if plain.len() > engine::wire::MAX_TAIL_META {
+            return Err(bad("too large"));
+        }
+        let p: Pending = serde_json::from_slice(plain).map_err(|e| bad(&e.to_string()))?;
+        if p.status != 200 {
+            return Err(bad("status is not 200"));
+        }
+        if p.selection.len() > MAX_CLAIM_HEADER_BYTES {
+            return Err(bad("selection too large"));
+        }
+        p.header_map().map_err(|e| bad(&e))?;
+        Ok(p)
+    }
+
+    /// Its headers as a map.
+    pub fn header_map(&self) -> Result<HeaderMap, String> {
+        header_map(&self.headers)
     }
 }
 
@@ -266,6 +343,39 @@ mod tests {
     }
 
     #[test]
+    fn downloads_open_only_under_their_url_and_never_as_claims() {
+        let mut h = HeaderMap::new();
+        h.insert("etag", HeaderValue::from_static("\"v1\""));
+        let p = Pending::new(&h, "accept=\n");
+        let sealed = p.seal("http://a.example/x");
+        assert_eq!(Pending::open("http://a.example/x", &sealed).unwrap(), p);
+        assert_eq!(
+            Pending::open("http://a.example/y", &sealed),
+            Err(ClaimError::Sealed)
+        );
+        assert_eq!(
+            Claim::open("http://a.example/x", &sealed),
+            Err(ClaimError::Sealed)
+        );
+        let claim = Claim::new(&id(), 5, StatusCode::OK, &h).seal("http://a.example/x");
+        assert_eq!(
+            Pending::open("http://a.example/x", &claim),
+            Err(ClaimError::Sealed)
+        );
+        assert_eq!(p.header_map().unwrap()["etag"], "\"v1\"");
+        for bad in [
+            &br#"{"status":206,"headers":[],"selection":""}"#[..],
+            br#"{"status":200,"headers":[["bad name","x"]],"selection":""}"#,
+            b"[]",
+        ] {
+            assert!(matches!(
+                Pending::decode(bad),
+                Err(ClaimError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
     fn malformed_claims_are_refused() {
         for bad in [
             &b"{}"[..],
@@ -308,6 +418,8 @@ mod tests {
         assert_eq!(UrlRecord::from_bytes(seed).variants.len(), 1);
         let seed = include_bytes!("../../fuzz/seeds/gateway_records/claim.json");
         assert!(Claim::decode(seed).is_ok());
+        let seed = include_bytes!("../../fuzz/seeds/gateway_records/pending.json");
+        assert!(Pending::decode(seed).is_ok());
     }
 
     #[test]

@@ -100,11 +100,11 @@ impl OriginClient {
 
     async fn get(
         &self,
-        range: Option<String>,
+        headers: &[(&str, String)],
     ) -> Result<hyper::Response<hyper::body::Incoming>, OriginError> {
         let mut req = hyper::Request::get(self.uri.clone()).header("user-agent", "pdist");
-        if let Some(r) = range {
-            req = req.header("range", r);
+        for (name, value) in headers {
+            req = req.header(*name, value);
         }
         let req = req
             .body(Empty::new())
@@ -117,9 +117,8 @@ impl OriginClient {
 
     /// The bytes `range` of the resource.
     pub async fn get_range(&self, range: Range<u64>) -> Result<Vec<u8>, OriginError> {
-        let resp = self
-            .get(Some(format!("bytes={}-{}", range.start, range.end - 1)))
-            .await?;
+        let spec = format!("bytes={}-{}", range.start, range.end - 1);
+        let resp = self.get(&[("range", spec)]).await?;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {}
             StatusCode::OK => return Err(OriginError::NoRanges { url: self.url() }),
@@ -166,9 +165,24 @@ impl OriginClient {
     /// The resource from byte `from` to its end, as a stream of chunks (from 0: a plain GET;
     /// else a range request, which must be answered with that range).
     pub async fn stream(&self, from: u64) -> Result<OriginStream, OriginError> {
-        let resp = self
-            .get((from > 0).then(|| format!("bytes={from}-")))
-            .await?;
+        self.stream_if(from, None).await
+    }
+
+    /// [`OriginClient::stream`]; from an offset, only if the resource still has the validator
+    /// `if_range` (an entity tag or a date: `If-Range`), else [`OriginError::NoRanges`].
+    pub async fn stream_if(
+        &self,
+        from: u64,
+        if_range: Option<&str>,
+    ) -> Result<OriginStream, OriginError> {
+        let mut headers = Vec::new();
+        if from > 0 {
+            headers.push(("range", format!("bytes={from}-")));
+            if let Some(v) = if_range {
+                headers.push(("if-range", v.to_string()));
+            }
+        }
+        let resp = self.get(&headers).await?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)

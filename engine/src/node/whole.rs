@@ -1,11 +1,11 @@
 //! Content known only by its ticket, which no peer has the information of yet: the nodes that
-//! want it from an origin at once elect one to download it ([`Node::elect`]). That one streams
-//! it from the origin into a file and offers the file to its peers as it grows
-//! ([`TailSource`]); the others take it from there at LAN speed, a little behind, instead of
-//! waiting for the whole. Every node hashes what it receives as it arrives and keeps the
-//! content only if it hashes to the ticket, so nothing a peer says is believed. If the leader
-//! goes away, those still wanting the content elect another, which goes on from the origin
-//! where it stands, by range.
+//! want it from an origin at once elect one to download it ([`Node::elect_on`]). That one
+//! streams it from the origin into a file and offers the file to its peers as it grows; the
+//! others follow it ([`super::TailReader`]) at LAN speed, a little behind, instead of waiting
+//! for the whole. Every node hashes what it receives as it arrives and keeps the content only if
+//! it hashes to the ticket, so nothing a peer says is believed. If the leader goes away, those
+//! still wanting the content elect another, which goes on from the origin where it stands, by
+//! range.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -17,22 +17,15 @@ use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Node;
+use super::{Ballot, Node, TailError};
 use crate::content::{ContentId, ContentInfo, HashOptions, hash_reader};
 use crate::fetch::{
     Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginError, PeerRef, Source,
 };
-use crate::peer::{PeerService, TailSource};
+use crate::peer::TailSource;
 use crate::store::{Origin, StoreError};
-use crate::wire::{ContentKeys, Intent, Reply, Request};
+use crate::wire::{ContentKeys, LookupKey};
 
-/// How long a node that wants content nobody has waits for others that want it too before
-/// the election ([`Node::elect`]).
-const ELECTION_WAIT: Duration = Duration::from_millis(500);
-/// How often a node waiting for another's download checks again.
-const ELECTION_POLL: Duration = Duration::from_millis(250);
-/// How long a node that has caught up with the download it follows waits before asking again.
-const TAIL_POLL: Duration = Duration::from_millis(40);
 /// How long a complete download stays offered to peers: those a little behind finish from it
 /// while the content enters the store or the output file is put in place.
 const TAIL_LINGER: Duration = Duration::from_secs(60);
@@ -40,56 +33,7 @@ const TAIL_LINGER: Duration = Duration::from_secs(60);
 const SPOOL_DEPTH: usize = 64;
 
 /// Who downloads content nobody has.
-pub(super) enum Elected {
-    /// This node (which says so to peers until the guard drops).
-    Me(IntentGuard),
-    /// Another node is downloading it: take it from that node's download as it arrives.
-    Follow(IntentGuard, PeerRef),
-    /// Another has it: its content information.
-    Other(Arc<ContentInfo>),
-}
-
-/// Says to peers that this node wants content from an origin, until dropped.
-pub(super) struct IntentGuard(Arc<PeerService>, ContentId);
-
-impl IntentGuard {
-    fn new(svc: Arc<PeerService>, id: ContentId) -> Self {
-        svc.begin_intent(&id);
-        IntentGuard(svc, id)
-    }
-}
-
-impl Drop for IntentGuard {
-    fn drop(&mut self) {
-        self.0.end_intent(&self.1);
-    }
-}
-
-/// Offers a download to peers ([`PeerService::begin_tail`]) from when this node takes it from
-/// the origin until dropped.
-struct Offered {
-    svc: Arc<PeerService>,
-    id: ContentId,
-    tail: Arc<TailSource>,
-    on: bool,
-}
-
-impl Offered {
-    fn begin(&mut self) {
-        if !self.on {
-            self.svc.begin_tail(&self.id, Arc::clone(&self.tail));
-            self.on = true;
-        }
-    }
-}
-
-impl Drop for Offered {
-    fn drop(&mut self) {
-        if self.on {
-            self.svc.end_tail(&self.id, &self.tail);
-        }
-    }
-}
+pub(super) type Elected = Ballot<Arc<ContentInfo>>;
 
 /// Where the bytes of a whole download come from now.
 enum Feed {
@@ -158,84 +102,24 @@ impl Read for Spool {
 }
 
 impl Node {
-    /// Elects, among the nodes that want `id` from an origin now (those whose peer service says
-    /// so to [`Request::Intent`]), the one that downloads it: the lowest rank, a hash of node ID
-    /// and content ID, so every node reaches the same answer. This node says it wants it, waits
-    /// [`ELECTION_WAIT`] for the others to say so too, then checks every [`ELECTION_POLL`]: if
-    /// a peer has the content information now, that is the answer; if one is downloading it,
-    /// this node follows that download; if this node ranks first among those still wanting it,
-    /// it downloads (a leader that stops or dies stops wanting it, and the next one takes over).
-    /// So nodes arriving at once or one after another make the origin send the content once.
+    /// Elects the node that downloads `id` ([`Node::elect_on`] by its lookup key); the check
+    /// is whether a peer has its content information now.
     pub(super) async fn elect(
         &self,
         id: ContentId,
         opts: &FetchOptions,
         cancel: &CancellationToken,
     ) -> Result<Elected, FetchError> {
-        let guard = IntentGuard::new(Arc::clone(&self.inner.service), id);
-        let rank = |node: &[u8]| {
-            let mut b = node.to_vec();
-            b.extend_from_slice(&id.as_hash().0);
-            crate::content::sha256(&b).0
-        };
-        let mine = rank(&self.inner.id.0);
-        if self.inner.peers.fetch_peers().is_empty() {
-            // Alone: nobody to wait for.
-            self.inner.service.downloading(&id);
-            return Ok(Elected::Me(guard));
-        }
-        let mut wait = ELECTION_WAIT;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-            }
-            wait = ELECTION_POLL;
+        let check = || async {
             let peers = self.inner.peers.fetch_peers();
-            if let Ok(info) = self
-                .inner
-                .fetcher
+            let fetcher = &self.inner.fetcher;
+            fetcher
                 .content_info(&id, &peers, opts.chunk_timeout)
                 .await
-            {
-                return Ok(Elected::Other(info));
-            }
-            let mut asks = tokio::task::JoinSet::new();
-            for p in peers {
-                let node = self.clone();
-                asks.spawn(async move {
-                    let req = Request::Intent {
-                        lookup: ContentKeys::new(&id).lookup,
-                    };
-                    let timeout = node.inner.cfg.hello_timeout;
-                    match node.inner.fetcher.ask_peer(p.addr, &req, timeout).await {
-                        Ok(Reply::Intent(i)) => Some((i, p)),
-                        _ => None,
-                    }
-                });
-            }
-            let (mut lowest, mut downloading) = (mine, None);
-            while let Some(r) = asks.join_next().await {
-                match r {
-                    Ok(Some((Intent::Downloading, p))) => downloading = Some(p),
-                    Ok(Some((Intent::Wants, p))) => {
-                        let who = p
-                            .node
-                            .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
-                        lowest = lowest.min(rank(&who));
-                    }
-                    _ => {}
-                }
-            }
-            // A node downloading already is never overtaken by a later arrival.
-            if let Some(p) = downloading {
-                return Ok(Elected::Follow(guard, p));
-            }
-            if lowest == mine {
-                self.inner.service.downloading(&id);
-                return Ok(Elected::Me(guard));
-            }
-        }
+                .ok()
+        };
+        self.elect_on(ContentKeys::new(&id).lookup, check, cancel)
+            .await
     }
 
     /// Downloads `id` whole, known by its ticket only: from the origin when this node was
@@ -291,33 +175,34 @@ impl Node {
             report: FetchReport::default(),
             events,
         };
-        let (mut from, mut _guard) = match elected {
-            Elected::Me(g) => (Feed::Origin, g),
-            Elected::Follow(g, p) => (Feed::Peer(p), g),
-            Elected::Other(_) => unreachable!("the caller fetches known content itself"),
+        let (mut from, mut _wanting) = match elected {
+            Ballot::Lead(w) => (Feed::Origin, w),
+            Ballot::Follow(w, p) => (Feed::Peer(p), w),
+            Ballot::Found(_) => unreachable!("the caller fetches known content itself"),
         };
-        let mut offered = Offered {
-            svc: Arc::clone(&self.inner.service),
-            id,
-            tail: Arc::clone(&tail),
-            on: false,
-        };
+        let key = ContentKeys::new(&id).lookup;
+        let mut offer = None;
         loop {
             let ended = match &from {
                 Feed::Origin => {
-                    offered.begin();
+                    if offer.is_none() {
+                        offer = Some(self.offer_tail(key, Arc::clone(&tail)));
+                    }
                     self.take_origin(origin, &mut intake, cancel).await?
                 }
-                Feed::Peer(p) => self.follow_peer(id, p, &mut intake, opts, cancel).await?,
+                Feed::Peer(p) => {
+                    let p = p.clone();
+                    self.follow_peer(key, p, &mut intake, opts, cancel).await?
+                }
             };
             match ended {
                 Ended::Complete => break,
                 Ended::Gone(why) => {
                     tracing::info!("the download followed stopped ({why}): electing again");
                     match self.elect(id, opts, cancel).await? {
-                        Elected::Me(g) => (from, _guard) = (Feed::Origin, g),
-                        Elected::Follow(g, p) => (from, _guard) = (Feed::Peer(p), g),
-                        Elected::Other(_) => return Ok(None),
+                        Ballot::Lead(w) => (from, _wanting) = (Feed::Origin, w),
+                        Ballot::Follow(w, p) => (from, _wanting) = (Feed::Peer(p), w),
+                        Ballot::Found(_) => return Ok(None),
                     }
                 }
             }
@@ -354,17 +239,9 @@ impl Node {
         tail.finish();
         let info = Arc::new(info);
         self.keep_whole(&info, &tail, opts).await?;
-        if std::mem::take(&mut offered.on) {
+        if let Some(offer) = offer {
             // Peers a little behind finish from the file; then it is served as stored content.
-            let svc = Arc::clone(&self.inner.service);
-            let stop = self.stopping();
-            self.spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(TAIL_LINGER) => {}
-                    _ = stop.cancelled() => {}
-                }
-                svc.end_tail(&id, &tail);
-            });
+            offer.linger(self, TAIL_LINGER);
         }
         Ok(Some((info, intake.report)))
     }
@@ -427,61 +304,28 @@ impl Node {
         Ok(Ended::Complete)
     }
 
-    /// Takes the download `peer` is making of `id`, from where this node stands, until it is
-    /// complete or the peer stops offering it.
+    /// Takes the download `peer` is making of the content `key` names, from where this node
+    /// stands, until it is complete or the peer stops offering it.
     async fn follow_peer(
         &self,
-        id: ContentId,
-        peer: &PeerRef,
+        key: LookupKey,
+        peer: PeerRef,
         intake: &mut Intake<'_>,
         opts: &FetchOptions,
         cancel: &CancellationToken,
     ) -> Result<Ended, FetchError> {
-        let lookup = ContentKeys::new(&id).lookup;
-        let stats = Arc::clone(self.inner.service.stats());
+        let addr = peer.addr;
+        let mut reader = self.follow_tail(key, peer, intake.sent, opts.chunk_timeout);
         loop {
-            let req = Request::Tail {
-                lookup,
-                offset: intake.sent,
-            };
-            let asked = self
-                .inner
-                .fetcher
-                .ask_peer(peer.addr, &req, opts.chunk_timeout);
-            let reply = tokio::select! {
-                r = asked => r,
-                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-            };
-            let (have, complete, data) = match reply {
-                Ok(Reply::Tail {
-                    have,
-                    complete,
-                    data,
-                }) => (have, complete, data),
-                Ok(other) => return Ok(Ended::Gone(format!("it answered {other:?}"))),
-                Err(e) => return Ok(Ended::Gone(e)),
-            };
-            if data.is_empty() {
-                if complete && have == intake.sent {
-                    return Ok(Ended::Complete);
+            match reader.next(cancel).await {
+                Ok(Some(data)) => {
+                    if !intake.put(data, Source::Peer(addr)).await {
+                        return Ok(Ended::Complete);
+                    }
                 }
-                if complete {
-                    return Ok(Ended::Gone(format!(
-                        "it has {have} bytes in all, this node {}",
-                        intake.sent
-                    )));
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(TAIL_POLL) => {}
-                    _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-                }
-                continue;
-            }
-            if let Some(node) = peer.node {
-                stats.add_received(node, data.len() as u64);
-            }
-            if !intake.put(Bytes::from(data), Source::Peer(peer.addr)).await {
-                return Ok(Ended::Complete);
+                Ok(None) => return Ok(Ended::Complete),
+                Err(TailError::Cancelled) => return Err(FetchError::Cancelled),
+                Err(e) => return Ok(Ended::Gone(e.to_string())),
             }
         }
     }

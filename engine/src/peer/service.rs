@@ -153,34 +153,31 @@ impl PeerService {
         *self.names.write().expect("names lock") = Some(names);
     }
 
-    /// Says (to peers' [`Request::Intent`]) that this node wants `id` from an origin, until
-    /// [`PeerService::end_intent`].
-    pub fn begin_intent(&self, id: &ContentId) {
-        let k = ContentKeys::new(id).lookup;
+    /// Says (to peers' [`Request::Intent`]) that this node wants what `key` names (content,
+    /// or a gateway's URL) from an origin, until [`PeerService::end_intent`].
+    pub fn begin_intent(&self, key: &LookupKey) {
         self.intents
             .lock()
             .expect("intents lock")
-            .entry(k)
+            .entry(*key)
             .or_insert((0, false))
             .0 += 1;
     }
 
-    /// Says that this node is downloading `id` from the origin (it was elected).
-    pub fn downloading(&self, id: &ContentId) {
-        let k = ContentKeys::new(id).lookup;
-        if let Some(e) = self.intents.lock().expect("intents lock").get_mut(&k) {
+    /// Says that this node is downloading what `key` names from the origin (it was elected).
+    pub fn downloading(&self, key: &LookupKey) {
+        if let Some(e) = self.intents.lock().expect("intents lock").get_mut(key) {
             e.1 = true;
         }
     }
 
     /// Ends one [`PeerService::begin_intent`].
-    pub fn end_intent(&self, id: &ContentId) {
-        let k = ContentKeys::new(id).lookup;
+    pub fn end_intent(&self, key: &LookupKey) {
         let mut intents = self.intents.lock().expect("intents lock");
-        if let Some(e) = intents.get_mut(&k) {
+        if let Some(e) = intents.get_mut(key) {
             e.0 -= 1;
             if e.0 == 0 {
-                intents.remove(&k);
+                intents.remove(key);
             }
         }
     }
@@ -198,19 +195,17 @@ impl PeerService {
         )
     }
 
-    /// Lets peers take `id` from `tail` as it is downloaded ([`Request::Tail`]); this node
-    /// says it is downloading `id` while it does.
-    pub fn begin_tail(&self, id: &ContentId, tail: Arc<TailSource>) {
-        let k = ContentKeys::new(id).lookup;
-        self.tails.lock().expect("tails lock").insert(k, tail);
+    /// Lets peers take what `key` names from `tail` as it is downloaded ([`Request::Tail`]);
+    /// this node says it is downloading it while it does.
+    pub fn begin_tail(&self, key: &LookupKey, tail: Arc<TailSource>) {
+        self.tails.lock().expect("tails lock").insert(*key, tail);
     }
 
-    /// Stops offering `tail` (if it is still the one offered for `id`).
-    pub fn end_tail(&self, id: &ContentId, tail: &Arc<TailSource>) {
-        let k = ContentKeys::new(id).lookup;
+    /// Stops offering `tail` (if it is still the one offered under `key`).
+    pub fn end_tail(&self, key: &LookupKey, tail: &Arc<TailSource>) {
         let mut tails = self.tails.lock().expect("tails lock");
-        if tails.get(&k).is_some_and(|t| Arc::ptr_eq(t, tail)) {
-            tails.remove(&k);
+        if tails.get(key).is_some_and(|t| Arc::ptr_eq(t, tail)) {
+            tails.remove(key);
         }
     }
 

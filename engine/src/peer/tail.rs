@@ -2,14 +2,16 @@
 //! node downloading content from an origin writes it into a file, and its peers that want the
 //! same content read that file behind it. Nothing is checked here: the content is known only
 //! by its ticket until the whole has arrived, so each taker hashes what it took and keeps it
-//! only if it hashes to the ticket.
+//! only if it hashes to the ticket. A gateway offers its downloads of URLs the same way, under
+//! the URL's name key, with the response head sealed for those who know the URL as the
+//! source's metadata.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::wire::{MAX_TAIL_CHUNK, Reply};
+use crate::wire::{MAX_TAIL_CHUNK, MAX_TAIL_META, Reply};
 
 /// A download being written into a file, front to back.
 #[derive(Debug)]
@@ -17,15 +19,27 @@ pub struct TailSource {
     file: Arc<File>,
     have: AtomicU64,
     complete: AtomicBool,
+    meta: Vec<u8>,
 }
 
 impl TailSource {
     /// A download into `file`, whose first `have` bytes are written already.
     pub fn new(file: Arc<File>, have: u64) -> Arc<TailSource> {
+        TailSource::with_meta(file, have, Vec::new())
+    }
+
+    /// [`TailSource::new`], with `meta` (at most [`MAX_TAIL_META`] bytes, else dropped) sent
+    /// with every answer: whatever the offering component wants its takers to know, sealed by
+    /// it; the node passes it on without reading it.
+    pub fn with_meta(file: Arc<File>, have: u64, mut meta: Vec<u8>) -> Arc<TailSource> {
+        if meta.len() > MAX_TAIL_META {
+            meta.clear();
+        }
         Arc::new(TailSource {
             file,
             have: AtomicU64::new(have),
             complete: AtomicBool::new(false),
+            meta,
         })
     }
 
@@ -66,6 +80,7 @@ impl TailSource {
         Some(Reply::Tail {
             have,
             complete,
+            meta: self.meta.clone(),
             data,
         })
     }
@@ -86,6 +101,7 @@ mod tests {
                 have,
                 complete,
                 data,
+                ..
             }) => (have, complete, data),
             other => panic!("{other:?}"),
         };

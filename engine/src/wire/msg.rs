@@ -176,6 +176,9 @@ pub enum Reply {
         have: u64,
         /// Whether the download is complete: `have` is the content's length.
         complete: bool,
+        /// What the offering component attached (at most [`MAX_TAIL_META`] bytes; a gateway's
+        /// sealed response head), passed on unread.
+        meta: Vec<u8>,
         /// Bytes from the requested offset, at most [`MAX_TAIL_CHUNK`] (empty when the offset
         /// is at or past `have`).
         data: Vec<u8>,
@@ -184,6 +187,8 @@ pub enum Reply {
 
 /// Most bytes one [`Reply::Tail`] carries.
 pub const MAX_TAIL_CHUNK: usize = 4 << 20;
+/// Most bytes of metadata a [`Reply::Tail`] carries.
+pub const MAX_TAIL_META: usize = 64 * 1024;
 
 /// What a node says of content it may download from an origin ([`Request::Intent`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,11 +459,14 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
         Reply::Tail {
             have,
             complete,
+            meta,
             data,
         } => {
             out.push(9);
             put_u64(&mut out, *have);
             out.push(u8::from(*complete));
+            put_u32(&mut out, meta.len() as u32);
+            out.extend_from_slice(meta);
             put_u32(&mut out, data.len() as u32);
             out.extend_from_slice(data);
         }
@@ -565,10 +573,13 @@ pub fn decode_reply(
                 1 => true,
                 v => return Err(unsupported(at, "complete flag", v.into()).into()),
             };
+            let len = bounded_u32(&mut r, "tail metadata length", 0, MAX_TAIL_META as u32)?;
+            let meta = r.bytes(len as usize, "tail metadata")?.to_vec();
             let len = bounded_u32(&mut r, "tail length", 0, MAX_TAIL_CHUNK as u32)?;
             Reply::Tail {
                 have,
                 complete,
+                meta,
                 data: r.bytes(len as usize, "tail bytes")?.to_vec(),
             }
         }
@@ -665,11 +676,13 @@ mod tests {
             (
                 any::<u64>(),
                 any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..40),
                 proptest::collection::vec(any::<u8>(), 0..300)
             )
-                .prop_map(|(have, complete, data)| Reply::Tail {
+                .prop_map(|(have, complete, meta, data)| Reply::Tail {
                     have,
                     complete,
+                    meta,
                     data
                 }),
         ]

@@ -1,0 +1,295 @@
+//! Who downloads what nobody on the LAN has yet, and how the others take it from that download.
+//!
+//! Nodes that want the same thing from an origin at once (content known by its ticket, or a
+//! gateway's URL) say so to each other ([`crate::wire::Request::Intent`], by lookup key) and
+//! elect one to download it ([`Node::elect_on`]); the others follow its download as it arrives
+//! ([`TailReader`], over [`crate::wire::Request::Tail`]), which it offers while it lasts
+//! ([`TailOffer`]). Every node computes the same answer from the same answers, so there is one
+//! download without a coordinator.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::Node;
+use crate::fetch::{FetchError, PeerRef};
+use crate::peer::{PeerAddr, PeerService, TailSource};
+use crate::wire::{Intent, LookupKey, Reply, Request};
+
+/// How long a node that wants something others want too waits for all of them to say so before
+/// the election.
+const ELECTION_WAIT: Duration = Duration::from_millis(500);
+/// How often a node waiting for another's download checks again.
+const ELECTION_POLL: Duration = Duration::from_millis(250);
+/// How long a node that has caught up with the download it follows waits before asking again.
+const TAIL_POLL: Duration = Duration::from_millis(40);
+
+/// Says to peers that this node wants what a lookup key names from an origin, until dropped.
+#[derive(Debug)]
+pub struct Wanting(Arc<PeerService>, LookupKey);
+
+impl Wanting {
+    fn new(svc: Arc<PeerService>, key: LookupKey) -> Self {
+        svc.begin_intent(&key);
+        Wanting(svc, key)
+    }
+}
+
+impl Drop for Wanting {
+    fn drop(&mut self) {
+        self.0.end_intent(&self.1);
+    }
+}
+
+/// The outcome of an election ([`Node::elect_on`]).
+#[derive(Debug)]
+pub enum Ballot<T> {
+    /// This node downloads it (and says so while the guard lives).
+    Lead(Wanting),
+    /// This peer is downloading it: follow its download ([`Node::follow_tail`]).
+    Follow(Wanting, PeerRef),
+    /// The check found it meanwhile (a peer has it now).
+    Found(T),
+}
+
+/// Offers a download to peers ([`crate::wire::Request::Tail`]) until dropped.
+#[derive(Debug)]
+pub struct TailOffer {
+    svc: Arc<PeerService>,
+    key: LookupKey,
+    tail: Arc<TailSource>,
+}
+
+impl TailOffer {
+    /// Keeps offering the (complete) download for `linger` more, so that peers a little behind
+    /// finish from it, or until the node stops.
+    pub fn linger(self, node: &Node, linger: Duration) {
+        let stop = node.stopping();
+        node.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = stop.cancelled() => {}
+            }
+            drop(self);
+        });
+    }
+}
+
+impl Drop for TailOffer {
+    fn drop(&mut self) {
+        self.svc.end_tail(&self.key, &self.tail);
+    }
+}
+
+/// Why following a download stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TailError {
+    /// The peer went away, stopped offering the download, or answered out of turn.
+    #[error("peer {peer} stopped offering the download: {detail}")]
+    Gone {
+        /// The peer.
+        peer: PeerAddr,
+        /// What happened.
+        detail: String,
+    },
+    /// The caller cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Takes a peer's download as it arrives, from an offset ([`Node::follow_tail`]).
+#[derive(Debug)]
+pub struct TailReader {
+    node: Node,
+    key: LookupKey,
+    peer: PeerRef,
+    at: u64,
+    meta: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl TailReader {
+    /// Bytes taken so far (the next offset asked for).
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+
+    /// The peer followed.
+    pub fn peer(&self) -> &PeerRef {
+        &self.peer
+    }
+
+    /// The metadata the peer's download carries, once an answer came.
+    pub fn meta(&self) -> Option<&[u8]> {
+        self.meta.as_deref()
+    }
+
+    /// The next bytes, waiting for the peer to have them; `None` once the download is
+    /// complete and all of it taken.
+    pub async fn next(&mut self, cancel: &CancellationToken) -> Result<Option<Bytes>, TailError> {
+        let gone = |detail: String| TailError::Gone {
+            peer: self.peer.addr,
+            detail,
+        };
+        loop {
+            let req = Request::Tail {
+                lookup: self.key,
+                offset: self.at,
+            };
+            let fetcher = &self.node.inner.fetcher;
+            let reply = tokio::select! {
+                r = fetcher.ask_peer(self.peer.addr, &req, self.timeout) => r,
+                _ = cancel.cancelled() => return Err(TailError::Cancelled),
+            };
+            let (have, complete, meta, data) = match reply {
+                Ok(Reply::Tail {
+                    have,
+                    complete,
+                    meta,
+                    data,
+                }) => (have, complete, meta, data),
+                Ok(Reply::NotFound) => return Err(gone("it has no such download now".into())),
+                Ok(other) => return Err(gone(format!("it answered {other:?}"))),
+                Err(e) => return Err(gone(e)),
+            };
+            self.meta = Some(meta);
+            if !data.is_empty() {
+                self.at += data.len() as u64;
+                if let Some(node) = self.peer.node {
+                    let stats = self.node.inner.service.stats();
+                    stats.add_received(node, data.len() as u64);
+                }
+                return Ok(Some(Bytes::from(data)));
+            }
+            if complete {
+                return if have == self.at {
+                    Ok(None)
+                } else {
+                    Err(gone(format!(
+                        "it has {have} bytes in all, this node {}",
+                        self.at
+                    )))
+                };
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TAIL_POLL) => {}
+                _ = cancel.cancelled() => return Err(TailError::Cancelled),
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Elects, among the nodes that want what `key` names from an origin now (those whose peer
+    /// service says so to [`Request::Intent`]), the one that downloads it. This node says it
+    /// wants it and asks its peers at once: if none wants it or is downloading it, this node
+    /// leads at once (two nodes asking each other at the same time cannot both miss the
+    /// other). Otherwise it waits [`ELECTION_WAIT`] for all of them to say so, then every
+    /// [`ELECTION_POLL`] runs `check` (a peer has it now: [`Ballot::Found`]) and asks again: if
+    /// one is downloading it, this node follows that download (a later arrival never
+    /// overtakes); if this node has the lowest rank, a hash of node ID and key, among those
+    /// still wanting it, it leads. A leader that stops or dies stops saying so, and the next
+    /// one takes over.
+    pub async fn elect_on<T, F, Fut>(
+        &self,
+        key: LookupKey,
+        mut check: F,
+        cancel: &CancellationToken,
+    ) -> Result<Ballot<T>, FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let wanting = Wanting::new(Arc::clone(&self.inner.service), key);
+        let rank = |node: &[u8]| {
+            let mut b = node.to_vec();
+            b.extend_from_slice(&key.0);
+            crate::content::sha256(&b).0
+        };
+        let mine = rank(&self.inner.id.0);
+        for round in 0u64.. {
+            let first = round == 0;
+            if !first {
+                let wait = if round == 1 {
+                    ELECTION_WAIT
+                } else {
+                    ELECTION_POLL
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                }
+                if let Some(found) = check().await {
+                    return Ok(Ballot::Found(found));
+                }
+            }
+            let mut asks = tokio::task::JoinSet::new();
+            for p in self.inner.peers.fetch_peers() {
+                let node = self.clone();
+                asks.spawn(async move {
+                    let req = Request::Intent { lookup: key };
+                    let timeout = node.inner.cfg.hello_timeout;
+                    match node.inner.fetcher.ask_peer(p.addr, &req, timeout).await {
+                        Ok(Reply::Intent(i)) => Some((i, p)),
+                        _ => None,
+                    }
+                });
+            }
+            let (mut lowest, mut downloading, mut others) = (mine, None, false);
+            while let Some(r) = asks.join_next().await {
+                match r {
+                    Ok(Some((Intent::Downloading, p))) => downloading = Some(p),
+                    Ok(Some((Intent::Wants, p))) => {
+                        others = true;
+                        let who = p
+                            .node
+                            .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
+                        lowest = lowest.min(rank(&who));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(p) = downloading {
+                return Ok(Ballot::Follow(wanting, p));
+            }
+            if (first && !others) || (!first && lowest == mine) {
+                self.inner.service.downloading(&key);
+                return Ok(Ballot::Lead(wanting));
+            }
+        }
+        unreachable!("the rounds do not run out")
+    }
+
+    /// Offers `tail` to peers under `key` until the offer is dropped (or lingers).
+    pub fn offer_tail(&self, key: LookupKey, tail: Arc<TailSource>) -> TailOffer {
+        self.inner.service.begin_tail(&key, Arc::clone(&tail));
+        TailOffer {
+            svc: Arc::clone(&self.inner.service),
+            key,
+            tail,
+        }
+    }
+
+    /// Follows `peer`'s download of what `key` names, from byte `at`; each answer waits at
+    /// most `timeout`.
+    pub fn follow_tail(
+        &self,
+        key: LookupKey,
+        peer: PeerRef,
+        at: u64,
+        timeout: Duration,
+    ) -> TailReader {
+        TailReader {
+            node: self.clone(),
+            key,
+            peer,
+            at,
+            meta: None,
+            timeout,
+        }
+    }
+}
