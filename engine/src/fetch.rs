@@ -25,7 +25,7 @@ use crate::peer::{PeerAddr, ServiceStats, Transport, TransportError};
 use crate::store::{Origin, SegmentStore, StoreError};
 use crate::wire::{self, ContentKeys, GroupKeys, NodeId, Reply, Request};
 
-pub use origin::{OriginClient, OriginError};
+pub use origin::{OriginClient, OriginError, OriginStream};
 pub use output::{ContentReader, PartFile, fill_sink, write_content, write_content_atomically};
 
 /// A peer to fetch from.

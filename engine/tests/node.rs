@@ -383,7 +383,7 @@ async fn mesh(dir: &Path, n: usize) -> Vec<Node> {
     }
     for node in &nodes {
         assert_eq!(
-            node.wait_for_peers(n - 1, Duration::from_secs(10), Duration::ZERO)
+            node.wait_for_peers(n - 1, Duration::from_secs(10), Duration::from_secs(10))
                 .await,
             n - 1,
             "a full mesh"

@@ -19,6 +19,7 @@ use crate::record::{UrlRecord, index_key, selection};
 use crate::spool;
 use crate::stored;
 use crate::upstream::{client_head, origin_request};
+use engine::node::Ballot;
 
 /// Answers a GET or HEAD of an absolute `http://` URL.
 pub(crate) async fn get(
@@ -190,9 +191,17 @@ pub(crate) async fn lookup(
                 let (head, body) = resp.into_parts();
                 return Ok(Lookup::Answer(passed(sh, head, body, CacheStatus::Miss)));
             }
-            lead_with(sh, req, url, key, &f, resp, CacheStatus::StaleChanged)
-                .await
-                .map(Lookup::Answer)
+            lead_with(
+                sh,
+                req,
+                url,
+                (key, &f),
+                resp,
+                CacheStatus::StaleChanged,
+                None,
+            )
+            .await
+            .map(Lookup::Answer)
         }
     }
 }
@@ -231,6 +240,23 @@ async fn miss(
     if !lead {
         return join(sh, req, &f, None).await;
     }
+    // A peer gateway may be downloading it now, or about to: follow it, or be elected.
+    let wanting = match crate::followed::elect(sh, req, url).await {
+        None => None,
+        Some(Ballot::Lead(w)) => Some(w),
+        Some(Ballot::Found((found, policy, head))) => {
+            spool::abandon(sh, key, &f, "a peer has it now");
+            let r = crate::peered::stream_from_peers(sh, req, url, found, policy, head);
+            return Ok(Some(r));
+        }
+        Some(Ballot::Follow(_, peer)) => {
+            match crate::followed::follow(sh, req, url, (key, &f), peer).await? {
+                Some(r) => return Ok(Some(r)),
+                // Not followed after all: download it ourselves.
+                None => None,
+            }
+        }
+    };
     // The client's own preconditions are answered here, from the whole response kept.
     let mut plain = req.clone();
     crate::conditional::strip(&mut plain.headers);
@@ -253,22 +279,31 @@ async fn miss(
             None => pass(sh, req, CacheStatus::Miss).await.map(Some),
         };
     }
-    lead_with(sh, req, url, key, &f, resp, CacheStatus::MissStored)
-        .await
-        .map(Some)
+    lead_with(
+        sh,
+        req,
+        url,
+        (key, &f),
+        resp,
+        CacheStatus::MissStored,
+        wanting,
+    )
+    .await
+    .map(Some)
 }
 
-/// Leads the download of `key` with the origin's answer `resp`: spools and keeps it when it is
-/// storable (and reads it back as it grows), else passes it through and lets waiting clients
-/// ask the origin themselves.
+/// Leads the download of `key` (whose clients wait on `f`) with the origin's answer `resp`:
+/// spools and keeps it when it is storable (and reads it back as it grows), else passes it
+/// through and lets waiting clients ask the origin themselves. In a group whose peers are
+/// trusted the download is offered to peer gateways (holding `wanting` until it ends).
 async fn lead_with(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
-    key: &[u8],
-    f: &Arc<spool::InFlight>,
+    (key, f): (&[u8], &Arc<spool::InFlight>),
     resp: Response<Incoming>,
     status: CacheStatus,
+    wanting: Option<engine::node::Wanting>,
 ) -> Result<Response<Body>, GatewayError> {
     let (head, body) = resp.into_parts();
     let Some(policy) = storable(sh, req, &head) else {
@@ -285,13 +320,20 @@ async fn lead_with(
         path: Default::default(),
         selection: sel,
     };
+    let share = if sh.cfg.trust_peers {
+        spool::Share::Offer(wanting)
+    } else {
+        spool::Share::No
+    };
+    let feed = spool::Feed::Origin(body);
     if let Err(e) = spool::start(
         sh,
         key.to_vec(),
         url.to_string(),
         Arc::clone(f),
         spooled,
-        body,
+        feed,
+        share,
     ) {
         spool::abandon(sh, key, f, "no spool");
         return Err(GatewayError::Store(format!("creating a spool file: {e}")));
@@ -304,11 +346,26 @@ async fn lead_with(
 
 /// Reads a download as it grows, if its answer fits this request. The leader says what it did
 /// (`lead`); others coalesced into its transfer, and their bytes did not cross the WAN again.
-async fn join(
+pub(crate) async fn join(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     f: &spool::InFlight,
     lead: Option<CacheStatus>,
+) -> Result<Option<Response<Body>>, GatewayError> {
+    join_crediting(sh, req, f, lead, |n| Provenance {
+        origin: n,
+        ..Default::default()
+    })
+    .await
+}
+
+/// [`join`], the leader's bytes credited as `credit` says (a follower's came from a peer).
+pub(crate) async fn join_crediting(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    f: &spool::InFlight,
+    lead: Option<CacheStatus>,
+    lead_credit: fn(u64) -> Provenance,
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let mut rx = f.subscribe();
     let head = loop {
@@ -327,10 +384,7 @@ async fn join(
         return pass(sh, req, CacheStatus::Miss).await.map(Some);
     }
     let (status, credit): (CacheStatus, fn(u64) -> Provenance) = match lead {
-        Some(st) => (st, |n| Provenance {
-            origin: n,
-            ..Default::default()
-        }),
+        Some(st) => (st, lead_credit),
         None => (CacheStatus::Coalesced, |n| Provenance {
             store: n,
             ..Default::default()

@@ -9,6 +9,7 @@ pub mod body;
 mod cache;
 pub mod conditional;
 pub mod error;
+mod followed;
 mod gateway;
 pub mod headers;
 pub mod index;

@@ -67,7 +67,29 @@ pub(crate) async fn claimed(
     let (Some(id), Ok(stored)) = (claim.content_id(), claim.header_map()) else {
         return Ok(None);
     };
-    // Confirm the validator with the origin.
+    let Some((policy, head)) = confirm(sh, req, url, stored).await? else {
+        tracing::info!("{url} changed since peer {peer} fetched it: going to the origin");
+        return Ok(None);
+    };
+    tracing::info!("{url}: from peers ({})", id.ticket());
+    let found = Found {
+        id,
+        len: claim.len,
+        fwd: 304,
+        detail: "peers",
+    };
+    Ok(Some((found, policy, head)))
+}
+
+/// Confirms with the origin that the answer a peer has for `url`, whose headers are `stored`,
+/// still holds: a conditional request on its validator, answered 304 (no body). The policy and
+/// head to serve it under; `None` if it changed, has no validator, or may not be stored.
+pub(crate) async fn confirm(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    stored: http::HeaderMap,
+) -> Result<Option<(CachePolicy, http::response::Parts)>, GatewayError> {
     let mut cond = origin_request(req, empty());
     let h = cond.headers_mut();
     for n in [
@@ -89,7 +111,7 @@ pub(crate) async fn claimed(
     }
     let resp = sh.upstream.send(cond).await?;
     if resp.status() != StatusCode::NOT_MODIFIED {
-        tracing::info!("{url} changed since peer {peer} fetched it: going to the origin");
+        tracing::debug!("{url}: the origin did not confirm a peer's answer");
         return Ok(None);
     }
     let mut claimed = Response::new(());
@@ -102,14 +124,7 @@ pub(crate) async fn claimed(
     if !policy.is_storable() {
         return Ok(None);
     }
-    tracing::info!("{url}: from peers ({})", id.ticket());
-    let found = Found {
-        id,
-        len: claim.len,
-        fwd: 304,
-        detail: "peers",
-    };
-    Ok(Some((found, policy, head)))
+    Ok(Some((policy, head)))
 }
 
 /// Content found for a URL, to fetch from peers.

@@ -7,6 +7,11 @@
 //! content information is built, the body goes into the store (checked block by block), the
 //! URL record and the peers' claim are written, in that order, and the spool is removed. A
 //! transfer that fails or is cut short caches nothing.
+//!
+//! In a group whose peers are trusted, the download is also offered to peer gateways that miss
+//! the same URL meanwhile ([`engine::node::TailOffer`], with the answer's head sealed for those
+//! who know the URL as a [`Pending`] record), and a gateway that follows a peer's download
+//! spools that instead of an origin's body ([`Feed`]; see [`crate::followed`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +29,7 @@ use tokio::sync::watch;
 use crate::body::{Body, channel};
 use crate::gateway::Shared;
 use crate::headers::Provenance;
-use crate::record::{Claim, UrlRecord, Variant, index_key, name_key};
+use crate::record::{Claim, Pending, UrlRecord, Variant, index_key, name_key};
 
 /// Hashes a stream block by block, whatever its chunking. Pure.
 #[derive(Debug)]
@@ -128,6 +133,87 @@ impl InFlight {
     }
 }
 
+/// Where a download's body comes from.
+pub(crate) enum Feed {
+    /// The origin's answer.
+    Origin(Incoming),
+    /// A peer gateway's download of the same URL, taken as it arrives: its first bytes, and,
+    /// when allowed, the origin and the validator to finish from by range (only while the
+    /// validator holds) if the peer goes away.
+    Peer {
+        reader: engine::node::TailReader,
+        first: Option<Bytes>,
+        fallback: Option<(engine::fetch::OriginClient, String)>,
+    },
+    /// The origin, from where a followed peer stopped.
+    Rest(engine::fetch::OriginStream),
+}
+
+impl Feed {
+    /// The next bytes of the body; `None` at its end.
+    async fn next(
+        &mut self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<Result<Bytes, String>> {
+        loop {
+            match self {
+                Feed::Origin(body) => loop {
+                    match body.frame().await? {
+                        Err(e) => return Some(Err(format!("the origin's body broke off: {e}"))),
+                        Ok(f) => {
+                            if let Ok(data) = f.into_data() {
+                                return Some(Ok(data));
+                            }
+                        }
+                    }
+                },
+                Feed::Peer {
+                    reader,
+                    first,
+                    fallback,
+                } => {
+                    if let Some(b) = first.take() {
+                        return Some(Ok(b));
+                    }
+                    let e = match reader.next(stop).await {
+                        Ok(b) => return b.map(Ok),
+                        Err(e) => e,
+                    };
+                    let Some((origin, validator)) = fallback.take() else {
+                        return Some(Err(e.to_string()));
+                    };
+                    tracing::info!("{e}: taking the rest from the origin");
+                    match origin.stream_if(reader.at(), Some(&validator)).await {
+                        Ok(rest) => *self = Feed::Rest(rest),
+                        Err(o) => return Some(Err(format!("{e}; then {o}"))),
+                    }
+                }
+                Feed::Rest(rest) => return rest.next().await.map(|r| r.map_err(|e| e.to_string())),
+            }
+        }
+    }
+}
+
+/// A download offered to peer gateways: its offer, which lingers once the download is complete,
+/// and the election's guard, if this gateway was elected to download it.
+pub(crate) struct Offer {
+    tail: Arc<engine::peer::TailSource>,
+    offer: engine::node::TailOffer,
+    _wanting: Option<engine::node::Wanting>,
+}
+
+/// Whether peer gateways may follow a download.
+pub(crate) enum Share {
+    /// They may not (peers are not trusted).
+    No,
+    /// They may; with the election's guard if this gateway was elected to download it (held
+    /// until the download ends).
+    Offer(Option<engine::node::Wanting>),
+}
+
+/// How long a complete download stays offered to peer gateways that are a little behind.
+const OFFER_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Joins the download of `key`, or registers a new one that the caller leads (`true`).
 pub(crate) fn join_or_lead(sh: &Shared, key: &[u8]) -> (Arc<InFlight>, bool) {
     let mut map = sh.inflight.lock().expect("inflight lock");
@@ -148,15 +234,17 @@ pub(crate) fn abandon(sh: &Shared, key: &[u8], f: &InFlight, why: &str) {
     f.finish(Err(why.into()));
 }
 
-/// Starts spooling a storable answer whose head is `head` (its spool path is set here);
-/// clients (the leader included) then [`tail`] it.
+/// Starts spooling a storable answer whose head is `head` (its spool path is set here) from
+/// `feed`; clients (the leader included) then [`tail`] it; peer gateways may follow it too if
+/// `share` says so.
 pub(crate) fn start(
     sh: &Arc<Shared>,
     key: Vec<u8>,
     url: String,
     f: Arc<InFlight>,
     mut head: Head,
-    body: Incoming,
+    feed: Feed,
+    share: Share,
 ) -> Result<(), std::io::Error> {
     let path = sh.cfg.spool.join(format!("{:016x}.part", rand_u64()));
     let file = std::fs::OpenOptions::new()
@@ -164,6 +252,19 @@ pub(crate) fn start(
         .write(true)
         .create_new(true)
         .open(&path)?;
+    let offer = match share {
+        Share::Offer(wanting) => {
+            let meta = Pending::new(&head.headers, &head.selection).seal(&url);
+            let tail = engine::peer::TailSource::with_meta(Arc::new(file.try_clone()?), 0, meta);
+            let key = engine::wire::LookupKey(name_key(&url));
+            Some(Offer {
+                offer: sh.node.offer_tail(key, Arc::clone(&tail)),
+                tail,
+                _wanting: wanting,
+            })
+        }
+        Share::No => None,
+    };
     head.path = path.clone();
     let head = Arc::new(head);
     f.tx.send_modify(|s| s.head = Some(Arc::clone(&head)));
@@ -171,7 +272,12 @@ pub(crate) fn start(
     let busy = sh.busy();
     sh.tasks.spawn(async move {
         let _busy = busy;
-        let r = download(&sh2, &url, &f, &head, body, file).await;
+        let tail = offer.as_ref().map(|o| Arc::clone(&o.tail));
+        let r = download(&sh2, &url, &f, &head, feed, file, tail.as_deref()).await;
+        if let (Ok(()), Some(o)) = (&r, offer) {
+            o.tail.finish();
+            o.offer.linger(&sh2.node, OFFER_LINGER);
+        }
         sh2.inflight.lock().expect("inflight lock").remove(&key);
         if let Err(e) = &r {
             tracing::info!("not caching {url}: {e}");
@@ -194,8 +300,9 @@ async fn download(
     url: &str,
     f: &InFlight,
     head: &Head,
-    mut body: Incoming,
+    mut feed: Feed,
     file: std::fs::File,
+    offered: Option<&engine::peer::TailSource>,
 ) -> Result<(), String> {
     let expected = head
         .headers
@@ -205,15 +312,12 @@ async fn download(
     let mut hasher = BlockHasher::new(engine::content::layout::BLOCK_SIZE);
     let mut out = tokio::fs::File::from_std(file.try_clone().map_err(|e| e.to_string())?);
     loop {
-        let frame = tokio::select! {
+        let next = tokio::select! {
             _ = sh.stop.cancelled() => return Err("the gateway is stopping".into()),
-            fr = body.frame() => fr,
+            next = feed.next(&sh.stop) => next,
         };
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| format!("the origin's body broke off: {e}"))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+        let Some(data) = next else { break };
+        let data = data?;
         hasher.update(&data);
         if hasher.total() > sh.cfg.max_object || expected.is_some_and(|e| hasher.total() > e) {
             return Err("the body is longer than announced or allowed".into());
@@ -228,6 +332,9 @@ async fn download(
             .map_err(|e| format!("writing the spool: {e}"))?;
         let n = hasher.total();
         f.tx.send_modify(|s| s.written = n);
+        if let Some(t) = offered {
+            t.advance(n);
+        }
     }
     out.flush().await.map_err(|e| e.to_string())?;
     if let Some(e) = expected

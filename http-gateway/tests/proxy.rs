@@ -4,24 +4,21 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::ServerSecret;
-use engine::node::{Listen, Node, NodeConfig};
-use engine::peer::Transport;
-use engine::peer::http::HttpTransport;
-use engine::store::MemStore;
+use engine::node::Node;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use pdist_http_gateway::GatewayConfig;
 use pdist_http_gateway::headers::Provenance;
-use pdist_http_gateway::index::MemIndex;
-use pdist_http_gateway::{Gateway, GatewayConfig};
+
+mod common;
+use common::{gateway, get, node, via};
 
 /// What the origin sent, by path: (responses with a body, body bytes, 304s).
 #[derive(Default, Debug)]
@@ -145,71 +142,6 @@ async fn answer(
     e.0 += 1;
     e.1 += body.len() as u64;
     Ok(r.body(Full::new(Bytes::from(body))).unwrap())
-}
-
-async fn node(secret: &[u8], dir: &Path, peers: Vec<SocketAddr>) -> Node {
-    let cfg = NodeConfig {
-        name: "gw".into(),
-        secret: ServerSecret::new(secret.to_vec()),
-        listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
-        cache: false,
-        static_peers: peers,
-        probe_interval: Duration::from_millis(200),
-        hello_timeout: Duration::from_secs(1),
-        scratch: dir.to_path_buf(),
-        corrupt_blocks: false,
-        leases: engine::store::Leases::new(),
-    };
-    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(Duration::from_secs(5)));
-    Node::start(cfg, Arc::new(MemStore::new()), transport, None)
-        .await
-        .unwrap()
-}
-
-async fn gateway(n: &Node, dir: &Path, edit: impl FnOnce(&mut GatewayConfig)) -> Gateway {
-    let mut cfg = GatewayConfig::new(dir.join("spool"));
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    edit(&mut cfg);
-    Gateway::start(cfg, n.clone(), Arc::new(MemIndex::default()))
-        .await
-        .unwrap()
-}
-
-struct Got {
-    status: StatusCode,
-    headers: hyper::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn h(&self, k: &str) -> &str {
-        self.headers.get(k).map_or("", |v| v.to_str().unwrap())
-    }
-}
-
-/// Sends `req` (absolute-form URI) to the proxy on a fresh connection.
-async fn via(proxy: SocketAddr, req: Request<Full<Bytes>>) -> Got {
-    let s = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = send.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes().to_vec();
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
-fn get(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
-    let mut b = Request::get(url).header("host", url.split('/').nth(2).unwrap());
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(Full::new(Bytes::new())).unwrap()
 }
 
 async fn status_codes(p: SocketAddr, url: &str, n: usize) -> Vec<u16> {

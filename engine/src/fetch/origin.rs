@@ -233,7 +233,7 @@ pub struct OriginStream {
 
 impl OriginStream {
     /// The whole resource's length, when the origin said it.
-    pub fn len(&self) -> Option<u64> {
+    pub fn total_len(&self) -> Option<u64> {
         self.len
     }
 

@@ -152,6 +152,14 @@ impl TailReader {
                     meta,
                     data,
                 }) => (have, complete, meta, data),
+                Ok(Reply::NotFound) if self.still_downloading().await => {
+                    // Elected, and not offering its download yet (its origin has not answered).
+                    tokio::select! {
+                        _ = tokio::time::sleep(TAIL_POLL) => {}
+                        _ = cancel.cancelled() => return Err(TailError::Cancelled),
+                    }
+                    continue;
+                }
                 Ok(Reply::NotFound) => return Err(gone("it has no such download now".into())),
                 Ok(other) => return Err(gone(format!("it answered {other:?}"))),
                 Err(e) => return Err(gone(e)),
@@ -180,6 +188,18 @@ impl TailReader {
                 _ = cancel.cancelled() => return Err(TailError::Cancelled),
             }
         }
+    }
+}
+
+impl TailReader {
+    /// Whether the peer still says it is downloading.
+    async fn still_downloading(&self) -> bool {
+        let req = Request::Intent { lookup: self.key };
+        let fetcher = &self.node.inner.fetcher;
+        matches!(
+            fetcher.ask_peer(self.peer.addr, &req, self.timeout).await,
+            Ok(Reply::Intent(Intent::Downloading))
+        )
     }
 }
 

@@ -295,7 +295,7 @@ impl Node {
                 None => break,
             }
         }
-        if let Some(len) = stream.len().filter(|len| *len != intake.sent) {
+        if let Some(len) = stream.total_len().filter(|len| *len != intake.sent) {
             return Err(OriginError::Changed {
                 detail: format!("it sent {} of {len} bytes", intake.sent),
             }

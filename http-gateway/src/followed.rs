@@ -1,0 +1,122 @@
+//! Misses of a URL that a peer gateway is downloading now. Gateways of a group whose peers are
+//! trusted that miss the same URL at once elect one to download it from the origin
+//! ([`engine::node::Node::elect_on`], under the URL's name key); the others take its download
+//! as it arrives ([`engine::node::TailReader`]), so the origin sends the body once however many
+//! branch gateways ask for it at the same time. A follower spools what it takes like an origin's
+//! body (hashed as it arrives, then kept and claimed), and streams it to its clients meanwhile.
+//!
+//! Trust is that of claims ([`crate::peered`]): the leader's record of the answer
+//! ([`crate::record::Pending`]) is sealed for those who know the URL, believed only from a
+//! trusted group, and its validator is confirmed with the origin (a conditional request that
+//! sends no body) before anything is served. If the leader goes away mid-way, the follower
+//! takes the rest from the origin by range, only while that validator holds (`If-Range`), when
+//! blocks may come from the origin at all.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use engine::fetch::{OriginClient, PeerRef};
+use engine::node::Ballot;
+use engine::wire::LookupKey;
+use http::Response;
+use http::header::{ETAG, LAST_MODIFIED};
+
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::gateway::Shared;
+use crate::headers::{self, CacheStatus, Provenance};
+use crate::peered::Known;
+use crate::record::{Pending, name_key, selection};
+use crate::spool;
+
+/// Elects the gateway that downloads `url` among the peer gateways missing it now; the check
+/// while waiting is whether a peer has it stored now ([`crate::peered::claimed`]). `None` when
+/// peers are not trusted or there are none.
+pub(crate) async fn elect(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+) -> Option<Ballot<Known>> {
+    if !sh.cfg.trust_peers || sh.node.peers().fetch_peers().is_empty() {
+        return None;
+    }
+    let check = || async { crate::peered::claimed(sh, req, url).await.ok().flatten() };
+    let key = LookupKey(name_key(url));
+    sh.node.elect_on(key, check, &sh.stop).await.ok()
+}
+
+/// Follows `peer`'s download of `url` for the clients waiting on `f` (this gateway's download
+/// of `key`, which it leads): spooled and kept as if it came from the origin. `None` when it
+/// cannot be followed (gone already, another answer than this request needs, or the origin does
+/// not confirm it): the caller downloads it itself.
+pub(crate) async fn follow(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    (key, f): (&[u8], &Arc<spool::InFlight>),
+    peer: PeerRef,
+) -> Result<Option<Response<Body>>, GatewayError> {
+    let addr = peer.addr;
+    let lookup = LookupKey(name_key(url));
+    let mut reader = sh.node.follow_tail(lookup, peer, 0, sh.cfg.origin_timeout);
+    let first: Option<Bytes> = match reader.next(&sh.stop).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::info!("{url}: not following peer {addr}: {e}");
+            return Ok(None);
+        }
+    };
+    let pending = match reader.meta().map(|m| Pending::open(url, m)) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            tracing::info!("{url}: peer {addr}'s download: {e}");
+            return Ok(None);
+        }
+        None => return Ok(None),
+    };
+    let Ok(stored) = pending.header_map() else {
+        return Ok(None);
+    };
+    if pending.selection != selection(&req.headers, &stored) {
+        // Another variant than this request selects.
+        return Ok(None);
+    }
+    let validator = [ETAG, LAST_MODIFIED].iter().find_map(|n| {
+        stored
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let Some((policy, head)) = crate::peered::confirm(sh, req, url, stored).await? else {
+        return Ok(None);
+    };
+    tracing::info!("{url}: following peer {addr}'s download");
+    let fallback = validator
+        .filter(|_| sh.cfg.origin_for_peered)
+        .and_then(|v| Some((OriginClient::new(url, sh.cfg.origin_timeout).ok()?, v)));
+    let mut h = head.headers;
+    headers::strip_hop_by_hop(&mut h);
+    let spooled = spool::Head {
+        status: http::StatusCode::OK,
+        headers: h,
+        policy,
+        path: Default::default(),
+        selection: pending.selection,
+    };
+    let feed = spool::Feed::Peer {
+        reader,
+        first,
+        fallback,
+    };
+    let (url, f2) = (url.to_string(), Arc::clone(f));
+    if let Err(e) = spool::start(sh, key.to_vec(), url, f2, spooled, feed, spool::Share::No) {
+        spool::abandon(sh, key, f, "no spool");
+        return Err(GatewayError::Store(format!("creating a spool file: {e}")));
+    }
+    let from_peers = |n| Provenance {
+        peers: n,
+        ..Default::default()
+    };
+    let status = CacheStatus::MissStored;
+    crate::cache::join_crediting(sh, req, f, Some(status), from_peers).await
+}
