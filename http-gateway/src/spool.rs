@@ -11,7 +11,7 @@
 //! In a group whose peers are trusted, the download is also offered to peer gateways that miss
 //! the same URL meanwhile ([`engine::node::TailOffer`], with the answer's head sealed for those
 //! who know the URL as a [`Pending`] record), and a gateway that follows a peer's download
-//! spools that instead of an origin's body ([`Feed`]; see [`crate::followed`]).
+//! spools that instead of an origin's body (`Feed`; see the `followed` module).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

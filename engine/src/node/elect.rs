@@ -208,8 +208,8 @@ impl Node {
     /// service says so to [`Request::Intent`]), the one that downloads it. This node says it
     /// wants it and asks its peers at once: if none wants it or is downloading it, this node
     /// leads at once (two nodes asking each other at the same time cannot both miss the
-    /// other). Otherwise it waits [`ELECTION_WAIT`] for all of them to say so, then every
-    /// [`ELECTION_POLL`] runs `check` (a peer has it now: [`Ballot::Found`]) and asks again: if
+    /// other). Otherwise it waits 500 ms for all of them to say so, then every 250 ms
+    /// runs `check` (a peer has it now: [`Ballot::Found`]) and asks again: if
     /// one is downloading it, this node follows that download (a later arrival never
     /// overtakes); if this node has the lowest rank, a hash of node ID and key, among those
     /// still wanting it, it leads. A leader that stops or dies stops saying so, and the next
