@@ -191,6 +191,7 @@ pub(crate) async fn lookup(
                 let (head, body) = resp.into_parts();
                 return Ok(Lookup::Answer(passed(sh, head, body, CacheStatus::Miss)));
             }
+            let _led = spool::Led::new(sh, key, &f);
             lead_with(
                 sh,
                 req,
@@ -240,6 +241,7 @@ async fn miss(
     if !lead {
         return join(sh, req, &f, None).await;
     }
+    let _led = spool::Led::new(sh, key, &f);
     // A peer gateway may be downloading it now, or about to: follow it, or be elected.
     let wanting = match crate::followed::elect(sh, req, url).await {
         None => None,

@@ -5,12 +5,15 @@
 //! branch gateways ask for it at the same time. A follower spools what it takes like an origin's
 //! body (hashed as it arrives, then kept and claimed), and streams it to its clients meanwhile.
 //!
-//! Trust is that of claims ([`crate::peered`]): the leader's record of the answer
-//! ([`crate::record::Pending`]) is sealed for those who know the URL, believed only from a
-//! trusted group, and its validator is confirmed with the origin (a conditional request that
-//! sends no body) before anything is served. If the leader goes away mid-way, the follower
-//! takes the rest from the origin by range, only while that validator holds (`If-Range`), when
-//! blocks may come from the origin at all.
+//! Trust: more than claims need. The leader's record of the answer ([`crate::record::Pending`])
+//! is sealed for those who know the URL and believed only from a trusted group, and its
+//! validator is confirmed with the origin (a conditional request that sends no body) before
+//! anything is served; but no content ID binds the bytes, so a lying group member could send
+//! other bytes than the origin's, which the follower would serve and keep. A follower notices
+//! when the leader's offer changes under it (another download of the URL began) and stops
+//! taking from it. If the leader goes away mid-way, the follower takes the rest from the origin
+//! by range, only while a strong validator holds (`If-Range`), for answers that do not vary, and
+//! only when blocks may come from the origin at all.
 
 use std::sync::Arc;
 
@@ -28,6 +31,23 @@ use crate::headers::{self, CacheStatus, Provenance};
 use crate::peered::Known;
 use crate::record::{Pending, name_key, selection};
 use crate::spool;
+
+/// What the rest of an answer with `headers` may be asked for by range with (`If-Range`): a
+/// strong entity tag, else the last-modified date; none for an answer that varies (the
+/// origin client cannot repeat the selecting request headers).
+fn range_validator(headers: &http::HeaderMap) -> Option<String> {
+    if headers.contains_key(http::header::VARY) {
+        return None;
+    }
+    match headers.get(ETAG).and_then(|v| v.to_str().ok()) {
+        Some(etag) if etag.starts_with('"') => Some(etag.to_string()),
+        Some(_) => None,
+        None => headers
+            .get(LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    }
+}
 
 /// Elects the gateway that downloads `url` among the peer gateways missing it now; the check
 /// while waiting is whether a peer has it stored now ([`crate::peered::claimed`]). `None` when
@@ -48,7 +68,7 @@ pub(crate) async fn elect(
 /// Follows `peer`'s download of `url` for the clients waiting on `f` (this gateway's download
 /// of `key`, which it leads): spooled and kept as if it came from the origin. `None` when it
 /// cannot be followed (gone already, another answer than this request needs, or the origin does
-/// not confirm it): the caller downloads it itself.
+/// not confirm it or fails): the caller downloads it itself.
 pub(crate) async fn follow(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
@@ -81,14 +101,14 @@ pub(crate) async fn follow(
         // Another variant than this request selects.
         return Ok(None);
     }
-    let validator = [ETAG, LAST_MODIFIED].iter().find_map(|n| {
-        stored
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
-    let Some((policy, head)) = crate::peered::confirm(sh, req, url, stored).await? else {
-        return Ok(None);
+    let validator = range_validator(&stored);
+    let (policy, head) = match crate::peered::confirm(sh, req, url, stored).await {
+        Ok(Some(confirmed)) => confirmed,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::info!("{url}: not following peer {addr}: {e}");
+            return Ok(None);
+        }
     };
     tracing::info!("{url}: following peer {addr}'s download");
     let fallback = validator

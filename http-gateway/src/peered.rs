@@ -9,7 +9,8 @@
 //! ([`crate::gateway::GatewayConfig::trust_peers`]). Every block is checked against the content
 //! information, which is checked against the claimed ticket, so a peer can make a client receive
 //! only the bytes of the content it named; a group member could name other content for a URL,
-//! which is why the open group's claims are never believed.
+//! which is why the open group's claims are never believed. (Following a peer gateway's
+//! download in progress, [`crate::followed`], needs more trust: no content ID binds its bytes.)
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

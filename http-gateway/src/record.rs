@@ -281,7 +281,8 @@ impl Pending {
     /// Decodes the plain bytes of a download's record and checks every field.
     pub fn decode(plain: &[u8]) -> Result<Pending, ClaimError> {
         let bad = |m: &str| ClaimError::Malformed(m.to_string());
-        if plain.len() > engine::wire::MAX_TAIL_META {
+        // What fits an offer's metadata once sealed.
+        if plain.len() + engine::wire::AEAD_OVERHEAD > engine::wire::MAX_TAIL_META {
             return Err(bad("too large"));
         }
         let p: Pending = serde_json::from_slice(plain).map_err(|e| bad(&e.to_string()))?;

@@ -214,6 +214,12 @@ pub(crate) enum Share {
 /// How long a complete download stays offered to peer gateways that are a little behind.
 const OFFER_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The sealed record a download is offered under, if it fits an offer's metadata.
+fn offerable(url: &str, head: &Head) -> Option<Vec<u8>> {
+    let meta = Pending::new(&head.headers, &head.selection).seal(url);
+    (meta.len() <= engine::wire::MAX_TAIL_META).then_some(meta)
+}
+
 /// Joins the download of `key`, or registers a new one that the caller leads (`true`).
 pub(crate) fn join_or_lead(sh: &Shared, key: &[u8]) -> (Arc<InFlight>, bool) {
     let mut map = sh.inflight.lock().expect("inflight lock");
@@ -230,8 +236,36 @@ pub(crate) fn join_or_lead(sh: &Shared, key: &[u8]) -> (Arc<InFlight>, bool) {
 /// Ends a led download that will not be shared (the answer was not storable, or the origin
 /// failed): waiting clients go to the origin themselves.
 pub(crate) fn abandon(sh: &Shared, key: &[u8], f: &InFlight, why: &str) {
-    sh.inflight.lock().expect("inflight lock").remove(key);
+    let mut map = sh.inflight.lock().expect("inflight lock");
+    if map.get(key).is_some_and(|g| std::ptr::eq(g.as_ref(), f)) {
+        map.remove(key);
+    }
+    drop(map);
     f.finish(Err(why.into()));
+}
+
+/// Held by the request that leads a download until it has started spooling or given up: if
+/// that request goes away first (its client disconnected, or an error returned early), the
+/// download is abandoned, so that clients waiting on it do not wait for ever.
+pub(crate) struct Led<'a> {
+    sh: &'a Shared,
+    key: &'a [u8],
+    f: &'a InFlight,
+}
+
+impl<'a> Led<'a> {
+    pub(crate) fn new(sh: &'a Shared, key: &'a [u8], f: &'a InFlight) -> Self {
+        Led { sh, key, f }
+    }
+}
+
+impl Drop for Led<'_> {
+    fn drop(&mut self) {
+        let snap = self.f.tx.borrow().clone();
+        if snap.head.is_none() && snap.done.is_none() {
+            abandon(self.sh, self.key, self.f, "the leading request went away");
+        }
+    }
 }
 
 /// Starts spooling a storable answer whose head is `head` (its spool path is set here) from
@@ -252,9 +286,12 @@ pub(crate) fn start(
         .write(true)
         .create_new(true)
         .open(&path)?;
-    let offer = match share {
-        Share::Offer(wanting) => {
-            let meta = Pending::new(&head.headers, &head.selection).seal(&url);
+    let meta = match &share {
+        Share::Offer(_) => offerable(&url, &head),
+        Share::No => None,
+    };
+    let offer = match (share, meta) {
+        (Share::Offer(wanting), Some(meta)) => {
             let tail = engine::peer::TailSource::with_meta(Arc::new(file.try_clone()?), 0, meta);
             let key = engine::wire::LookupKey(name_key(&url));
             Some(Offer {
@@ -263,7 +300,7 @@ pub(crate) fn start(
                 _wanting: wanting,
             })
         }
-        Share::No => None,
+        _ => None,
     };
     head.path = path.clone();
     let head = Arc::new(head);
@@ -274,8 +311,8 @@ pub(crate) fn start(
         let _busy = busy;
         let tail = offer.as_ref().map(|o| Arc::clone(&o.tail));
         let r = download(&sh2, &url, &f, &head, feed, file, tail.as_deref()).await;
-        if let (Ok(()), Some(o)) = (&r, offer) {
-            o.tail.finish();
+        // A complete body stays offered for a while, even if keeping it here failed.
+        if let Some(o) = offer.filter(|o| o.tail.is_complete()) {
             o.offer.linger(&sh2.node, OFFER_LINGER);
         }
         sh2.inflight.lock().expect("inflight lock").remove(&key);
@@ -341,6 +378,9 @@ async fn download(
         && e != hasher.total()
     {
         return Err(format!("the origin sent {} of {e} bytes", hasher.total()));
+    }
+    if let Some(t) = offered {
+        t.finish();
     }
     let sh2 = Arc::clone(sh);
     let url = url.to_string();

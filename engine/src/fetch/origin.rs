@@ -169,7 +169,8 @@ impl OriginClient {
     }
 
     /// [`OriginClient::stream`]; from an offset, only if the resource still has the validator
-    /// `if_range` (an entity tag or a date: `If-Range`), else [`OriginError::NoRanges`].
+    /// `if_range` (a strong entity tag or a date: `If-Range`), else [`OriginError::NoRanges`].
+    /// From 0 the whole resource is asked for, and `if_range` is not sent.
     pub async fn stream_if(
         &self,
         from: u64,
@@ -198,7 +199,7 @@ impl OriginClient {
                     .strip_prefix(&format!("bytes {from}-"))
                     .and_then(|r| r.split_once('/'))
                     .and_then(|(end, total)| Some((end.parse::<u64>().ok()?, total.parse().ok()?)))
-                    .filter(|(end, total)| end + 1 == *total);
+                    .filter(|(end, total)| end.checked_add(1) == Some(*total));
                 match total {
                     Some((_, total)) => Some(total),
                     None => {

@@ -27,20 +27,35 @@ const ELECTION_POLL: Duration = Duration::from_millis(250);
 /// How long a node that has caught up with the download it follows waits before asking again.
 const TAIL_POLL: Duration = Duration::from_millis(40);
 
-/// Says to peers that this node wants what a lookup key names from an origin, until dropped.
+/// Says to peers that this node wants what a lookup key names from an origin (and, once it
+/// leads, that it is downloading it), until dropped.
 #[derive(Debug)]
-pub struct Wanting(Arc<PeerService>, LookupKey);
+pub struct Wanting {
+    svc: Arc<PeerService>,
+    key: LookupKey,
+    leading: bool,
+}
 
 impl Wanting {
     fn new(svc: Arc<PeerService>, key: LookupKey) -> Self {
         svc.begin_intent(&key);
-        Wanting(svc, key)
+        Wanting {
+            svc,
+            key,
+            leading: false,
+        }
+    }
+
+    fn lead(mut self) -> Self {
+        self.svc.downloading(&self.key);
+        self.leading = true;
+        self
     }
 }
 
 impl Drop for Wanting {
     fn drop(&mut self) {
-        self.0.end_intent(&self.1);
+        self.svc.end_intent(&self.key, self.leading);
     }
 }
 
@@ -164,6 +179,11 @@ impl TailReader {
                 Ok(other) => return Err(gone(format!("it answered {other:?}"))),
                 Err(e) => return Err(gone(e)),
             };
+            if self.meta.as_ref().is_some_and(|m| *m != meta) {
+                // Another download now under the same key (the one followed ended, and a new
+                // one began): its bytes are not the continuation of those taken.
+                return Err(gone("it offers another download now".into()));
+            }
             self.meta = Some(meta);
             if !data.is_empty() {
                 self.at += data.len() as u64;
@@ -277,8 +297,7 @@ impl Node {
                 return Ok(Ballot::Follow(wanting, p));
             }
             if (first && !others) || (!first && lowest == mine) {
-                self.inner.service.downloading(&key);
-                return Ok(Ballot::Lead(wanting));
+                return Ok(Ballot::Lead(wanting.lead()));
             }
         }
         unreachable!("the rounds do not run out")

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ballot, Node, TailError};
+use crate::content::layout::MAX_CONTENT_LEN;
 use crate::content::{ContentId, ContentInfo, HashOptions, hash_reader};
 use crate::fetch::{
     Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginError, PeerRef, Source,
@@ -31,6 +32,11 @@ use crate::wire::{ContentKeys, LookupKey};
 const TAIL_LINGER: Duration = Duration::from_secs(60);
 /// Chunks between the network and the thread that writes and hashes them.
 const SPOOL_DEPTH: usize = 64;
+/// Largest chunk queued for that thread: a peer's 4 MiB answers are queued in slices of this,
+/// so the queue holds a few of them at most, not 64.
+const SPOOL_CHUNK: usize = 256 << 10;
+/// How long a node whose followed download stopped waits before electing again.
+const REELECT_PAUSE: Duration = Duration::from_millis(250);
 
 /// Who downloads content nobody has.
 pub(super) type Elected = Ballot<Arc<ContentInfo>>;
@@ -60,16 +66,25 @@ struct Intake<'a> {
 
 impl Intake<'_> {
     /// Queues `data` (the next bytes); false if the writing thread has stopped (its result
-    /// says why).
-    async fn put(&mut self, data: Bytes, source: Source) -> bool {
+    /// says why). Content longer than pdist describes is refused before it fills the disk.
+    async fn put(&mut self, data: Bytes, source: Source) -> Result<bool, FetchError> {
         let n = data.len() as u64;
-        if self.tx.send(data).await.is_err() {
-            return false;
+        if self.sent + n > MAX_CONTENT_LEN {
+            return Err(OriginError::Changed {
+                detail: format!("it is longer than the largest content ({MAX_CONTENT_LEN} bytes)"),
+            }
+            .into());
+        }
+        for at in (0..data.len()).step_by(SPOOL_CHUNK) {
+            let piece = data.slice(at..data.len().min(at + SPOOL_CHUNK));
+            if self.tx.send(piece).await.is_err() {
+                return Ok(false);
+            }
         }
         self.sent += n;
         *self.report.by_source.entry(source).or_default() += n;
         (self.events)(FetchEvent::Progress { source, bytes: n });
-        true
+        Ok(true)
     }
 }
 
@@ -199,6 +214,20 @@ impl Node {
                 Ended::Complete => break,
                 Ended::Gone(why) => {
                     tracing::info!("the download followed stopped ({why}): electing again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(REELECT_PAUSE) => {}
+                        _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                    }
+                    // The leader may have finished: then the content is known.
+                    let peers = self.inner.peers.fetch_peers();
+                    let fetcher = &self.inner.fetcher;
+                    if fetcher
+                        .content_info(&id, &peers, opts.chunk_timeout)
+                        .await
+                        .is_ok()
+                    {
+                        return Ok(None);
+                    }
                     match self.elect(id, opts, cancel).await? {
                         Ballot::Lead(w) => (from, _wanting) = (Feed::Origin, w),
                         Ballot::Follow(w, p) => (from, _wanting) = (Feed::Peer(p), w),
@@ -288,7 +317,7 @@ impl Node {
             };
             match chunk {
                 Some(data) => {
-                    if !intake.put(data?, Source::Origin).await {
+                    if !intake.put(data?, Source::Origin).await? {
                         return Ok(Ended::Complete);
                     }
                 }
@@ -319,7 +348,7 @@ impl Node {
         loop {
             match reader.next(cancel).await {
                 Ok(Some(data)) => {
-                    if !intake.put(data, Source::Peer(addr)).await {
+                    if !intake.put(data, Source::Peer(addr)).await? {
                         return Ok(Ended::Complete);
                     }
                 }

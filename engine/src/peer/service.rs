@@ -93,9 +93,9 @@ pub struct PeerService {
     /// Tags of requests seen within the freshness window, with their send times.
     seen: Mutex<HashMap<[u8; 16], u64>>,
     names: RwLock<Option<Arc<dyn super::NameIndex>>>,
-    /// Contents this node wants from an origin, with how many fetches want each and whether
-    /// one of them is downloading it.
-    intents: Mutex<HashMap<LookupKey, (u32, bool)>>,
+    /// What this node wants from an origin, by key: how many fetches want it, and how many of
+    /// them lead its download.
+    intents: Mutex<HashMap<LookupKey, (u32, u32)>>,
     /// Downloads from an origin that peers may take as they arrive.
     tails: Mutex<HashMap<LookupKey, Arc<TailSource>>>,
 }
@@ -160,22 +160,27 @@ impl PeerService {
             .lock()
             .expect("intents lock")
             .entry(*key)
-            .or_insert((0, false))
+            .or_insert((0, 0))
             .0 += 1;
     }
 
-    /// Says that this node is downloading what `key` names from the origin (it was elected).
+    /// Says that one of the fetches that want what `key` names leads its download from the
+    /// origin (it was elected), until its [`PeerService::end_intent`].
     pub fn downloading(&self, key: &LookupKey) {
         if let Some(e) = self.intents.lock().expect("intents lock").get_mut(key) {
-            e.1 = true;
+            e.1 += 1;
         }
     }
 
-    /// Ends one [`PeerService::begin_intent`].
-    pub fn end_intent(&self, key: &LookupKey) {
+    /// Ends one [`PeerService::begin_intent`] (`leading`: one that called
+    /// [`PeerService::downloading`]).
+    pub fn end_intent(&self, key: &LookupKey, leading: bool) {
         let mut intents = self.intents.lock().expect("intents lock");
         if let Some(e) = intents.get_mut(key) {
-            e.0 -= 1;
+            e.0 = e.0.saturating_sub(1);
+            if leading {
+                e.1 = e.1.saturating_sub(1);
+            }
             if e.0 == 0 {
                 intents.remove(key);
             }
@@ -189,8 +194,8 @@ impl PeerService {
         Reply::Intent(
             match self.intents.lock().expect("intents lock").get(lookup) {
                 None => wire::Intent::None,
-                Some((_, false)) => wire::Intent::Wants,
-                Some((_, true)) => wire::Intent::Downloading,
+                Some((_, 0)) => wire::Intent::Wants,
+                Some(_) => wire::Intent::Downloading,
             },
         )
     }
@@ -224,9 +229,15 @@ impl PeerService {
         if self.tasks.is_closed() {
             return status(from, 503);
         }
+        // Counted with the block streams, so that at most MAX_STREAMS replies are being read
+        // and sealed at once.
+        let Ok(permit) = Arc::clone(&self.streams).try_acquire_owned() else {
+            return status(from, 503);
+        };
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
         let (svc, mac, peer) = (Arc::clone(self), env.mac, env.from);
         self.tasks.spawn_blocking(move || {
+            let _permit = permit;
             let reply = match tail.read(offset) {
                 Some(r) => r,
                 None => Reply::NotFound,
