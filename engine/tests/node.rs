@@ -9,12 +9,12 @@ use std::time::Duration;
 use pdist_engine::content::{ContentId, ContentInfo, HashOptions, ServerSecret};
 use pdist_engine::discovery::{Discovery, MemBus};
 use pdist_engine::fetch::{
-    Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginClient, Source,
+    Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginClient, PeerRef, Source,
 };
 use pdist_engine::node::{Listen, Node, NodeConfig};
-use pdist_engine::peer::Transport;
 use pdist_engine::peer::http::HttpTransport;
 use pdist_engine::peer::mem::MemNetwork;
+use pdist_engine::peer::{TailSource, Transport};
 use pdist_engine::store::{CappedStore, Leases, MemStore, SegmentStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -528,6 +528,39 @@ async fn when_the_leader_stops_another_goes_on_from_the_origin_where_it_stands()
         sent <= len + len / 4,
         "the origin sent {sent} bytes for {len}: a new leader goes on where it stands"
     );
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stops_when_the_download_offered_under_its_key_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = mesh(dir.path(), 2).await;
+    let key = pdist_engine::wire::LookupKey([9; 32]);
+    let file = |bytes: &[u8]| {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        Arc::new(f)
+    };
+    let first = TailSource::with_meta(file(b"first download"), 5, b"one".to_vec());
+    let offer = nodes[0].offer_tail(key, Arc::clone(&first));
+    let leader = PeerRef {
+        addr: nodes[0].addr(),
+        node: Some(nodes[0].id()),
+        cache: false,
+    };
+    let mut reader = nodes[1].follow_tail(key, leader, 0, Duration::from_secs(5));
+    let cancel = CancellationToken::new();
+    assert_eq!(&reader.next(&cancel).await.unwrap().unwrap()[..], b"first");
+    assert_eq!(reader.meta(), Some(&b"one"[..]));
+    // The first ends; another download is offered under the same key.
+    drop(offer);
+    let second = TailSource::with_meta(file(b"other bytes here"), 16, b"two".to_vec());
+    second.finish();
+    let _offer = nodes[0].offer_tail(key, second);
+    let err = reader.next(&cancel).await.unwrap_err();
+    assert!(err.to_string().contains("another download"), "{err}");
     for n in nodes {
         n.shutdown().await;
     }
