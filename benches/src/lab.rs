@@ -165,9 +165,10 @@ pub fn pdist_bin() -> io::Result<PathBuf> {
     if p.exists() {
         Ok(p)
     } else {
-        Err(io::Error::other(
-            "pdist not found beside this program: `cargo build --release -p pdist-cli`, or set PDIST_BIN",
-        ))
+        Err(io::Error::other(format!(
+            "{} not found: build it with `cargo build --release -p pdist-cli` or set PDIST_BIN",
+            p.display()
+        )))
     }
 }
 

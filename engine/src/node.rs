@@ -446,16 +446,11 @@ impl Node {
             // the others take it from that download as it arrives.
             match self.elect(id, &opts, &cancel).await? {
                 whole @ (Ballot::Lead(_) | Ballot::Follow(..)) => {
-                    if let Some(done) = self.whole(id, whole, &opts, &events, &cancel).await? {
-                        return Ok(done);
+                    match self.whole(id, whole, &opts, &events, &cancel).await? {
+                        whole::Whole::Done(info, report) => return Ok((info, report)),
+                        // The leader finished before this node caught up.
+                        whole::Whole::Known(known) => info = Ok(known),
                     }
-                    // The leader finished before this node caught up: take the rest as
-                    // content known by its information.
-                    info = self
-                        .inner
-                        .fetcher
-                        .content_info(&id, &self.inner.peers.fetch_peers(), opts.chunk_timeout)
-                        .await;
                 }
                 Ballot::Found(known) => info = Ok(known),
             }

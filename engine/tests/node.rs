@@ -363,12 +363,7 @@ async fn over_tcp_with_an_origin_for_what_no_peer_has() {
 /// `n` TCP nodes of the "tcp" group, each listing every other (addresses known up front).
 async fn mesh(dir: &Path, n: usize) -> Vec<Node> {
     let addrs: Vec<SocketAddr> = (0..n)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
+        .map(|_| fixtures::free_loopback_addr().unwrap())
         .collect();
     let mut nodes: Vec<Node> = Vec::new();
     for a in &addrs {

@@ -13,8 +13,9 @@
 
 use std::process::Command;
 use std::time::Instant;
-use std::{env, fs, io};
+use std::{fs, io};
 
+use pdist_benches::args::Args;
 use pdist_benches::lab::{Lab, median, pdist_bin, wait_until};
 
 const BAR: f64 = 0.8;
@@ -31,13 +32,12 @@ fn parse_args() -> Result<Opts, String> {
         runs: 3,
         rate: None,
     };
-    let mut args = env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+    let mut args = Args::from_env();
+    while let Some(a) = args.flag() {
         match a.as_str() {
-            "--size" => o.size = fixtures::parse_size(&val()?).ok_or("bad --size")?,
-            "--runs" => o.runs = val()?.parse().map_err(|_| "bad --runs")?,
-            "--rate" => o.rate = Some(val()?),
+            "--size" => o.size = args.size(&a)?,
+            "--runs" => o.runs = args.parse(&a)?,
+            "--rate" => o.rate = Some(args.value(&a)?),
             "-h" | "--help" => {
                 println!("usage: fetch-vs-curl [--size 1G] [--runs 3] [--rate RATE]   (as root)");
                 std::process::exit(0);

@@ -17,9 +17,10 @@
 
 use std::process::Command;
 use std::time::Instant;
-use std::{env, fs, io};
+use std::{fs, io};
 
 use fixtures::nginx::Nginx;
+use pdist_benches::args::Args;
 use pdist_benches::lab::{Lab, median, pdist_bin, wait_until};
 
 const BAR: f64 = 0.8;
@@ -44,16 +45,15 @@ fn parse_args() -> Result<Opts, String> {
         wan: "100mbit".into(),
         rate: None,
     };
-    let mut args = env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+    let mut args = Args::from_env();
+    while let Some(a) = args.flag() {
         match a.as_str() {
-            "--size" => o.size = fixtures::parse_size(&val()?).ok_or("bad --size")?,
-            "--runs" => o.runs = val()?.parse().map_err(|_| "bad --runs")?,
-            "--small" => o.small = val()?.parse().map_err(|_| "bad --small")?,
-            "--offload" => o.offload = fixtures::parse_size(&val()?).ok_or("bad --offload")?,
-            "--wan" => o.wan = val()?,
-            "--rate" => o.rate = Some(val()?),
+            "--size" => o.size = args.size(&a)?,
+            "--runs" => o.runs = args.parse(&a)?,
+            "--small" => o.small = args.parse(&a)?,
+            "--offload" => o.offload = args.size(&a)?,
+            "--wan" => o.wan = args.value(&a)?,
+            "--rate" => o.rate = Some(args.value(&a)?),
             "-h" | "--help" => {
                 println!(
                     "usage: gateway-vs-nginx [--size 1G] [--runs 3] [--small 100] [--offload 64M] [--wan 100mbit] [--rate RATE]   (as root)"

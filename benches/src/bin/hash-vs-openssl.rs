@@ -13,6 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use std::{env, fs, io};
 
+use pdist_benches::args::Args;
+use pdist_benches::lab::pdist_bin;
+
 const BAR: f64 = 1.6;
 
 struct Opts {
@@ -29,13 +32,12 @@ fn parse_args() -> Result<Opts, String> {
         file: None,
         check: false,
     };
-    let mut args = env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+    let mut args = Args::from_env();
+    while let Some(a) = args.flag() {
         match a.as_str() {
-            "--size" => o.size = fixtures::parse_size(&val()?).ok_or("bad --size")?,
-            "--runs" => o.runs = val()?.parse().map_err(|_| "bad --runs")?,
-            "--file" => o.file = Some(PathBuf::from(val()?)),
+            "--size" => o.size = args.size(&a)?,
+            "--runs" => o.runs = args.parse(&a)?,
+            "--file" => o.file = Some(PathBuf::from(args.value(&a)?)),
             "--check" => o.check = true,
             "-h" | "--help" => {
                 println!("usage: hash-vs-openssl [--size 1G] [--runs 5] [--file PATH] [--check]");
@@ -45,22 +47,6 @@ fn parse_args() -> Result<Opts, String> {
         }
     }
     Ok(o)
-}
-
-fn pdist_bin() -> io::Result<PathBuf> {
-    if let Some(p) = env::var_os("PDIST_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = env::current_exe()?;
-    let p = exe.with_file_name("pdist");
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(io::Error::other(format!(
-            "{} not found: build it with `cargo build --release -p pdist-cli` or set PDIST_BIN",
-            p.display()
-        )))
-    }
 }
 
 fn ensure_file(o: &Opts) -> io::Result<PathBuf> {

@@ -26,8 +26,9 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use std::{env, fs, io};
+use std::{fs, io};
 
+use pdist_benches::args::Args;
 use pdist_benches::lab::{Lab, clean_up_on_interrupt, pdist_bin};
 use pdist_benches::swarm::{Scenario, Swarm, served_by_host, table, write_json};
 
@@ -60,25 +61,25 @@ fn parse_args() -> Result<Opts, String> {
         chart: None,
         discovery: None,
     };
-    let mut args = env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+    let mut args = Args::from_env();
+    while let Some(a) = args.flag() {
         match a.as_str() {
-            "--hosts" => o.hosts = val()?.parse().map_err(|_| "bad --hosts")?,
-            "--size" => o.size = fixtures::parse_size(&val()?).ok_or("bad --size")?,
-            "--wan" => o.wan = val()?,
-            "--lan" => o.lan = Some(val()?),
+            "--hosts" => o.hosts = args.parse(&a)?,
+            "--size" => o.size = args.size(&a)?,
+            "--wan" => o.wan = args.value(&a)?,
+            "--lan" => o.lan = Some(args.value(&a)?),
             "--scenarios" => {
-                o.scenarios = val()?
+                o.scenarios = args
+                    .value(&a)?
                     .chars()
                     .map(|c| Scenario::parse(&c.to_string()).ok_or(format!("no scenario {c}")))
                     .collect::<Result<_, _>>()?
             }
-            "--stagger" => o.stagger = val()?.parse().map_err(|_| "bad --stagger")?,
-            "--kill-after" => o.kill_after = Some(val()?.parse().map_err(|_| "bad --kill-after")?),
-            "--json" => o.json = Some(val()?.into()),
-            "--chart" => o.chart = Some(val()?.into()),
-            "--discovery" => o.discovery = Some(val()?.parse().map_err(|_| "bad --discovery")?),
+            "--stagger" => o.stagger = args.parse(&a)?,
+            "--kill-after" => o.kill_after = Some(args.parse(&a)?),
+            "--json" => o.json = Some(args.value(&a)?.into()),
+            "--chart" => o.chart = Some(args.value(&a)?.into()),
+            "--discovery" => o.discovery = Some(args.parse(&a)?),
             "-h" | "--help" => {
                 println!(
                     "usage: pdist-lab [--hosts 8] [--size 256M] [--wan 100mbit] [--lan RATE] \

@@ -118,20 +118,16 @@ fn run_blobdb(
 fn main() {
     let mut size: u64 = 1 << 30;
     let mut base: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
+    let usage = |e: &str| -> ! {
+        eprintln!("store-blocks: {e}\nusage: store-blocks [--size 1G] [--dir DIR]");
+        std::process::exit(2);
+    };
+    let mut args = pdist_benches::args::Args::from_env();
+    while let Some(a) = args.flag() {
         match a.as_str() {
-            "--size" => {
-                size = args
-                    .next()
-                    .and_then(|s| fixtures::parse_size(&s))
-                    .expect("--size N[K|M|G]")
-            }
-            "--dir" => base = args.next().map(PathBuf::from),
-            _ => {
-                eprintln!("usage: store-blocks [--size 1G] [--dir DIR]");
-                std::process::exit(2);
-            }
+            "--size" => size = args.size(&a).unwrap_or_else(|e| usage(&e)),
+            "--dir" => base = Some(PathBuf::from(args.value(&a).unwrap_or_else(|e| usage(&e)))),
+            other => usage(&format!("unknown argument {other}")),
         }
     }
     let data = fixtures::content(7, size);

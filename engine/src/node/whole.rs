@@ -41,6 +41,15 @@ const REELECT_PAUSE: Duration = Duration::from_millis(250);
 /// Who downloads content nobody has.
 pub(super) type Elected = Ballot<Arc<ContentInfo>>;
 
+/// How a whole download ended.
+pub(super) enum Whole {
+    /// Downloaded and kept: its content information and what came from where.
+    Done(Arc<ContentInfo>, FetchReport),
+    /// A peer has the content information now (the leader finished before this node caught
+    /// up): the caller fetches the content as content known by its information.
+    Known(Arc<ContentInfo>),
+}
+
 /// Where the bytes of a whole download come from now.
 enum Feed {
     Origin,
@@ -125,24 +134,25 @@ impl Node {
         opts: &FetchOptions,
         cancel: &CancellationToken,
     ) -> Result<Elected, FetchError> {
-        let check = || async {
-            let peers = self.inner.peers.fetch_peers();
-            let fetcher = &self.inner.fetcher;
-            fetcher
-                .content_info(&id, &peers, opts.chunk_timeout)
-                .await
-                .ok()
-        };
+        let check = || self.known(id, opts);
         self.elect_on(ContentKeys::new(&id).lookup, check, cancel)
             .await
+    }
+
+    /// The content information of `id`, if a peer (or the store) has it now.
+    async fn known(&self, id: ContentId, opts: &FetchOptions) -> Option<Arc<ContentInfo>> {
+        let peers = self.inner.peers.fetch_peers();
+        let fetcher = &self.inner.fetcher;
+        fetcher
+            .content_info(&id, &peers, opts.chunk_timeout)
+            .await
+            .ok()
     }
 
     /// Downloads `id` whole, known by its ticket only: from the origin when this node was
     /// elected, else behind the peer downloading it; from the origin where it stands if it is
     /// elected later. Written into the fetch's sink (or a scratch file) and hashed as it
-    /// arrives, then kept only if it hashes to the ticket. `None`: a peer has the content
-    /// information now (the leader finished before this node caught up), so the caller fetches
-    /// it as content known by its information.
+    /// arrives, then kept only if it hashes to the ticket; or [`Whole::Known`].
     pub(super) async fn whole(
         &self,
         id: ContentId,
@@ -150,7 +160,7 @@ impl Node {
         opts: &FetchOptions,
         events: &Events,
         cancel: &CancellationToken,
-    ) -> Result<Option<(Arc<ContentInfo>, FetchReport)>, FetchError> {
+    ) -> Result<Whole, FetchError> {
         let origin = opts.origin.as_ref().expect("only elected with an origin");
         let (file, _scratch) = match &opts.sink {
             Some(sink) => (Arc::clone(sink), None),
@@ -219,19 +229,13 @@ impl Node {
                         _ = cancel.cancelled() => return Err(FetchError::Cancelled),
                     }
                     // The leader may have finished: then the content is known.
-                    let peers = self.inner.peers.fetch_peers();
-                    let fetcher = &self.inner.fetcher;
-                    if fetcher
-                        .content_info(&id, &peers, opts.chunk_timeout)
-                        .await
-                        .is_ok()
-                    {
-                        return Ok(None);
+                    if let Some(info) = self.known(id, opts).await {
+                        return Ok(Whole::Known(info));
                     }
                     match self.elect(id, opts, cancel).await? {
                         Ballot::Lead(w) => (from, _wanting) = (Feed::Origin, w),
                         Ballot::Follow(w, p) => (from, _wanting) = (Feed::Peer(p), w),
-                        Ballot::Found(_) => return Ok(None),
+                        Ballot::Found(info) => return Ok(Whole::Known(info)),
                     }
                 }
             }
@@ -272,7 +276,7 @@ impl Node {
             // Peers a little behind finish from the file; then it is served as stored content.
             offer.linger(self, TAIL_LINGER);
         }
-        Ok(Some((info, intake.report)))
+        Ok(Whole::Done(info, intake.report))
     }
 
     /// Keeps verified whole content: in the store (copied from the file) unless it went into a

@@ -54,12 +54,7 @@ pub async fn node_at(
 /// each seeing every other.
 pub async fn mesh(secret: &[u8], dir: &Path, n: usize) -> Vec<Node> {
     let addrs: Vec<SocketAddr> = (0..n)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
+        .map(|_| fixtures::free_loopback_addr().unwrap())
         .collect();
     let mut nodes = Vec::new();
     for (i, a) in addrs.iter().enumerate() {
