@@ -1,5 +1,5 @@
 //! Command-line arguments (clap derive). Every long option can also come from a `PDIST_*`
-//! environment variable; the conversion into engine options happens in the commands.
+//! environment variable; [`crate::options`] turns them into the libraries' options.
 
 use std::path::PathBuf;
 
@@ -62,8 +62,13 @@ pub struct GlobalArgs {
     pub threads: usize,
 }
 
+/// A size that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("not a size (a number with an optional K, M, G or T)")]
+pub struct NotASize;
+
 /// Parses a byte count with an optional K, M, G or T suffix (powers of 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, NotASize> {
     let t = s.trim();
     let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 10),
@@ -76,7 +81,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(1u64 << shift))
-        .ok_or_else(|| format!("{s:?} is not a size (a number with an optional K, M, G or T)"))
+        .ok_or(NotASize)
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,8 +131,8 @@ pub struct GatewayArgs {
 
     /// Client network allowed to use the proxy (CIDR or address; repeatable). Loopback is
     /// always allowed; nothing else unless listed.
-    #[arg(long = "allow", value_name = "CIDR")]
-    pub allow: Vec<String>,
+    #[arg(long = "allow", value_name = "CIDR", value_parser = http_gateway::allow::parse_net)]
+    pub allow: Vec<http_gateway::allow::IpNet>,
 
     /// Origin mode: pass every request to this HTTP server and answer requests for content
     /// information (pdist's own and BranchCache's PeerDist).
@@ -180,7 +185,7 @@ pub struct NodeArgs {
 }
 
 /// How a node finds its peers and is named (`pdist node` and `pdist gateway`).
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct PeerArgs {
     /// A peer to use besides those mDNS finds (HOST:PORT; repeatable), for networks that block
     /// multicast.

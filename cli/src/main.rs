@@ -1,16 +1,34 @@
-//! `pdist`: parses arguments, runs one command, maps errors to exit codes. All behaviour lives
-//! in the `pdist-engine` library.
+//! `pdist`: parses arguments, runs one command, prints, and maps errors to exit codes (here, in
+//! one place). Options come from flags and the environment in one place ([`options`]); all
+//! behaviour lives in the `pdist-engine` and `pdist-http-gateway` libraries.
 
 mod args;
 mod cmd;
 mod input;
+mod options;
+mod print;
+mod process;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use engine::node::control::api::Lacking;
+use engine::node::control::{ControlError, ErrorKind, Failure};
 
-/// Exit codes, after sysexits.h where one fits. The one place errors become exit codes.
+/// An argument value that parses but makes no sense (reported with exit code 2, like clap's).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Exit codes, after sysexits.h where one fits.
 mod exit {
     /// Any other failure.
     pub const FAILURE: u8 = 1;
@@ -26,21 +44,46 @@ mod exit {
     pub const IO_ERR: u8 = 74;
 }
 
-fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<cmd::UsageError>().is_some() {
-            return exit::USAGE;
+fn of_kind(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Usage => exit::USAGE,
+        ErrorKind::Unavailable => exit::UNAVAILABLE,
+        ErrorKind::Data => exit::DATA_ERR,
+        ErrorKind::NoInput => exit::NO_INPUT,
+        ErrorKind::Io => exit::IO_ERR,
+        ErrorKind::Failure => exit::FAILURE,
+    }
+}
+
+/// The failure the engine classified somewhere in `err`'s chain, if any.
+fn failure(err: &anyhow::Error) -> Option<Failure> {
+    err.chain().find_map(|c| {
+        if let Some(f) = c.downcast_ref::<Failure>() {
+            return Some(f.clone());
         }
-        if let Some(f) = cause.downcast_ref::<cmd::Failed>() {
-            use engine::node::control::ErrorKind as K;
-            return match f.kind {
-                K::Usage => exit::USAGE,
-                K::Unavailable => exit::UNAVAILABLE,
-                K::Data => exit::DATA_ERR,
-                K::NoInput => exit::NO_INPUT,
-                K::Io => exit::IO_ERR,
-                _ => exit::FAILURE,
-            };
+        if let Some(ControlError::Refused(f)) = c.downcast_ref::<ControlError>() {
+            return Some(f.clone());
+        }
+        if let Some(e) = c.downcast_ref::<engine::FetchError>() {
+            return Some(Failure::of_fetch(e));
+        }
+        if let Some(e) = c.downcast_ref::<engine::store::PublishError>() {
+            return Some(Failure::new(ErrorKind::of_publish(e), e));
+        }
+        if let Some(e) = c.downcast_ref::<engine::store::StoreError>() {
+            return Some(Failure::of_store(e));
+        }
+        None
+    })
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(f) = failure(err) {
+        return of_kind(f.kind);
+    }
+    for cause in err.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
         }
         if cause.downcast_ref::<engine::DecodeError>().is_some()
             || cause
@@ -62,6 +105,14 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
+/// What the user could give to get further, in this command line's terms.
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    match failure(err)?.lacking? {
+        Lacking::Peers => Some("is a node running on the LAN? or give --peer HOST:PORT"),
+        Lacking::Origin => Some("give --origin URL to take them from the origin"),
+    }
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -76,8 +127,11 @@ fn main() -> ExitCode {
         // A closed pipe (`pdist inspect … | head`) is how the reader says it has enough.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the context chain, outermost first.
-            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            // One line: the context chain, outermost first, and a hint if there is one.
+            let mut msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            if let Some(h) = hint(&e) {
+                msg.push(h.to_string());
+            }
             // If even stderr is gone there is no one left to tell.
             let _ = writeln!(io::stderr().lock(), "pdist: {}", msg.join(": "));
             ExitCode::from(exit_code(&e))

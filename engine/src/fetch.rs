@@ -8,7 +8,6 @@
 //! the origin with HTTP range requests. What is already in the store is not fetched again, so an
 //! interrupted fetch resumes where it stopped.
 
-mod origin;
 mod output;
 pub mod sched;
 mod worker;
@@ -21,11 +20,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::content::{ContentId, ContentInfo, native};
-use crate::peer::{PeerAddr, ServiceStats, Transport, TransportError};
+use crate::peer::{PeerAddr, PeerClient, PeerError, ServiceStats};
 use crate::store::{Origin, SegmentStore, StoreError};
-use crate::wire::{self, ContentKeys, GroupKeys, NodeId, Reply, Request};
+use crate::wire::{self, ContentKeys, NodeId};
 
-pub use origin::{OriginClient, OriginError, OriginStream};
+pub use crate::origin::{OriginClient, OriginError, OriginStream};
 pub use output::{ContentReader, PartFile, fill_sink, write_content, write_content_atomically};
 
 /// A peer to fetch from.
@@ -136,7 +135,7 @@ pub struct FetchReport {
 #[non_exhaustive]
 pub enum FetchError {
     /// No peer answered with the content information.
-    #[error("no reachable peer has content {} ({asked} asked){}", id.ticket(), hint(*asked))]
+    #[error("no reachable peer has content {} ({asked} asked){}", id.ticket(), none_known(*asked))]
     NoInfo {
         /// The content.
         id: ContentId,
@@ -145,7 +144,7 @@ pub enum FetchError {
     },
     /// Some blocks are held by no reachable peer and there is no origin.
     #[error(
-        "no reachable peer holds segment(s) {} of content {}; give --origin URL to take them from the origin",
+        "no reachable peer holds segment(s) {} of content {}, and there is no origin to take them from",
         list(segments),
         id.ticket()
     )]
@@ -166,9 +165,9 @@ pub enum FetchError {
     Cancelled,
 }
 
-fn hint(asked: usize) -> &'static str {
+fn none_known(asked: usize) -> &'static str {
     if asked == 0 {
-        "; no peers are known: is a node running on the LAN, or give --peer HOST:PORT"
+        "; no peers are known"
     } else {
         ""
     }
@@ -186,27 +185,40 @@ fn list(segments: &[u32]) -> String {
 /// Fetches content for one node.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    transport: Arc<dyn Transport>,
-    keys: GroupKeys,
-    me: NodeId,
+    client: PeerClient,
     store: Arc<dyn SegmentStore>,
     stats: Arc<ServiceStats>,
 }
 
+/// Why a peer's content information was not taken.
+#[derive(Debug, thiserror::Error)]
+enum InfoRefused {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("does not have it")]
+    NotHere,
+    #[error("its content information does not open: {0}")]
+    Sealed(#[from] wire::WireError),
+    #[error("its content information is malformed: {0}")]
+    Decode(#[from] crate::DecodeError),
+    #[error("sent content information for other content")]
+    Other,
+    #[error("content with a layout the peer protocol cannot carry")]
+    Layout,
+    #[error("decoding failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 impl Fetcher {
-    /// A fetcher for the node `me` of the group of `keys`, storing into `store`, counting bytes
-    /// in `stats`.
+    /// A fetcher asking peers through `client`, storing into `store`, counting bytes in
+    /// `stats`.
     pub fn new(
-        transport: Arc<dyn Transport>,
-        keys: GroupKeys,
-        me: NodeId,
+        client: PeerClient,
         store: Arc<dyn SegmentStore>,
         stats: Arc<ServiceStats>,
     ) -> Fetcher {
         Fetcher {
-            transport,
-            keys,
-            me,
+            client,
             store,
             stats,
         }
@@ -217,27 +229,9 @@ impl Fetcher {
         &self.store
     }
 
-    /// Sends `req` to `peer` and decodes its (small, authenticated) reply.
-    pub async fn ask_peer(
-        &self,
-        peer: PeerAddr,
-        req: &Request,
-        timeout: Duration,
-    ) -> Result<Reply, String> {
-        self.ask(peer, req, timeout).await
-    }
-
-    async fn ask(&self, peer: PeerAddr, req: &Request, timeout: Duration) -> Result<Reply, String> {
-        let (bytes, mac) = wire::encode_request(&self.keys, &self.me, req);
-        let call = async {
-            let resp = self.transport.call(peer, bytes).await?;
-            resp.body.collect(wire::MAX_REPLY_LEN).await
-        };
-        let body = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| TransportError::Timeout { peer }.to_string())?
-            .map_err(|e| e.to_string())?;
-        wire::decode_reply(&self.keys, &mac, &body).map_err(|e| format!("peer {peer}: {e}"))
+    /// How it asks peers.
+    pub fn client(&self) -> &PeerClient {
+        &self.client
     }
 
     /// The content information of `id`: from the store, else from the first peer whose answer
@@ -254,32 +248,28 @@ impl Fetcher {
         let keys = ContentKeys::new(id);
         let mut asks = JoinSet::new();
         for p in peers {
-            let me = self.clone();
+            let client = self.client.clone();
             let addr = p.addr;
-            let req = Request::Info {
-                lookup: keys.lookup,
-            };
             let keys = keys.clone();
             let id = *id;
             asks.spawn(async move {
-                let Reply::Info { sealed } = me.ask(addr, &req, timeout).await? else {
-                    return Err("does not have it".to_string());
-                };
-                let plain = keys.open_info(&sealed).map_err(|e| e.to_string())?;
+                let sealed = client
+                    .info(addr, keys.lookup, timeout)
+                    .await?
+                    .ok_or(InfoRefused::NotHere)?;
+                let plain = keys.open_info(&sealed)?;
                 let info = tokio::task::spawn_blocking(move || native::decode_content_info(&plain))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .await??;
                 if info.id() != id {
-                    return Err("sent content information for other content".to_string());
+                    return Err(InfoRefused::Other);
                 }
                 let l = info.layout();
                 if l.block_size() as usize > wire::MAX_FRAME_LEN - 64
                     || l.blocks_per_segment() > wire::MAX_BITMAP_BITS
                 {
-                    return Err("content with a layout the peer protocol cannot carry".to_string());
+                    return Err(InfoRefused::Layout);
                 }
-                Ok(info)
+                Ok::<_, InfoRefused>(info)
             });
         }
         while let Some(r) = asks.join_next().await {

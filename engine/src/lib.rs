@@ -1,16 +1,32 @@
-//! pdist's engine: the content model and content information formats today; the store,
-//! discovery, transfer and fetch scheduler as they land.
+//! pdist's engine: the content model and content information formats, the store, the peer
+//! protocol, discovery, fetching from peers and origins, and long-lived nodes.
 //!
-//! # Map
+//! # Map, from the ground floor up
 //!
+//! * [`codec`]: the bounds-checked reader every decoder uses, and [`DecodeError`].
 //! * [`content`]: the pure content model. Layout arithmetic ([`content::Layout`]), hashes and
 //!   MS-PCCRC's key schedule, the Merkle tree over segment descriptors, content IDs and tickets,
-//!   [`content::ContentInfo`] with its proofs and checks, the streaming parallel hasher, and
-//!   pdist's native binary format.
+//!   [`content::ContentInfo`] with its proofs and checks, the parallel hasher and the
+//!   incremental one ([`content::BlockHasher`]), and pdist's native binary format.
 //! * [`pccrc`]: MS-PCCRC V1 and V2 content information, byte for byte as BranchCache writes it.
 //! * [`formats`]: recognising and decoding any of the three formats.
-//! * [`codec`]: the bounds-checked reader every decoder uses, and [`DecodeError`].
-//! * [`store`]: the [`store::SegmentStore`] trait, RocksDB-backed and in-memory.
+//! * [`store`]: the [`store::SegmentStore`] seam, RocksDB-backed and in-memory; eviction and
+//!   leases; publishing a file.
+//! * [`wire`] (pure): the peer protocol's bytes: key derivations, sealing, messages, block
+//!   frames.
+//! * [`peer`]: the peer protocol's server ([`peer::PeerService`]) and client
+//!   ([`peer::PeerClient`]), the [`peer::Transport`] seam (HTTP, and an in-memory twin), and
+//!   downloads offered to peers as they arrive.
+//! * [`origin`]: the [`origin::HttpOrigin`] seam (hyper, and an in-memory twin), and what a
+//!   fetch asks of an origin ([`origin::OriginClient`]).
+//! * [`discovery`]: the [`discovery::Discovery`] seam, mDNS and its in-memory twin.
+//! * [`fetch`]: fetching content from several peers at once (and an origin), every block
+//!   checked before it is stored.
+//! * [`node`]: a long-lived node: its front door ([`Node::open`] with [`NodeOptions`]), the peer
+//!   table, the election of who downloads what nobody has, whole downloads followed as they
+//!   arrive, and the local control API ([`node::control`]).
+//!
+//! No module imports a module above it; the pure ones use no async runtime and no sockets.
 //!
 //! # Example
 //!
@@ -34,9 +50,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Everything here is pure (bytes or `Read` in, values out; no async runtime, no sockets), so it
-//! is property-tested and fuzzed (`fuzz/` at the repository root). The design and the formats are
-//! described in `DESIGN.md`.
+//! The pure parts are property-tested and fuzzed (`fuzz/` at the repository root). The design
+//! and the formats are described in `DESIGN.md`.
 
 #![warn(missing_docs)]
 
@@ -49,11 +64,21 @@ pub mod store;
 pub use codec::{DecodeError, DecodeErrorKind};
 pub use content::{ContentId, ContentInfo, Hash, Layout, ServerSecret, Ticket};
 #[cfg(feature = "net")]
+pub use fetch::{FetchError, FetchEvent, FetchOptions, FetchReport};
+#[cfg(all(feature = "net", feature = "rocksdb"))]
+pub use node::NodeOptions;
+#[cfg(feature = "net")]
+pub use node::{Node, NodeError};
+#[cfg(feature = "net")]
+pub use origin::{OriginClient, OriginError};
+#[cfg(feature = "net")]
 pub mod discovery;
 #[cfg(feature = "net")]
 pub mod fetch;
 #[cfg(feature = "net")]
 pub mod node;
+#[cfg(feature = "net")]
+pub mod origin;
 #[cfg(feature = "net")]
 pub mod peer;
 pub mod wire;

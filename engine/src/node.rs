@@ -6,6 +6,8 @@
 
 pub mod control;
 mod elect;
+#[cfg(feature = "rocksdb")]
+mod open;
 mod peers;
 mod whole;
 
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,12 +27,14 @@ use crate::content::{ContentId, ContentInfo, HashOptions, ServerSecret};
 use crate::discovery::{Advert, Discovery, DiscoveryError};
 use crate::fetch::{Events, FetchError, FetchOptions, FetchReport, Fetcher};
 use crate::peer::mem::MemNetwork;
-use crate::peer::{PeerAddr, PeerService, ServeOptions, Transport};
+use crate::peer::{PeerAddr, PeerClient, PeerService, ServeOptions, Transport};
 use crate::store::{ContentRecord, SegmentStore, StoreError, Usage};
-use crate::wire::{GroupKeys, NodeId, Reply, Request};
+use crate::wire::{GroupKeys, NodeId};
 
-pub use elect::{Ballot, TailError, TailOffer, TailReader, Wanting};
-pub use peers::{PeerTable, PeerView};
+pub use elect::{Ballot, Stopped, TailError, TailOffer, TailReader, Wanting};
+#[cfg(feature = "rocksdb")]
+pub use open::{NodeOptions, host_name, open_store};
+pub use peers::{PeerTable, PeerView, Via};
 
 /// How long shutdown waits for transfers and tasks to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -91,10 +95,21 @@ pub enum NodeError {
     /// Discovery failed.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The control API's socket could not be opened.
+    #[error("opening the control socket {}: {source}", .path.display())]
+    Control {
+        /// The socket.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The node was not opened on a data directory ([`Node::open`]).
+    #[error("the node has no data directory")]
+    NoDataDir,
 }
 
 /// What `pdist status` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// Node ID (hex).
     pub id: String,
@@ -133,7 +148,7 @@ pub trait StatusPart: Send + Sync {
 }
 
 /// One cache node's answer to a seed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SeedResult {
     /// The cache node's name.
     pub node: String,
@@ -150,13 +165,14 @@ struct Inner {
     store: Arc<dyn SegmentStore>,
     service: Arc<PeerService>,
     fetcher: Fetcher,
-    transport: Arc<dyn Transport>,
+    client: PeerClient,
     peers: PeerTable,
     addr: SocketAddr,
     discovery: Option<Arc<dyn Discovery>>,
     started: Instant,
     fetches: AtomicU32,
     parts: std::sync::Mutex<Vec<(String, Arc<dyn StatusPart>)>>,
+    data_dir: std::sync::OnceLock<PathBuf>,
 }
 
 /// A running node.
@@ -226,10 +242,9 @@ impl Node {
         for p in &cfg.static_peers {
             peers.add_static(*p);
         }
+        let client = PeerClient::new(transport, keys.clone(), id);
         let fetcher = Fetcher::new(
-            Arc::clone(&transport),
-            keys.clone(),
-            id,
+            client.clone(),
             Arc::clone(&store),
             Arc::clone(service.stats()),
         );
@@ -239,13 +254,14 @@ impl Node {
             store,
             service,
             fetcher,
-            transport,
+            client,
             peers,
             addr,
             discovery,
             started: Instant::now(),
             fetches: AtomicU32::new(0),
             parts: std::sync::Mutex::new(Vec::new()),
+            data_dir: std::sync::OnceLock::new(),
             cfg,
         });
         let node = Node { inner, stop, tasks };
@@ -298,7 +314,7 @@ impl Node {
     pub async fn probe_now(&self) {
         self.inner
             .peers
-            .probe(&self.inner.transport, self.inner.cfg.hello_timeout)
+            .probe(&self.inner.client, self.inner.cfg.hello_timeout)
             .await;
     }
 
@@ -322,6 +338,16 @@ impl Node {
     /// Keeps `id` from eviction while the lease lives.
     pub fn lease(&self, id: ContentId) -> crate::store::Lease {
         self.inner.cfg.leases.lease(id)
+    }
+
+    /// The data directory it was opened on ([`Node::open`]), if any.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.inner.data_dir.get().map(PathBuf::as_path)
+    }
+
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+    fn data_dir_set(&self, dir: &std::path::Path) {
+        let _ = self.inner.data_dir.set(dir.to_path_buf());
     }
 
     /// This node's ID.
@@ -506,7 +532,7 @@ impl Node {
         })
     }
 
-    /// Answers peers' [`Request::Name`] lookups from `names` (the gateway's URL records).
+    /// Answers peers' [`crate::wire::Request::Name`] lookups from `names` (the gateway's URL records).
     pub fn set_names(&self, names: Arc<dyn crate::peer::NameIndex>) {
         self.inner.service.set_names(names);
     }
@@ -519,12 +545,10 @@ impl Node {
         for p in self.inner.peers.fetch_peers() {
             let node = self.clone();
             asks.spawn(async move {
-                let req = Request::Name {
-                    key: crate::wire::LookupKey(key),
-                };
+                let key = crate::wire::LookupKey(key);
                 let timeout = node.inner.cfg.hello_timeout;
-                match node.inner.fetcher.ask_peer(p.addr, &req, timeout).await {
-                    Ok(Reply::Name { sealed }) => Some((p.addr, sealed)),
+                match node.inner.client.name(p.addr, key, timeout).await {
+                    Ok(Some(sealed)) => Some((p.addr, sealed)),
                     _ => None,
                 }
             });
@@ -548,15 +572,13 @@ impl Node {
             {
                 continue;
             }
-            let req = Request::Seed {
-                sealed_id: sealed_id.clone(),
-            };
+            let timeout = self.inner.cfg.hello_timeout;
             let accepted = matches!(
                 self.inner
-                    .fetcher
-                    .ask_peer(addr, &req, self.inner.cfg.hello_timeout)
+                    .client
+                    .seed(addr, sealed_id.clone(), timeout)
                     .await,
-                Ok(Reply::SeedAccepted)
+                Ok(true)
             );
             out.push(SeedResult {
                 node: name,

@@ -1,8 +1,9 @@
 //! The peer protocol between nodes: the transport-independent service that answers
-//! [`crate::wire`] requests from the store ([`PeerService`]), the [`Transport`] seam a fetcher
-//! calls through, its HTTP implementation on hyper ([`http`]) and its in-memory twin ([`mem`]),
+//! [`crate::wire`] requests from the store ([`PeerService`]), the client that asks them
+//! ([`PeerClient`]), the [`Transport`] seam it calls through, its HTTP implementation on hyper ([`http`]) and its in-memory twin ([`mem`]),
 //! which the same tests run against.
 
+mod client;
 pub mod http;
 pub mod mem;
 mod service;
@@ -16,6 +17,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+pub use client::{Holdings, PeerClient, PeerError, TailChunk};
 pub use service::{PeerService, ServeOptions, ServiceStats};
 pub use tail::TailSource;
 

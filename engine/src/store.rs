@@ -20,6 +20,7 @@ pub mod mem;
 mod publish;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use mem::MemStore;
 pub use publish::{PublishError, name_of, publish_file};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksStore, RocksStoreOptions};
+pub use verify::{Verified, verify, verify_content};
 
 use crate::content::{BlockIdx, ContentId, ContentInfo, SegmentIdx, VerifyError};
 
@@ -74,7 +76,7 @@ pub struct ContentRecord {
 }
 
 /// Space the store uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Contents known.
     pub contents: u64,
@@ -105,17 +107,41 @@ pub enum StoreError {
     #[error("block rejected: {0}")]
     Verify(#[from] VerifyError),
     /// Reading or writing files failed (the source says why: e.g. no space left on device).
-    #[error("{context}: {source}")]
+    #[error(
+        "{op}{}: {source}",
+        .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+    )]
     Io {
         /// What was being done.
-        context: String,
+        op: &'static str,
+        /// To which file or folder, when one is concerned.
+        path: Option<std::path::PathBuf>,
         /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The database failed.
     #[error("database: {0}")]
-    Backend(String),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Another process has the store open.
+    #[error("{} is in use by another pdist process ({source})", .dir.display())]
+    InUse {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The database's refusal.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A block the content needs is not in the store.
+    #[error("content {id}: block {block} is missing")]
+    MissingBlock {
+        /// The content.
+        id: ContentId,
+        /// The block (its index in the content).
+        block: u64,
+    },
+    /// A layout computation failed (stored content information that does not add up).
+    #[error("{0}")]
+    Layout(#[from] crate::content::LayoutError),
     /// Content published in place takes its blocks from its file, not from `put_block`.
     #[error("content {id} is published in place: its blocks come from its file")]
     PublishedInPlace {
@@ -123,20 +149,56 @@ pub enum StoreError {
         id: ContentId,
     },
     /// Stored data is damaged (a record that does not decode).
-    #[error("corrupt store record {key}: {reason}")]
+    #[error("corrupt store record {family}/{}: {source}", hex::encode(.key))]
     Corrupt {
-        /// Which record.
-        key: String,
+        /// Which kind of record.
+        family: &'static str,
+        /// Its key.
+        key: Vec<u8>,
         /// What is wrong.
-        reason: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
+/// A stored bitmap of present blocks whose length does not fit its segment.
+#[derive(Debug, thiserror::Error)]
+#[error("{len} bytes for {blocks} blocks")]
+pub struct BadBitmap {
+    /// Its length.
+    pub len: usize,
+    /// The segment's blocks.
+    pub blocks: u32,
+}
+
 impl StoreError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    /// An I/O failure doing `op`.
+    pub fn io(op: &'static str, source: std::io::Error) -> Self {
         StoreError::Io {
-            context: context.into(),
+            op,
+            path: None,
             source,
+        }
+    }
+
+    /// An I/O failure doing `op` to `path`.
+    pub fn io_at(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            op,
+            path: Some(path.to_path_buf()),
+            source,
+        }
+    }
+
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+    pub(crate) fn corrupt(
+        family: &'static str,
+        key: &[u8],
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Corrupt {
+            family,
+            key: key.to_vec(),
+            source: Box::new(source),
         }
     }
 }
@@ -345,9 +407,9 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The origin of a file published in place, from its metadata.
 pub fn published_origin(path: &std::path::Path) -> Result<Origin, StoreError> {
-    let ctx = || format!("reading metadata of {}", path.display());
-    let path = std::fs::canonicalize(path).map_err(|e| StoreError::io(ctx(), e))?;
-    let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(ctx(), e))?;
+    let op = "reading metadata of";
+    let path = std::fs::canonicalize(path).map_err(|e| StoreError::io_at(op, path, e))?;
+    let meta = std::fs::metadata(&path).map_err(|e| StoreError::io_at(op, &path, e))?;
     Ok(Origin::Published {
         size: meta.len(),
         mtime_ns: mtime_ns(&meta),
@@ -380,16 +442,17 @@ pub(crate) fn read_published_block(
     else {
         return Ok(None);
     };
-    let ctx = || format!("reading {}", path.display());
     // Only a definite answer marks a block missing: the file is gone, changed, shorter, or the
     // bytes do not match. Anything else (no file descriptors left, permissions) is an error
     // for the caller, and the block stays present.
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io(ctx(), e)),
+        Err(e) => return Err(StoreError::io_at("reading", path, e)),
     };
-    let meta = file.metadata().map_err(|e| StoreError::io(ctx(), e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| StoreError::io_at("reading", path, e))?;
     if meta.len() != *size || mtime_ns(&meta) != *mtime {
         return Ok(None);
     }
@@ -398,7 +461,7 @@ pub(crate) fn read_published_block(
     match read_exact_at(&file, &mut buf, layout.block_offset(block)) {
         Ok(()) => Ok(info.verify_block(block, &buf).is_ok().then_some(buf)),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(StoreError::io(ctx(), e)),
+        Err(e) => Err(StoreError::io_at("reading", path, e)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pdist_engine::content::{ContentInfo, HashOptions, ServerSecret, hash_reader};
 use pdist_engine::fetch::{FetchError, FetchEvent, FetchOptions, Fetcher, PeerRef, Source};
 use pdist_engine::peer::mem::{Fault, MemNetwork};
-use pdist_engine::peer::{PeerService, ServeOptions, ServiceStats};
+use pdist_engine::peer::{PeerClient, PeerService, ServeOptions, ServiceStats};
 use pdist_engine::store::{MemStore, Origin, SegmentStore};
 use pdist_engine::wire::{GroupKeys, NodeId};
 use tokio_util::sync::CancellationToken;
@@ -59,10 +59,13 @@ fn seed(n: &Node, info: &ContentInfo, data: &[u8], keep: impl Fn(u64) -> bool) {
 }
 
 fn fetcher(net: &MemNetwork, n: &Node) -> Fetcher {
-    Fetcher::new(
+    let client = PeerClient::new(
         Arc::new(net.clone()),
         GroupKeys::new(&secret()),
         n.svc.node_id(),
+    );
+    Fetcher::new(
+        client,
         Arc::clone(&n.store),
         Arc::new(ServiceStats::default()),
     )
@@ -343,13 +346,12 @@ async fn another_group_learns_nothing() {
     let a = node(&net, 1, ServeOptions::default());
     seed(&a, &info, &data, |_| true);
     let stranger_store: Arc<dyn SegmentStore> = Arc::new(MemStore::new());
-    let f = Fetcher::new(
+    let client = PeerClient::new(
         Arc::new(net.clone()),
         GroupKeys::new(&ServerSecret::new(b"other group".to_vec())),
         NodeId::random(),
-        stranger_store,
-        Arc::new(ServiceStats::default()),
     );
+    let f = Fetcher::new(client, stranger_store, Arc::new(ServiceStats::default()));
     let err = f
         .content_info(&info.id(), &refs(&[&a]), Duration::from_secs(2))
         .await

@@ -77,7 +77,7 @@ fn a_full_disk_leaves_the_store_consistent_and_serving() {
         StoreError::Io { source, .. } => {
             assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{msg}")
         }
-        StoreError::Backend(m) => assert!(m.contains("space"), "{msg}"),
+        StoreError::Backend(e) => assert!(e.to_string().contains("space"), "{msg}"),
         other => panic!("unexpected error: {other}"),
     }
     assert!(!stored.is_empty(), "some blocks fit");

@@ -1,5 +1,5 @@
-//! Who may use the gateway: the client networks it serves (`--allow CIDR`, loopback by default,
-//! so it is never an open proxy by accident) and a request rate limit per client address (a
+//! Who may use the gateway: the client networks it serves (loopback by default, so it is never
+//! an open proxy by accident) and a request rate limit per client address (a
 //! token bucket). Pure: addresses and instants in, decisions out.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
+pub use ipnet::{AddrParseError, IpNet};
 
 /// The client networks served.
 #[derive(Debug, Clone)]
@@ -38,16 +38,12 @@ impl AllowList {
         AllowList { nets }
     }
 
-    /// Parses `--allow` values (`10.0.0.0/8`, `192.168.1.7`, `::1/128`).
-    pub fn parse(values: &[String]) -> Result<AllowList, String> {
-        let mut nets = Vec::new();
-        for v in values {
-            let net = v
-                .parse::<IpNet>()
-                .or_else(|_| v.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("--allow {v:?}: expected an address or CIDR network"))?;
-            nets.push(net);
-        }
+    /// Clients in the networks `values` name (see [`parse_net`]; loopback is always allowed).
+    pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<AllowList, AddrParseError> {
+        let nets = values
+            .iter()
+            .map(|v| parse_net(v.as_ref()))
+            .collect::<Result<_, _>>()?;
         Ok(AllowList::new(nets))
     }
 
@@ -64,6 +60,12 @@ impl AllowList {
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
     }
+}
+
+/// A client network: a CIDR network (`10.0.0.0/8`, `::1/128`) or one address (`192.168.1.7`).
+pub fn parse_net(v: &str) -> Result<IpNet, AddrParseError> {
+    v.parse::<IpNet>()
+        .or_else(|e| v.parse::<IpAddr>().map(IpNet::from).map_err(|_| e))
 }
 
 /// Requests per second each client address may make, with bursts of up to one second's worth.
@@ -114,7 +116,7 @@ mod tests {
 
     #[test]
     fn loopback_always_and_listed_networks() {
-        let a = AllowList::parse(&["10.1.0.0/16".into(), "192.168.7.9".into()]).unwrap();
+        let a = AllowList::parse(&["10.1.0.0/16", "192.168.7.9"]).unwrap();
         assert!(a.allows("127.0.0.1".parse().unwrap()));
         assert!(a.allows("::1".parse().unwrap()));
         assert!(a.allows("10.1.200.3".parse().unwrap()));
@@ -123,8 +125,8 @@ mod tests {
         assert!(!a.allows("192.168.7.10".parse().unwrap()));
         assert!(!a.allows("10.2.0.1".parse().unwrap()));
         assert!(!AllowList::loopback().allows("10.1.0.1".parse().unwrap()));
-        assert!(AllowList::parse(&["10.0.0.0/33".into()]).is_err());
-        assert!(AllowList::parse(&["example.com".into()]).is_err());
+        assert!(AllowList::parse(&["10.0.0.0/33"]).is_err());
+        assert!(AllowList::parse(&["example.com"]).is_err());
     }
 
     #[test]

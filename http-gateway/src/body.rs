@@ -16,7 +16,7 @@ use crate::headers::Provenance;
 use crate::metrics::Metrics;
 
 /// Errors of bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use engine::origin::BoxError;
 
 /// Every body the gateway sends or forwards.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -29,6 +29,38 @@ pub fn empty() -> Body {
 /// A body of `b`.
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// It broke off.
+    #[error(transparent)]
+    Body(BoxError),
+    /// It is longer than the reader takes.
+    #[error("longer than {max} bytes")]
+    TooLong {
+        /// The most bytes read.
+        max: usize,
+    },
+}
+
+/// All of `body`, refusing more than `max` bytes (without reading them).
+pub async fn read_to_end(mut body: Body, max: usize) -> Result<Bytes, ReadError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return Err(ReadError::Body(e)),
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(ReadError::TooLong { max });
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 /// A body whose chunks are sent through the returned sender; an `Err` chunk aborts it (the

@@ -1,24 +1,30 @@
-//! The shared cache (RFC 9111, with `http-cache-semantics` deciding freshness): a GET or HEAD
-//! is answered from a stored variant when it is fresh; a stale one is revalidated with its
-//! validators; a miss asks the LAN's peers (when they are trusted), else goes to the origin once
-//! however many clients ask at the same time ([`crate::spool`]), and a storable answer is kept.
+//! The shared cache (RFC 9111) carrying out [`crate::decide`]'s plans: a GET or HEAD is
+//! answered from a stored variant when one is fresh; a stale one is revalidated with its
+//! validators; a miss looks for the body in the plan's order (a trusted peer's claim, a
+//! download running here, the peer gateways' election, the origin, which may vouch for content
+//! that peers then send), and a storable answer is kept.
+//!
+//! Each way of finding the body is its own module ([`crate::peered`], [`crate::followed`],
+//! [`crate::vouched`]) and returns what it found; serving what was found is
+//! [`crate::known`]'s, [`crate::stored`]'s, [`crate::answers`]' and [`crate::spool`]'s.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use http::{Method, Request, Response, StatusCode};
-use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::body::{Body, Credit, counted, empty};
+use crate::answers::{join, pass, passed};
+use crate::body::{Body, empty};
+use crate::decide::{self, Plan, Reuse, Revalidated, Step, Target};
+use crate::downloads::{Head, Led, Role};
 use crate::error::GatewayError;
-use crate::gateway::Shared;
-use crate::headers::{self, CacheStatus, Provenance};
+use crate::headers::{self, CacheStatus};
 use crate::record::{UrlRecord, index_key, selection};
 use crate::spool;
+use crate::state::Shared;
 use crate::stored;
-use crate::upstream::{client_head, origin_request};
+use crate::upstream::origin_request;
 use engine::node::Ballot;
 
 /// Answers a GET or HEAD of an absolute `http://` URL.
@@ -47,20 +53,18 @@ pub(crate) async fn get_parts(
             Lookup::Answer(r) => return Ok(r),
             Lookup::Nothing => {}
         }
-        if parts.method == Method::HEAD {
-            // A HEAD of something not stored: passed on.
-            return pass(sh, parts, CacheStatus::Miss).await;
-        }
-        if parts.headers.contains_key(RANGE) {
-            // A range of something not stored: its covering blocks, when the content is known.
-            return crate::ranged::get(sh, parts, &url).await;
-        }
-        if sh.cfg.trust_peers
-            && let Some(r) = crate::peered::try_peers(sh, parts, &url).await?
-        {
-            return Ok(r);
-        }
-        if let Some(r) = miss(sh, parts, &url, &key).await? {
+        let answer = match decide::miss(parts, &sh.setup()) {
+            Plan::Pass => return pass(sh, parts, CacheStatus::Miss).await,
+            Plan::Miss {
+                target: Target::Range,
+                steps,
+            } => return miss_range(sh, parts, &url, &steps).await,
+            Plan::Miss {
+                target: Target::Whole,
+                steps,
+            } => miss_whole(sh, parts, &url, &key, &steps).await?,
+        };
+        if let Some(r) = answer {
             return Ok(r);
         }
     }
@@ -123,199 +127,212 @@ pub(crate) async fn lookup(
     if record.variants.len() != before {
         sh.index.put(key, &record.to_bytes())?;
     }
-    let now = SystemTime::now();
-    let mut found = None;
-    for (i, (v, info)) in record.variants.iter().zip(infos).enumerate() {
-        match v.policy.before_request(req, now) {
-            BeforeRequest::Fresh(head) => {
-                return Ok(Lookup::Stored(Stored {
-                    head,
-                    info,
-                    status: CacheStatus::Hit,
-                    fwd: None,
-                }));
-            }
-            BeforeRequest::Stale {
-                request,
-                matches: true,
-            } => {
-                found = Some((i, request, info));
-                break;
-            }
-            BeforeRequest::Stale { matches: false, .. } => {}
+    let (i, cond) = match reuse(&record, req) {
+        Reuse::Fresh { variant, head } => {
+            return Ok(Lookup::Stored(Stored {
+                head,
+                info: infos.swap_remove(variant),
+                status: CacheStatus::Hit,
+                fwd: None,
+            }));
         }
-    }
-    let Some((i, cond, info)) = found else {
-        return Ok(Lookup::Nothing);
+        Reuse::Stale { variant, request } => (variant, request),
+        Reuse::None => return Ok(Lookup::Nothing),
     };
     // Stale: ask the origin whether it changed.
-    let mut resp = sh.upstream.send(origin_request(&cond, empty())).await?;
-    let policy = record.variants[i].policy.clone();
-    if resp.status() == StatusCode::NOT_MODIFIED {
-        // Some origins leave the validators out of a 304; it still answers the validators we
-        // sent, which are this stored response's.
-        let sent = [
-            (http::header::ETAG, http::header::IF_NONE_MATCH),
-            (http::header::LAST_MODIFIED, http::header::IF_MODIFIED_SINCE),
-        ];
-        for (name, cond_name) in sent {
-            if !resp.headers().contains_key(&name)
-                && let Some(v) = cond.headers.get(&cond_name)
-            {
-                resp.headers_mut().insert(name, v.clone());
-            }
-        }
-    }
-    match policy.after_response(req, &resp, SystemTime::now()) {
-        AfterResponse::NotModified(new_policy, head) => {
-            record.variants[i].policy = new_policy;
+    let resp = sh.upstream.send(origin_request(&cond, empty())).await?;
+    let (head, body) = resp.into_parts();
+    let policy = &record.variants[i].policy;
+    match decide::revalidated(policy, req, &cond.headers, &head, SystemTime::now()) {
+        Revalidated::Unchanged(new_policy, head) => {
+            record.variants[i].policy = *new_policy;
             sh.index.put(key, &record.to_bytes())?;
             Ok(Lookup::Stored(Stored {
                 head,
-                info,
+                info: infos.swap_remove(i),
                 status: CacheStatus::Revalidated,
                 fwd: Some(304),
             }))
         }
-        AfterResponse::Modified(..) if resp.status() == StatusCode::NOT_MODIFIED => {
+        Revalidated::Refetch => {
             // A 304 that does not match what is stored: fetch the whole body again.
-            drop(resp);
-            Ok(miss(sh, req, url, key)
+            drop(body);
+            let steps = decide::refetch_steps(Target::Whole, &sh.setup());
+            Ok(miss_whole(sh, req, url, key, &steps)
                 .await?
                 .map_or(Lookup::Nothing, Lookup::Answer))
         }
-        AfterResponse::Modified(..) => {
+        Revalidated::Replaced => {
             // Changed (or the origin ignored the condition): this answer replaces the stored one.
-            let (f, lead) = spool::join_or_lead(sh, key);
-            if !lead {
-                let (head, body) = resp.into_parts();
-                return Ok(Lookup::Answer(passed(sh, head, body, CacheStatus::Miss)));
-            }
-            let _led = spool::Led::new(sh, key, &f);
-            lead_with(
-                sh,
-                req,
-                url,
-                (key, &f),
-                resp,
-                CacheStatus::StaleChanged,
-                None,
-            )
-            .await
-            .map(Lookup::Answer)
+            let resp = Response::from_parts(head, body);
+            let led = match sh.downloads.join_or_lead(key) {
+                Role::Lead(led) => led,
+                Role::Join(_) => return Ok(Lookup::Answer(passed(sh, resp, CacheStatus::Miss))),
+            };
+            lead_with(sh, req, url, &led, resp, CacheStatus::StaleChanged, None)
+                .await
+                .map(Lookup::Answer)
         }
     }
 }
 
-/// Whether an origin's answer to `req` may be stored (and its policy).
-pub(crate) fn storable(
-    sh: &Shared,
-    req: &http::request::Parts,
-    resp: &http::response::Parts,
-) -> Option<CachePolicy> {
-    if req.method != Method::GET
-        || resp.status != StatusCode::OK
-        || resp.headers.contains_key(CONTENT_RANGE)
-    {
-        return None;
-    }
-    let too_long = resp
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > sh.cfg.max_object);
-    let policy = CachePolicy::new(req, resp);
-    (!too_long && policy.is_storable()).then_some(policy)
+/// Which of `record`'s variants answers `req` now.
+fn reuse(record: &UrlRecord, req: &http::request::Parts) -> Reuse {
+    let policies = record.variants.iter().map(|v| &v.policy);
+    decide::reuse(req, policies, SystemTime::now())
 }
 
-/// A miss: join the download of this URL if one runs (and answers this request), else lead
-/// one. `None` when the download to join ended before its head could be used.
-async fn miss(
+/// A miss of a whole body, looked for in the order of `steps`. `None` when the download it
+/// joined ended before its head could be used (the caller looks again: it is stored now).
+async fn miss_whole(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
     key: &[u8],
+    steps: &[Step],
 ) -> Result<Option<Response<Body>>, GatewayError> {
-    let (f, lead) = spool::join_or_lead(sh, key);
-    if !lead {
-        return join(sh, req, &f, None).await;
-    }
-    let _led = spool::Led::new(sh, key, &f);
-    // A peer gateway may be downloading it now, or about to: follow it, or be elected.
-    let wanting = match crate::followed::elect(sh, req, url).await {
-        None => None,
-        Some(Ballot::Lead(w)) => Some(w),
-        Some(Ballot::Found((found, policy, head))) => {
-            spool::abandon(sh, key, &f, "a peer has it now");
-            let r = crate::peered::stream_from_peers(sh, req, url, found, policy, head);
-            return Ok(Some(r));
-        }
-        Some(Ballot::Follow(_, peer)) => {
-            match crate::followed::follow(sh, req, url, (key, &f), peer).await? {
-                Some(r) => return Ok(Some(r)),
-                // Not followed after all: download it ourselves.
-                None => None,
+    let mut led: Option<Led<'_>> = None;
+    let mut wanting = None;
+    for step in steps {
+        match step {
+            Step::PeerClaim => {
+                if let Some(k) = crate::peered::claimed(sh, req, url).await? {
+                    return Ok(Some(crate::known::stream_from_peers(sh, req, url, k)));
+                }
+            }
+            Step::Coalesce => match sh.downloads.join_or_lead(key) {
+                Role::Join(f) => return join(sh, req, &f, None).await,
+                Role::Lead(l) => led = Some(l),
+            },
+            Step::Elect => {
+                let Some(l) = &led else { continue };
+                // A peer gateway may be downloading it now, or about to: follow it, or lead.
+                match crate::followed::elect(sh, req, url).await {
+                    None => {}
+                    Some(Ballot::Lead(w)) => wanting = Some(w),
+                    Some(Ballot::Found(k)) => {
+                        l.abandon("a peer has it now");
+                        return Ok(Some(crate::known::stream_from_peers(sh, req, url, k)));
+                    }
+                    Some(Ballot::Follow(_, peer)) => {
+                        if let Some(r) = crate::followed::follow(sh, req, url, l, peer).await? {
+                            return Ok(Some(r));
+                        }
+                        // Not followed after all: download it ourselves.
+                    }
+                }
+            }
+            Step::Origin { vouch } => {
+                let led = match led.take() {
+                    Some(l) => l,
+                    // A plan that did not register the download: do it now.
+                    None => match sh.downloads.join_or_lead(key) {
+                        Role::Join(f) => return join(sh, req, &f, None).await,
+                        Role::Lead(l) => l,
+                    },
+                };
+                return from_origin(sh, req, url, &led, *vouch, wanting).await;
             }
         }
-    };
+    }
+    Ok(None)
+}
+
+/// The last way of a whole miss: the origin's answer, spooled and kept when it may be; or, when
+/// it vouches for the content with its content information, the content from peers.
+async fn from_origin(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    led: &Led<'_>,
+    vouch: bool,
+    wanting: Option<engine::node::Wanting>,
+) -> Result<Option<Response<Body>>, GatewayError> {
     // The client's own preconditions are answered here, from the whole response kept.
     let mut plain = req.clone();
     crate::conditional::strip(&mut plain.headers);
-    let vouch = sh.cfg.origin_info && sh.cfg.reverse.is_none();
     if vouch {
         crate::vouched::ask(&mut plain.headers);
     }
     let resp = match sh.upstream.send(origin_request(&plain, empty())).await {
         Ok(r) => r,
         Err(e) => {
-            spool::abandon(sh, key, &f, "the origin failed");
+            led.abandon("the origin failed");
             return Err(e);
         }
     };
     if vouch && crate::vouched::is_info(&resp) {
         // The origin vouched for the content: its bytes come from peers.
-        spool::abandon(sh, key, &f, "the origin sent content information");
-        return match crate::vouched::serve(sh, req, url, resp).await? {
-            Some(r) => Ok(Some(r)),
+        led.abandon("the origin sent content information");
+        return match crate::vouched::vouched_for(sh, req, url, resp).await? {
+            Some(k) => Ok(Some(crate::known::stream_from_peers(sh, req, url, k))),
             None => pass(sh, req, CacheStatus::Miss).await.map(Some),
         };
     }
-    lead_with(
-        sh,
-        req,
-        url,
-        (key, &f),
-        resp,
-        CacheStatus::MissStored,
-        wanting,
-    )
-    .await
-    .map(Some)
+    let status = CacheStatus::MissStored;
+    lead_with(sh, req, url, led, resp, status, wanting)
+        .await
+        .map(Some)
 }
 
-/// Leads the download of `key` (whose clients wait on `f`) with the origin's answer `resp`:
-/// spools and keeps it when it is storable (and reads it back as it grows), else passes it
-/// through and lets waiting clients ask the origin themselves. In a group whose peers are
-/// trusted the download is offered to peer gateways (holding `wanting` until it ends).
+/// A range of a body not stored, looked for in the order of `steps`: the blocks covering it
+/// when the content is known (a peer's claim, or the origin's content information), else the
+/// origin's answer passed back unstored.
+async fn miss_range(
+    sh: &Arc<Shared>,
+    req: &http::request::Parts,
+    url: &str,
+    steps: &[Step],
+) -> Result<Response<Body>, GatewayError> {
+    for step in steps {
+        let known = match step {
+            Step::PeerClaim => crate::peered::claimed(sh, req, url).await?,
+            Step::Origin { vouch: true } => {
+                let mut ask = req.clone();
+                crate::vouched::ask(&mut ask.headers);
+                let resp = sh.upstream.send(origin_request(&ask, empty())).await?;
+                if !crate::vouched::is_info(&resp) {
+                    // The origin answered the range itself.
+                    return Ok(passed(sh, resp, CacheStatus::Miss));
+                }
+                crate::vouched::vouched_for(sh, req, url, resp).await?
+            }
+            Step::Origin { vouch: false } => break,
+            Step::Coalesce | Step::Elect => None,
+        };
+        if let Some(k) = known {
+            return crate::known::covering_blocks(sh, req, url, k).await;
+        }
+    }
+    pass(sh, req, CacheStatus::Miss).await
+}
+
+/// Leads the download `led` registered with the origin's answer `resp`: spools and keeps it
+/// when it is storable (and reads it back as it grows), else passes it through and lets waiting
+/// clients ask the origin themselves. In a group whose peers are trusted the download is offered
+/// to peer gateways (holding `wanting` until it ends).
 async fn lead_with(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
-    (key, f): (&[u8], &Arc<spool::InFlight>),
-    resp: Response<Incoming>,
+    led: &Led<'_>,
+    resp: Response<Body>,
     status: CacheStatus,
     wanting: Option<engine::node::Wanting>,
 ) -> Result<Response<Body>, GatewayError> {
     let (head, body) = resp.into_parts();
-    let Some(policy) = storable(sh, req, &head) else {
-        spool::abandon(sh, key, f, "not storable");
-        return Ok(passed(sh, head, body, CacheStatus::Miss));
+    let Some(policy) = decide::storable(req, &head, sh.cfg.max_object) else {
+        led.abandon("not storable");
+        return Ok(passed(
+            sh,
+            Response::from_parts(head, body),
+            CacheStatus::Miss,
+        ));
     };
     let mut headers = head.headers.clone();
     headers::strip_hop_by_hop(&mut headers);
     let sel = selection(&req.headers, &headers);
-    let spooled = spool::Head {
+    let spooled = Head {
         status: head.status,
         headers,
         policy,
@@ -328,131 +345,15 @@ async fn lead_with(
         spool::Share::No
     };
     let feed = spool::Feed::Origin(body);
-    if let Err(e) = spool::start(
-        sh,
-        key.to_vec(),
-        url.to_string(),
-        Arc::clone(f),
-        spooled,
-        feed,
-        share,
-    ) {
-        spool::abandon(sh, key, f, "no spool");
-        return Err(GatewayError::Store(format!("creating a spool file: {e}")));
+    if let Err(source) = spool::start(sh, led, url, spooled, feed, share) {
+        led.abandon("no spool");
+        return Err(GatewayError::Spool {
+            dir: sh.cfg.spool.clone(),
+            source,
+        });
     }
-    match join(sh, req, f, Some(status)).await? {
+    match join(sh, req, led.flight(), Some(status)).await? {
         Some(r) => Ok(r),
         None => pass(sh, req, CacheStatus::Miss).await,
     }
-}
-
-/// Reads a download as it grows, if its answer fits this request. The leader says what it did
-/// (`lead`); others coalesced into its transfer, and their bytes did not cross the WAN again.
-pub(crate) async fn join(
-    sh: &Arc<Shared>,
-    req: &http::request::Parts,
-    f: &spool::InFlight,
-    lead: Option<CacheStatus>,
-) -> Result<Option<Response<Body>>, GatewayError> {
-    join_crediting(sh, req, f, lead, |n| Provenance {
-        origin: n,
-        ..Default::default()
-    })
-    .await
-}
-
-/// [`join`], the leader's bytes credited as `credit` says (a follower's came from a peer).
-pub(crate) async fn join_crediting(
-    sh: &Arc<Shared>,
-    req: &http::request::Parts,
-    f: &spool::InFlight,
-    lead: Option<CacheStatus>,
-    lead_credit: fn(u64) -> Provenance,
-) -> Result<Option<Response<Body>>, GatewayError> {
-    let mut rx = f.subscribe();
-    let head = loop {
-        let snap = rx.borrow_and_update().clone();
-        if let Some(h) = snap.head {
-            break h;
-        }
-        if snap.done.is_some() || rx.changed().await.is_err() {
-            // Not shared (not storable, or the origin failed): ask the origin ourselves.
-            return pass(sh, req, CacheStatus::Miss).await.map(Some);
-        }
-    };
-    // The answer is fresh from the origin: it serves every request it was selected for (its
-    // `Vary` fields agree), whatever its lifetime.
-    if head.selection != selection(&req.headers, &head.headers) {
-        return pass(sh, req, CacheStatus::Miss).await.map(Some);
-    }
-    let (status, credit): (CacheStatus, fn(u64) -> Provenance) = match lead {
-        Some(st) => (st, lead_credit),
-        None => (CacheStatus::Coalesced, |n| Provenance {
-            store: n,
-            ..Default::default()
-        }),
-    };
-    if let Some(r) = stored::unless_preconditions(req, &head.headers) {
-        sh.metrics.request(status);
-        let mut r = r;
-        client_head(
-            r.headers_mut(),
-            req.version,
-            status,
-            Some(head.status.as_u16()),
-        );
-        return Ok(Some(r));
-    }
-    let body = match spool::tail(sh, &head, rx, credit) {
-        Ok(b) => b,
-        // Finished and removed meanwhile: it is in the store now.
-        Err(_) => return Ok(None),
-    };
-    sh.metrics.request(status);
-    let mut h = head.headers.clone();
-    client_head(&mut h, req.version, status, Some(head.status.as_u16()));
-    add_provenance(&mut h, credit);
-    let mut r = Response::new(body);
-    *r.status_mut() = head.status;
-    *r.headers_mut() = h;
-    Ok(Some(r))
-}
-
-/// `Pdist-Bytes` for a body of the length the head says, credited as `credit` says (a body of
-/// unknown length gets none).
-fn add_provenance(h: &mut http::HeaderMap, credit: fn(u64) -> Provenance) {
-    let len = h
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = len {
-        h.insert(headers::BYTES_HEADER, credit(n).header_value());
-    }
-}
-
-/// Sends `req` to the origin and its answer back, not stored.
-pub(crate) async fn pass(
-    sh: &Arc<Shared>,
-    req: &http::request::Parts,
-    status: CacheStatus,
-) -> Result<Response<Body>, GatewayError> {
-    let resp = sh.upstream.send(origin_request(req, empty())).await?;
-    let (head, body) = resp.into_parts();
-    Ok(passed(sh, head, body, status))
-}
-
-pub(crate) fn passed(
-    sh: &Arc<Shared>,
-    mut head: http::response::Parts,
-    body: Incoming,
-    status: CacheStatus,
-) -> Response<Body> {
-    sh.metrics.request(status);
-    let code = head.status.as_u16();
-    client_head(&mut head.headers, head.version, status, Some(code));
-    add_provenance(&mut head.headers, |n| Provenance {
-        origin: n,
-        ..Default::default()
-    });
-    Response::from_parts(head, counted(body, Arc::clone(&sh.metrics), Credit::Origin))
 }

@@ -57,6 +57,28 @@ pub fn evaluate(method: &Method, req: &HeaderMap, resp: &HeaderMap) -> Precondit
     Precondition::Proceed
 }
 
+/// The answer `req`'s preconditions call for instead of the body (`304` or `412`), with the
+/// response's `headers` as the client's (no `Content-Length`, and no `Content-Type` on a 412),
+/// if any.
+pub fn answer_instead(
+    req: &http::request::Parts,
+    headers: &HeaderMap,
+) -> Option<http::Response<crate::body::Body>> {
+    let code = match evaluate(&req.method, &req.headers, headers) {
+        Precondition::Proceed => return None,
+        Precondition::NotModified => http::StatusCode::NOT_MODIFIED,
+        Precondition::Failed => http::StatusCode::PRECONDITION_FAILED,
+    };
+    let mut r = http::Response::new(crate::body::empty());
+    *r.status_mut() = code;
+    *r.headers_mut() = headers.clone();
+    r.headers_mut().remove(http::header::CONTENT_LENGTH);
+    if code == http::StatusCode::PRECONDITION_FAILED {
+        r.headers_mut().remove(http::header::CONTENT_TYPE);
+    }
+    Some(r)
+}
+
 /// Removes a client's preconditions (and `Range`, which `If-Range` qualifies) from a request
 /// the gateway sends to fill its cache.
 pub fn strip(h: &mut HeaderMap) {

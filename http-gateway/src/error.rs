@@ -2,10 +2,11 @@
 //! clear status with a one-line reason in plain text, never a dropped connection.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode, Uri};
 
-use crate::body::{Body, full};
+use crate::body::{Body, BoxError, full};
 use crate::headers::{CACHE_NAME, add_cache_status};
 
 /// Why the gateway could not answer a request.
@@ -13,7 +14,7 @@ use crate::headers::{CACHE_NAME, add_cache_status};
 #[non_exhaustive]
 pub enum GatewayError {
     /// The client's address is not in the allowed networks.
-    #[error("{ip} may not use this gateway (see --allow)")]
+    #[error("{ip} is not among the client networks this gateway serves")]
     Forbidden {
         /// The client.
         ip: IpAddr,
@@ -24,55 +25,100 @@ pub enum GatewayError {
         /// The client.
         ip: IpAddr,
     },
-    /// The request makes no sense to a proxy.
-    #[error("bad request: {reason}")]
-    BadRequest {
-        /// Why.
-        reason: String,
+    /// A URL the forward proxy does not take (only `http://`; HTTPS goes through `CONNECT`).
+    #[error("only http:// URLs are proxied (HTTPS goes through CONNECT), not {uri}")]
+    NotProxied {
+        /// The URL asked for.
+        uri: Uri,
     },
-    /// Nothing here by that path.
-    #[error("not found: {path}")]
+    /// A `CONNECT` whose target is not `host:port`.
+    #[error("CONNECT {uri}: the target must be HOST:PORT")]
+    BadConnect {
+        /// The target asked for.
+        uri: Uri,
+    },
+    /// A request that makes no URL.
+    #[error("bad request: {0}")]
+    BadUri(#[from] http::uri::InvalidUri),
+    /// A request in origin form for none of the gateway's own routes.
+    #[error(
+        "not found: {} (this is a forward proxy: clients set http_proxy=http://{}/ and ask for http:// URLs)",
+        .uri,
+        .host.as_ref().map_or("this-host", |h| h.as_str())
+    )]
     NotFound {
-        /// The path.
-        path: String,
+        /// The path asked for.
+        uri: Uri,
+        /// How the client reached the gateway (its `Host`).
+        host: Option<http::uri::Authority>,
     },
     /// The origin could not be reached, or broke the connection.
-    #[error("origin {host} unreachable: {reason}")]
+    #[error("origin {uri} unreachable: {}", chain(.source.as_ref()))]
     Unreachable {
-        /// The origin.
-        host: String,
-        /// Why.
-        reason: String,
+        /// What was asked of it.
+        uri: Uri,
+        /// The cause.
+        source: BoxError,
     },
     /// The origin did not answer in time.
-    #[error("origin {host} did not answer in time")]
+    #[error("origin {uri} did not answer in time")]
     Timeout {
-        /// The origin.
-        host: String,
+        /// What was asked of it.
+        uri: Uri,
     },
-    /// Peers were to provide the content, the origin may not, and peers failed.
-    #[error("peers could not provide {url} and the origin is off for peered content: {reason}")]
+    /// Peers were to provide the content and failed (and the origin may not, or failed too).
+    #[error("peers could not provide {url}: {source}")]
     PeersFailed {
         /// The URL.
-        url: String,
-        /// Why.
-        reason: String,
+        url: Uri,
+        /// Why the fetch failed.
+        source: engine::fetch::FetchError,
     },
-    /// The store or the index failed.
+    /// Content the gateway had just stored went missing (evicted under it).
+    #[error("content {id} went missing from the store")]
+    ContentGone {
+        /// The content.
+        id: engine::ContentId,
+    },
+    /// Content information could not be encoded as asked (origin mode).
+    #[error("encoding content information: {0}")]
+    Encode(#[source] BoxError),
+    /// The store failed.
     #[error("the gateway's store failed: {0}")]
-    Store(String),
+    Store(#[from] engine::store::StoreError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    /// A spool file could not be created.
+    #[error("creating a spool file in {}: {source}", .dir.display())]
+    Spool {
+        /// The spool directory.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A background task of the request failed.
+    #[error("a task of the gateway failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
-impl From<engine::store::StoreError> for GatewayError {
-    fn from(e: engine::store::StoreError) -> Self {
-        GatewayError::Store(e.to_string())
+impl GatewayError {
+    /// A failed blocking task (for `map_err`).
+    pub(crate) fn task(e: tokio::task::JoinError) -> GatewayError {
+        GatewayError::Task(e)
     }
 }
 
-impl From<crate::index::IndexError> for GatewayError {
-    fn from(e: crate::index::IndexError) -> Self {
-        GatewayError::Store(e.to_string())
+/// An error and its causes, on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
     }
+    s
 }
 
 impl GatewayError {
@@ -81,13 +127,20 @@ impl GatewayError {
         match self {
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::NotProxied { .. }
+            | GatewayError::BadConnect { .. }
+            | GatewayError::BadUri(_) => StatusCode::BAD_REQUEST,
             GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::Unreachable { .. } | GatewayError::PeersFailed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::ContentGone { .. }
+            | GatewayError::Encode(_)
+            | GatewayError::Store(_)
+            | GatewayError::Index(_)
+            | GatewayError::Spool { .. }
+            | GatewayError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -18,19 +18,20 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use engine::fetch::{OriginClient, PeerRef};
+use engine::fetch::PeerRef;
 use engine::node::Ballot;
 use engine::wire::LookupKey;
 use http::Response;
 use http::header::{ETAG, LAST_MODIFIED};
 
 use crate::body::Body;
+use crate::downloads::{Head, Led};
 use crate::error::GatewayError;
-use crate::gateway::Shared;
 use crate::headers::{self, CacheStatus, Provenance};
-use crate::peered::Known;
+use crate::known::Known;
 use crate::record::{Pending, name_key, selection};
 use crate::spool;
+use crate::state::Shared;
 
 /// What the rest of an answer with `headers` may be asked for by range with (`If-Range`): a
 /// strong entity tag, else the last-modified date; none for an answer that varies (the
@@ -65,15 +66,15 @@ pub(crate) async fn elect(
     sh.node.elect_on(key, check, &sh.stop).await.ok()
 }
 
-/// Follows `peer`'s download of `url` for the clients waiting on `f` (this gateway's download
-/// of `key`, which it leads): spooled and kept as if it came from the origin. `None` when it
-/// cannot be followed (gone already, another answer than this request needs, or the origin does
-/// not confirm it or fails): the caller downloads it itself.
+/// Follows `peer`'s download of `url` for the clients waiting on this gateway's download of it,
+/// which `led` leads: spooled and kept as if it came from the origin. `None` when it cannot be
+/// followed (gone already, another answer than this request needs, or the origin does not
+/// confirm it or fails): the caller downloads it itself.
 pub(crate) async fn follow(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
-    (key, f): (&[u8], &Arc<spool::InFlight>),
+    led: &Led<'_>,
     peer: PeerRef,
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let addr = peer.addr;
@@ -113,10 +114,10 @@ pub(crate) async fn follow(
     tracing::info!("{url}: following peer {addr}'s download");
     let fallback = validator
         .filter(|_| sh.cfg.origin_for_peered)
-        .and_then(|v| Some((OriginClient::new(url, sh.cfg.origin_timeout).ok()?, v)));
+        .and_then(|v| Some((sh.origin_client(url)?, v)));
     let mut h = head.headers;
     headers::strip_hop_by_hop(&mut h);
-    let spooled = spool::Head {
+    let spooled = Head {
         status: http::StatusCode::OK,
         headers: h,
         policy,
@@ -128,15 +129,17 @@ pub(crate) async fn follow(
         first,
         fallback,
     };
-    let (url, f2) = (url.to_string(), Arc::clone(f));
-    if let Err(e) = spool::start(sh, key.to_vec(), url, f2, spooled, feed, spool::Share::No) {
-        spool::abandon(sh, key, f, "no spool");
-        return Err(GatewayError::Store(format!("creating a spool file: {e}")));
+    if let Err(source) = spool::start(sh, led, url, spooled, feed, spool::Share::No) {
+        led.abandon("no spool");
+        return Err(GatewayError::Spool {
+            dir: sh.cfg.spool.clone(),
+            source,
+        });
     }
     let from_peers = |n| Provenance {
         peers: n,
         ..Default::default()
     };
     let status = CacheStatus::MissStored;
-    crate::cache::join_crediting(sh, req, f, Some(status), from_peers).await
+    crate::answers::join_crediting(sh, req, led.flight(), Some(status), from_peers).await
 }

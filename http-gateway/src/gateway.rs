@@ -3,15 +3,13 @@
 //! each request to the cache, plain forwarding, `CONNECT`, origin mode or the gateway's own
 //! routes, and a shutdown that drains.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::node::Node;
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,17 +18,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::allow::{AllowList, RateLimit};
+use crate::allow::RateLimit;
 use crate::body::{Body, full};
 use crate::error::GatewayError;
 use crate::headers::CacheStatus;
 use crate::index::{Claims, Index};
-use crate::metrics::{GatewaySnapshot, Metrics};
-use crate::spool::InFlight;
-use crate::upstream::{self, Upstream};
-
-/// The gateway's default port (a forward proxy's `http_proxy=http://host:7480`).
-pub const DEFAULT_PORT: u16 = 7480;
+use crate::metrics::{GatewaySnapshot, GatewayStatus, Metrics};
+use crate::state::{GatewayConfig, Shared};
+use crate::upstream::Upstream;
 
 /// The path of the Prometheus metrics (on the forward proxy) and under which origin mode keeps
 /// its own routes.
@@ -38,97 +33,6 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// Origin mode's metrics path (`/metrics` belongs to the backend there).
 pub const REVERSE_METRICS_PATH: &str = "/.well-known/pdist/metrics";
-
-/// How a gateway runs.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// Where it listens (loopback by default).
-    pub listen: SocketAddr,
-    /// Client networks served.
-    pub allow: AllowList,
-    /// Origin mode: the backend every request goes to.
-    pub reverse: Option<Uri>,
-    /// Most client connections at once.
-    pub max_connections: usize,
-    /// Most bytes of a request head.
-    pub max_header_bytes: usize,
-    /// Requests per second per client address (0: no limit).
-    pub rate_per_client: u32,
-    /// Trust the group's peers (a group with its own secret): believe their claims that a URL
-    /// is some content, and follow their downloads of URLs in progress (whose bytes nothing
-    /// binds to the origin's), offering ours to them likewise.
-    pub trust_peers: bool,
-    /// Whether blocks of peered content that peers fail to send may come from the origin.
-    /// Off: once the LAN has a URL, its body never crosses the WAN.
-    pub origin_for_peered: bool,
-    /// Ask origins for content information on a miss (`x-pdist-info`, which origin mode
-    /// answers): bytes then come from peers, checked against what the origin vouched for.
-    pub origin_info: bool,
-    /// Directory for bodies being downloaded (in the data directory).
-    pub spool: PathBuf,
-    /// Longest wait for an origin's connection and response head.
-    pub origin_timeout: Duration,
-    /// Largest body cached; larger ones pass through.
-    pub max_object: u64,
-}
-
-impl GatewayConfig {
-    /// Defaults: loopback on [`DEFAULT_PORT`], loopback clients only, 1024 connections, 64 KiB
-    /// heads, 1000 requests per second per client, origin fallback on.
-    pub fn new(spool: PathBuf) -> GatewayConfig {
-        GatewayConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
-            allow: AllowList::loopback(),
-            reverse: None,
-            max_connections: 1024,
-            max_header_bytes: 64 * 1024,
-            rate_per_client: 1000,
-            trust_peers: false,
-            origin_for_peered: true,
-            origin_info: true,
-            spool,
-            origin_timeout: Duration::from_secs(30),
-            max_object: engine::content::layout::MAX_CONTENT_LEN,
-        }
-    }
-}
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub cfg: GatewayConfig,
-    pub node: Node,
-    pub index: Arc<dyn Index>,
-    pub upstream: Upstream,
-    pub metrics: Arc<Metrics>,
-    pub limit: RateLimit,
-    /// Downloads in progress, by index key.
-    pub inflight: Mutex<HashMap<Vec<u8>, Arc<InFlight>>>,
-    /// Origin mode: V2 content information by content (`None` while it is computed).
-    pub v2: Mutex<HashMap<engine::ContentId, Option<Arc<engine::pccrc::v2::ContentInfoV2>>>>,
-    pub tasks: TaskTracker,
-    pub stop: CancellationToken,
-    /// Downloads and peer fetches whose results are not yet recorded.
-    pub busy: tokio::sync::watch::Sender<usize>,
-}
-
-impl Shared {
-    /// Counts a background transfer until the guard drops.
-    pub fn busy(&self) -> BusyGuard {
-        self.busy.send_modify(|n| *n += 1);
-        BusyGuard(self.busy.clone())
-    }
-}
-
-/// Ends a background transfer's count.
-#[derive(Debug)]
-pub(crate) struct BusyGuard(tokio::sync::watch::Sender<usize>);
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
-}
 
 /// A running gateway.
 #[derive(Debug, Clone)]
@@ -150,14 +54,14 @@ impl Gateway {
         let addr = listener.local_addr()?;
         node.set_names(Arc::new(Claims(Arc::clone(&index))));
         let shared = Arc::new(Shared {
-            upstream: Upstream::new(cfg.origin_timeout),
+            upstream: Upstream::new(Arc::clone(&cfg.origin), cfg.origin_timeout),
             limit: RateLimit::new(cfg.rate_per_client),
             cfg,
             node,
             index,
             metrics: Arc::default(),
-            inflight: Mutex::default(),
-            v2: Mutex::default(),
+            downloads: Default::default(),
+            v2: Default::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
             busy: tokio::sync::watch::Sender::new(0),
@@ -218,12 +122,13 @@ struct StatusFigures {
 
 impl engine::node::StatusPart for StatusFigures {
     fn status(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self.metrics.snapshot()).unwrap_or_default();
-        v["listen"] = self.listen.to_string().into();
-        v["reverse"] = self.reverse.clone().into();
-        // Downloads and peer fetches not yet in the store and recorded.
-        v["keeping"] = (*self.busy.borrow()).into();
-        v
+        let s = GatewayStatus {
+            listen: self.listen,
+            reverse: self.reverse.clone(),
+            keeping: *self.busy.borrow(),
+            figures: self.metrics.snapshot(),
+        };
+        serde_json::to_value(s).unwrap_or_default()
     }
 }
 
@@ -299,7 +204,7 @@ async fn route(
         return Err(GatewayError::RateLimited { ip });
     }
     if req.method() == Method::CONNECT {
-        return upstream::connect(sh, req).await;
+        return crate::passthrough::connect(sh, req).await;
     }
     if let Some(backend) = sh.cfg.reverse.clone() {
         if req.uri().path() == REVERSE_METRICS_PATH {
@@ -310,29 +215,25 @@ async fn route(
     if req.uri().authority().is_none() {
         return match req.uri().path() {
             METRICS_PATH => Ok(metrics(sh)),
-            path => Err(GatewayError::NotFound {
-                path: format!(
-                    "{path} (this is a forward proxy: clients set http_proxy=http://{}/ and ask for http:// URLs)",
-                    req.headers()
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("this-host")
-                ),
+            _ => Err(GatewayError::NotFound {
+                uri: req.uri().clone(),
+                host: req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse().ok()),
             }),
         };
     }
     if req.uri().scheme_str() != Some("http") {
-        return Err(GatewayError::BadRequest {
-            reason: format!(
-                "only http:// URLs are proxied (HTTPS goes through CONNECT), not {}",
-                req.uri()
-            ),
+        return Err(GatewayError::NotProxied {
+            uri: req.uri().clone(),
         });
     }
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return crate::cache::get(sh, req).await;
     }
-    upstream::forward(sh, req, CacheStatus::Bypass).await
+    crate::passthrough::forward(sh, req, CacheStatus::Bypass).await
 }
 
 fn metrics(sh: &Shared) -> Response<Body> {

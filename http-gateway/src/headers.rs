@@ -11,6 +11,10 @@ pub const CACHE_NAME: &str = "pdist";
 /// The response header with the byte counts by source.
 pub const BYTES_HEADER: &str = "pdist-bytes";
 
+/// pdist's content-coding for content information (origin mode answers it; a gateway asks
+/// origins for it on a miss).
+pub const PDIST_INFO_CODING: &str = "x-pdist-info";
+
 /// Fields that belong to one connection and are never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
     "connection",

@@ -14,8 +14,20 @@ use engine::peer::NameIndex;
 
 /// Why the index failed.
 #[derive(Debug, thiserror::Error)]
-#[error("gateway index: {0}")]
-pub struct IndexError(pub String);
+#[non_exhaustive]
+pub enum IndexError {
+    /// It could not be opened.
+    #[error("opening the gateway's index {}: {source}", .path.display())]
+    Open {
+        /// Where it is.
+        path: std::path::PathBuf,
+        /// The database's error.
+        source: crate::body::BoxError,
+    },
+    /// A read or write failed.
+    #[error("the gateway's index failed: {0}")]
+    Db(#[source] crate::body::BoxError),
+}
 
 /// A small key-value store.
 pub trait Index: Send + Sync + std::fmt::Debug + 'static {
@@ -79,14 +91,16 @@ mod rocks {
             let mut opts = rocksdb::Options::default();
             opts.create_if_missing(true);
             opts.set_keep_log_file_num(2);
-            let db = rocksdb::DB::open(&opts, path)
-                .map_err(|e| IndexError(format!("opening {}: {e}", path.display())))?;
+            let db = rocksdb::DB::open(&opts, path).map_err(|e| IndexError::Open {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            })?;
             Ok(RocksIndex { db })
         }
     }
 
     fn rocks_err(e: rocksdb::Error) -> IndexError {
-        IndexError(e.to_string())
+        IndexError::Db(Box::new(e))
     }
 
     impl Index for RocksIndex {

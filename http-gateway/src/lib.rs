@@ -1,28 +1,60 @@
 //! pdist's HTTP gateway: a transparent caching forward proxy whose cache is fed by LAN peers,
 //! and an origin mode that answers BranchCache's `Accept-Encoding: peerdist` with content
 //! information.
+//!
+//! # Map, from the top floor down
+//!
+//! * [`Gateway`] (`gateway`): the server: listener, connection limits, allow list and rate,
+//!   routing to the cache, origin mode ([`reverse`]), pass-through (`passthrough`: other
+//!   methods, `CONNECT`) or the gateway's own routes; shutdown that drains.
+//! * `cache`: carries out [`decide`]'s plans for a GET or HEAD: stored, revalidated, or a miss
+//!   looked for in the plan's order.
+//! * The ways a miss finds its body, each returning what it found: `peered` (a trusted peer's
+//!   claim, confirmed with the origin), `followed` (the peer gateways' election, following the
+//!   elected one's download), `vouched` (content information the origin vouched for).
+//! * Serving what was found: `known` (content known by ID, fetched from peers and streamed in
+//!   order, or only the blocks covering a range), `stored` (from the store: whole, ranges,
+//!   multipart), `answers` (an origin's answer passed back; a download read as it grows),
+//!   `spool` (a download written to a spool file and hashed as it arrives), `keep` (a finished
+//!   body into the store, then the URL's record and claim).
+//! * `downloads` (the registry of downloads in flight, one per URL) and `state` (what every
+//!   handler shares, [`GatewayConfig`]), `upstream` (the client to origins).
+//! * The pure ground floor: [`decide`] (the cache's decisions), [`range`], [`conditional`],
+//!   [`headers`], [`record`] (URL records, claims, pending downloads), [`allow`], [`metrics`],
+//!   [`body`], [`error`], and the [`index`] seam (RocksDB and in-memory).
+//!
+//! No module calls a module above it.
 
 #![warn(missing_docs)]
 
 pub mod allow;
+mod answers;
 pub mod body;
 mod cache;
 pub mod conditional;
+pub mod decide;
+mod downloads;
 pub mod error;
 mod followed;
 mod gateway;
 pub mod headers;
 pub mod index;
+mod keep;
+mod known;
 pub mod metrics;
+mod passthrough;
 mod peered;
 pub mod range;
-mod ranged;
 pub mod record;
 pub mod reverse;
-pub mod spool;
+mod spool;
+mod state;
 mod stored;
 pub mod upstream;
 mod vouched;
 
+pub use downloads::DownloadError;
 pub use error::GatewayError;
-pub use gateway::{DEFAULT_PORT, Gateway, GatewayConfig, METRICS_PATH, REVERSE_METRICS_PATH};
+pub use gateway::{Gateway, METRICS_PATH, REVERSE_METRICS_PATH};
+pub use keep::KeepError;
+pub use state::{DEFAULT_PORT, GatewayConfig};

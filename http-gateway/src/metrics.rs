@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::headers::{CacheStatus, Provenance};
 
@@ -29,7 +29,7 @@ pub struct Metrics {
 }
 
 /// The figures `pdist status` shows.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GatewaySnapshot {
     /// Bytes sent to clients from the store.
     pub bytes_store: u64,
@@ -43,6 +43,21 @@ pub struct GatewaySnapshot {
     pub cacheable: u64,
     /// Transfers running.
     pub in_flight: i64,
+}
+
+/// The gateway's part of its node's status (`pdist status`): where it listens, in which
+/// mode, and its figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GatewayStatus {
+    /// Where the proxy listens.
+    pub listen: std::net::SocketAddr,
+    /// Origin mode's backend, if in origin mode.
+    pub reverse: Option<String>,
+    /// Downloads and peer fetches not yet in the store and recorded.
+    pub keeping: usize,
+    /// The figures.
+    #[serde(flatten)]
+    pub figures: GatewaySnapshot,
 }
 
 impl Default for Metrics {

@@ -1,9 +1,7 @@
-//! Misses served by LAN peers. A gateway that lacks a URL asks its group's peers for the claim
-//! filed under the URL's name key ([`crate::record`]); it confirms the claimed validator with
-//! the origin (a conditional request, which sends no body when it holds), then fetches the
-//! content from peers (blocks no peer can send come from the origin by range, unless that is
-//! switched off) and streams it to the client in order as blocks are verified, so the first
-//! byte does not wait for the whole file.
+//! A miss's first way: LAN peers' claims. A gateway that lacks a URL asks its group's peers for
+//! the claim filed under the URL's name key ([`crate::record`]) and confirms the claimed
+//! validator with the origin (a conditional request, which sends no body when it holds). What it
+//! finds is the content the URL is ([`Known`]); fetching and serving it is [`crate::known`]'s.
 //!
 //! Trust: a claim is believed only from peers of a group with its own secret
 //! ([`crate::gateway::GatewayConfig::trust_peers`]). Every block is checked against the content
@@ -13,38 +11,21 @@
 //! download in progress, [`crate::followed`], needs more trust: no content ID binds its bytes.)
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use bytes::Bytes;
-use engine::fetch::{Events, FetchEvent, FetchOptions, OriginClient};
 use http::header::{
-    CONTENT_LENGTH, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
+    ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
+    RANGE,
 };
 use http::{Response, StatusCode};
 use http_cache_semantics::{AfterResponse, CachePolicy};
-use tokio::sync::watch;
 
-use crate::body::{Body, channel, empty};
+use crate::body::empty;
 use crate::error::GatewayError;
-use crate::gateway::Shared;
-use crate::headers::{self, CacheStatus, Provenance};
-use crate::record::{Claim, name_key, selection};
+use crate::known::{Found, Known};
+use crate::record::{Claim, name_key};
+use crate::state::Shared;
 use crate::upstream::origin_request;
-
-/// The answer from peers, if a trusted peer has the URL and the origin confirms it unchanged.
-pub(crate) async fn try_peers(
-    sh: &Arc<Shared>,
-    req: &http::request::Parts,
-    url: &str,
-) -> Result<Option<Response<Body>>, GatewayError> {
-    Ok(claimed(sh, req, url)
-        .await?
-        .map(|(found, policy, head)| stream_from_peers(sh, req, url, found, policy, head)))
-}
-
-/// Content a URL is, with the policy and head of its answer.
-pub(crate) type Known = (Found, CachePolicy, http::response::Parts);
 
 /// What a trusted peer says `url` is, once the origin confirmed the claimed validator.
 pub(crate) async fn claimed(
@@ -79,7 +60,11 @@ pub(crate) async fn claimed(
         fwd: 304,
         detail: "peers",
     };
-    Ok(Some((found, policy, head)))
+    Ok(Some(Known {
+        found,
+        policy,
+        head,
+    }))
 }
 
 /// Confirms with the origin that the answer a peer has for `url`, whose headers are `stored`,
@@ -126,183 +111,4 @@ pub(crate) async fn confirm(
         return Ok(None);
     }
     Ok(Some((policy, head)))
-}
-
-/// Content found for a URL, to fetch from peers.
-pub(crate) struct Found {
-    /// The content.
-    pub id: engine::ContentId,
-    /// Its length.
-    pub len: u64,
-    /// The origin's status when it was confirmed (`Cache-Status` `fwd-status`).
-    pub fwd: u16,
-    /// How it was found (`Cache-Status` `detail`).
-    pub detail: &'static str,
-}
-
-/// How the gateway fetches a URL's content: blocks no peer sends come from the origin by range,
-/// unless that is switched off.
-pub(crate) fn fetch_options(sh: &Shared, url: &str) -> FetchOptions {
-    let origin = sh
-        .cfg
-        .origin_for_peered
-        .then(|| OriginClient::new(url, sh.cfg.origin_timeout).ok())
-        .flatten();
-    FetchOptions {
-        origin,
-        ..FetchOptions::default()
-    }
-}
-
-/// Fetches the content found from peers in the background (blocks no peer sends come from the
-/// origin by range, if allowed), keeps it as `url`'s answer with `policy`, and streams it to the
-/// client under `head` in order, each block once it is verified and stored.
-pub(crate) fn stream_from_peers(
-    sh: &Arc<Shared>,
-    req: &http::request::Parts,
-    url: &str,
-    found: Found,
-    policy: CachePolicy,
-    mut head: http::response::Parts,
-) -> Response<Body> {
-    let (id, len) = (found.id, found.len);
-    let (progress_tx, progress_rx) = watch::channel(Progress::default());
-    let events: Events = {
-        let tx = progress_tx.clone();
-        Arc::new(move |e| {
-            if let FetchEvent::Progress { .. } = e {
-                tx.send_modify(|p| p.stored += 1);
-            }
-        })
-    };
-    let opts = fetch_options(sh, url);
-    let sel = selection(&req.headers, &head.headers);
-    let (sh2, url2, stored_headers) = (Arc::clone(sh), url.to_string(), head.headers.clone());
-    let cancel = sh.stop.child_token();
-    let busy = sh.busy();
-    sh.tasks.spawn(async move {
-        let _busy = busy;
-        let r = sh2.node.fetch(id, opts, events, cancel).await;
-        let done = match r {
-            Ok((info, _)) => {
-                let kept = crate::spool::record_variant(
-                    &sh2,
-                    &url2,
-                    &id,
-                    info.layout().content_len(),
-                    policy,
-                    &stored_headers,
-                    sel,
-                );
-                if let Err(e) = kept {
-                    tracing::warn!("recording {url2}: {e}");
-                }
-                Ok(())
-            }
-            Err(e) => Err(Arc::<str>::from(e.to_string())),
-        };
-        progress_tx.send_modify(|p| p.done = Some(done));
-    });
-    let status = CacheStatus::MissStored;
-    sh.metrics.request(status);
-    let h = &mut head.headers;
-    headers::strip_hop_by_hop(h);
-    headers::add_via(h, req.version);
-    headers::add_cache_status(h, &status.entry(Some(found.fwd), Some(found.detail)));
-    h.insert(CONTENT_LENGTH, len.into());
-    h.insert(
-        headers::BYTES_HEADER,
-        Provenance {
-            peers: len,
-            ..Default::default()
-        }
-        .header_value(),
-    );
-    head.status = StatusCode::OK;
-    Response::from_parts(head, in_order(sh, id, len, progress_rx))
-}
-
-#[derive(Debug, Clone, Default)]
-struct Progress {
-    stored: u64,
-    done: Option<Result<(), Arc<str>>>,
-}
-
-fn failure(rx: &watch::Receiver<Progress>) -> Option<String> {
-    match &rx.borrow().done {
-        Some(Err(e)) => Some(e.to_string()),
-        _ => None,
-    }
-}
-
-/// The content's bytes in order, each block sent once it is in the store (verified).
-fn in_order(
-    sh: &Arc<Shared>,
-    id: engine::ContentId,
-    len: u64,
-    mut rx: watch::Receiver<Progress>,
-) -> Body {
-    let (tx, body) = channel(4);
-    let store = Arc::clone(sh.node.store());
-    let metrics = Arc::clone(&sh.metrics);
-    let lease = sh.node.lease(id);
-    sh.tasks.spawn(async move {
-        let _lease = lease;
-        let fail = |m: String| Err(std::io::Error::other(m));
-        // The content information arrives with the fetch's first step.
-        let info = loop {
-            if let Ok(Some(info)) = store.content_info(&id) {
-                break info;
-            }
-            if let Some(e) = failure(&rx) {
-                let _ = tx.send(fail(e)).await;
-                return;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
-        };
-        if info.layout().content_len() != len {
-            let _ = tx
-                .send(fail("the content is not the claimed length".into()))
-                .await;
-            return;
-        }
-        let layout = *info.layout();
-        for g in 0..layout.block_count() {
-            let Ok(block) = layout.block_at(g) else {
-                return;
-            };
-            loop {
-                let present = store
-                    .present(&id, block.segment())
-                    .map(|s| s.contains(block.index_in_segment()))
-                    .unwrap_or(false);
-                if present {
-                    break;
-                }
-                if let Some(e) = failure(&rx) {
-                    let _ = tx.send(fail(e)).await;
-                    return;
-                }
-                // Woken by progress; the timeout covers blocks stored before we looked.
-                let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
-            }
-            let st = Arc::clone(&store);
-            let read = tokio::task::spawn_blocking(move || st.get_block(&id, block))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r.map_err(std::io::Error::other))
-                .and_then(|b| b.ok_or_else(|| std::io::Error::other("a block went missing")));
-            let ok = read.is_ok();
-            if let Ok(b) = &read {
-                metrics.sent(Provenance {
-                    peers: b.len() as u64,
-                    ..Default::default()
-                });
-            }
-            if tx.send(read.map(Bytes::from)).await.is_err() || !ok {
-                return;
-            }
-        }
-    });
-    body
 }

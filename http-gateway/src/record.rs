@@ -153,7 +153,55 @@ pub enum ClaimError {
     Sealed,
     /// It opens but does not decode, or breaks a limit.
     #[error("malformed record: {0}")]
-    Malformed(String),
+    Malformed(#[from] Malformed),
+}
+
+/// What is wrong with a record that opens.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// Larger than its limit.
+    #[error("{len} bytes, more than {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not the JSON of a record.
+    #[error("not a record (line {line}, column {column})")]
+    Json {
+        /// Where decoding failed.
+        line: usize,
+        /// Where decoding failed.
+        column: usize,
+    },
+    /// Its ticket is not a ticket.
+    #[error("not a ticket")]
+    Ticket,
+    /// Its status is not 200.
+    #[error("status {0} is not 200")]
+    Status(u16),
+    /// A header name is not one.
+    #[error("a header name is invalid")]
+    HeaderName,
+    /// A header value is not one.
+    #[error("a header value is invalid")]
+    HeaderValue,
+}
+
+fn too_large(len: usize, max: usize) -> Result<(), Malformed> {
+    if len > max {
+        return Err(Malformed::TooLarge { len, max });
+    }
+    Ok(())
+}
+
+fn json<T: serde::de::DeserializeOwned>(plain: &[u8]) -> Result<T, Malformed> {
+    serde_json::from_slice(plain).map_err(|e| Malformed::Json {
+        line: e.line(),
+        column: e.column(),
+    })
 }
 
 /// Headers as the pairs a record carries, up to [`MAX_CLAIM_HEADER_BYTES`].
@@ -172,15 +220,13 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// A record's header pairs as a map, checked.
-fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, String> {
+fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, Malformed> {
     let size: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > MAX_CLAIM_HEADER_BYTES {
-        return Err("headers too large".into());
-    }
+    too_large(size, MAX_CLAIM_HEADER_BYTES)?;
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        let k = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name: {e}"))?;
-        let v = HeaderValue::from_str(v).map_err(|e| format!("header value: {e}"))?;
+        let k = HeaderName::from_bytes(k.as_bytes()).map_err(|_| Malformed::HeaderName)?;
+        let v = HeaderValue::from_str(v).map_err(|_| Malformed::HeaderValue)?;
         h.append(k, v);
     }
     Ok(h)
@@ -205,9 +251,7 @@ impl Claim {
 
     /// Opens and checks a claim a peer filed for `url`.
     pub fn open(url: &str, sealed: &[u8]) -> Result<Claim, ClaimError> {
-        if sealed.len() > engine::wire::MAX_NAME_RECORD {
-            return Err(ClaimError::Malformed("too large".into()));
-        }
+        too_large(sealed.len(), engine::wire::MAX_NAME_RECORD)?;
         let plain = engine::wire::open(&seal_key(url), &name_key(url), sealed, "URL record")
             .map_err(|_| ClaimError::Sealed)?;
         Claim::decode(&plain)
@@ -215,16 +259,13 @@ impl Claim {
 
     /// Decodes the plain bytes of a claim and checks every field.
     pub fn decode(plain: &[u8]) -> Result<Claim, ClaimError> {
-        let bad = |m: &str| ClaimError::Malformed(m.to_string());
-        if plain.len() > engine::wire::MAX_NAME_RECORD {
-            return Err(bad("too large"));
-        }
-        let c: Claim = serde_json::from_slice(plain).map_err(|e| bad(&e.to_string()))?;
-        c.content_id().ok_or_else(|| bad("not a ticket"))?;
+        too_large(plain.len(), engine::wire::MAX_NAME_RECORD)?;
+        let c: Claim = json(plain)?;
+        c.content_id().ok_or(Malformed::Ticket)?;
         if c.status != 200 {
-            return Err(bad("status is not 200"));
+            return Err(Malformed::Status(c.status).into());
         }
-        c.header_map().map_err(|e| bad(&e))?;
+        c.header_map()?;
         Ok(c)
     }
 
@@ -234,7 +275,7 @@ impl Claim {
     }
 
     /// Its headers as a map.
-    pub fn header_map(&self) -> Result<HeaderMap, String> {
+    pub fn header_map(&self) -> Result<HeaderMap, Malformed> {
         header_map(&self.headers)
     }
 }
@@ -270,9 +311,7 @@ impl Pending {
 
     /// Opens and checks the record of a peer's download of `url`.
     pub fn open(url: &str, sealed: &[u8]) -> Result<Pending, ClaimError> {
-        if sealed.len() > engine::wire::MAX_TAIL_META {
-            return Err(ClaimError::Malformed("too large".into()));
-        }
+        too_large(sealed.len(), engine::wire::MAX_TAIL_META)?;
         let plain = engine::wire::open(&seal_key(url), &pending_ad(url), sealed, "URL download")
             .map_err(|_| ClaimError::Sealed)?;
         Pending::decode(&plain)
@@ -280,24 +319,20 @@ impl Pending {
 
     /// Decodes the plain bytes of a download's record and checks every field.
     pub fn decode(plain: &[u8]) -> Result<Pending, ClaimError> {
-        let bad = |m: &str| ClaimError::Malformed(m.to_string());
         // What fits an offer's metadata once sealed.
-        if plain.len() + engine::wire::AEAD_OVERHEAD > engine::wire::MAX_TAIL_META {
-            return Err(bad("too large"));
-        }
-        let p: Pending = serde_json::from_slice(plain).map_err(|e| bad(&e.to_string()))?;
+        let max = engine::wire::MAX_TAIL_META - engine::wire::AEAD_OVERHEAD;
+        too_large(plain.len(), max)?;
+        let p: Pending = json(plain)?;
         if p.status != 200 {
-            return Err(bad("status is not 200"));
+            return Err(Malformed::Status(p.status).into());
         }
-        if p.selection.len() > MAX_CLAIM_HEADER_BYTES {
-            return Err(bad("selection too large"));
-        }
-        p.header_map().map_err(|e| bad(&e))?;
+        too_large(p.selection.len(), MAX_CLAIM_HEADER_BYTES)?;
+        p.header_map()?;
         Ok(p)
     }
 
     /// Its headers as a map.
-    pub fn header_map(&self) -> Result<HeaderMap, String> {
+    pub fn header_map(&self) -> Result<HeaderMap, Malformed> {
         header_map(&self.headers)
     }
 }

@@ -25,13 +25,11 @@ use hyper::body::Incoming;
 use crate::body::{Body, full};
 use crate::cache::{self, Lookup};
 use crate::error::GatewayError;
-use crate::gateway::Shared;
+pub use crate::headers::PDIST_INFO_CODING;
 use crate::headers::{self, CacheStatus};
 use crate::range::{self, RangePlan, Validators};
 use crate::record::index_key;
-
-/// pdist's content-coding for content information.
-pub const PDIST_INFO_CODING: &str = "x-pdist-info";
+use crate::state::Shared;
 
 /// What a client asks for instead of the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +99,9 @@ pub(crate) async fn handle(
         backend.scheme_str().unwrap_or("http"),
         backend.authority().map_or("", |a| a.as_str())
     );
-    *req.uri_mut() = uri.parse().map_err(|e| GatewayError::BadRequest {
-        reason: format!("{uri}: {e}"),
-    })?;
+    *req.uri_mut() = uri.parse()?;
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return crate::upstream::forward(sh, req, CacheStatus::Bypass).await;
+        return crate::passthrough::forward(sh, req, CacheStatus::Bypass).await;
     }
     let (mut parts, _) = req.into_parts();
     let Some(want) = wanted(&parts.headers) else {
@@ -262,19 +258,16 @@ fn info_response(
                     Some(r) => v2
                         .slice(r.start, r.end - r.start)
                         .map(|v| v.encode())
-                        .map_err(|e| e.to_string().into()),
-                    None => Ok::<_, Box<str>>(v2.encode()),
+                        .map_err(crate::body::BoxError::from),
+                    None => Ok(v2.encode()),
                 },
                 None => ContentInfoV1::from_content_info(info, range)
                     .map(|v| v.encode())
-                    .map_err(|e| e.to_string().into()),
+                    .map_err(crate::body::BoxError::from),
             };
             let encoded = match encoded {
                 Ok(v) => v,
-                Err(e) => {
-                    return GatewayError::Store(format!("content information: {e}"))
-                        .into_response();
-                }
+                Err(e) => return GatewayError::Encode(e).into_response(),
             };
             h.insert(CONTENT_ENCODING, HeaderValue::from_static("peerdist"));
             let v = if version == "1.1" { "1.1" } else { "1.0" };

@@ -13,10 +13,9 @@ use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 
 use crate::body::{Body, channel, empty};
-use crate::conditional::{self, Precondition};
-use crate::gateway::Shared;
 use crate::headers::{self, CacheStatus, Provenance};
 use crate::range::{self, Multipart, RangePlan, Validators};
+use crate::state::Shared;
 
 /// Blocks read per blocking call.
 const BATCH_BLOCKS: u64 = 16;
@@ -31,27 +30,6 @@ pub(crate) fn complete(sh: &Shared, id: &ContentId) -> Option<Arc<ContentInfo>> 
         return None;
     }
     store.content_info(id).ok()?
-}
-
-/// The answer a client's preconditions call for instead of the body (`304` or `412`, with the
-/// response's `headers` as the client's), if any.
-pub(crate) fn unless_preconditions(
-    req: &http::request::Parts,
-    headers: &http::HeaderMap,
-) -> Option<Response<Body>> {
-    let code = match conditional::evaluate(&req.method, &req.headers, headers) {
-        Precondition::Proceed => return None,
-        Precondition::NotModified => StatusCode::NOT_MODIFIED,
-        Precondition::Failed => StatusCode::PRECONDITION_FAILED,
-    };
-    let mut r = Response::new(empty());
-    *r.status_mut() = code;
-    *r.headers_mut() = headers.clone();
-    r.headers_mut().remove(CONTENT_LENGTH);
-    if code == StatusCode::PRECONDITION_FAILED {
-        r.headers_mut().remove(CONTENT_TYPE);
-    }
-    Some(r)
 }
 
 /// How an answer from the store is labelled: its `Cache-Status` entry, and where its bytes
@@ -97,7 +75,7 @@ pub(crate) async fn respond(
     headers::add_cache_status(h, &status.entry(label.fwd, label.detail));
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     sh.metrics.request(status);
-    if let Some(r) = unless_preconditions(req, h) {
+    if let Some(r) = crate::conditional::answer_instead(req, h) {
         return r;
     }
     let plan = if req.method == Method::GET {

@@ -5,7 +5,8 @@
 //! that content, each block checked against what the origin vouched for, so no claim of a peer
 //! needs believing and an open group shares as safely as a private one. Blocks no peer sends
 //! come from the origin by range. An origin that does not speak it sends the body, which is
-//! cached like any miss.
+//! cached like any miss. What it finds is the content the URL is ([`Known`]); fetching and
+//! serving it is [`crate::known`]'s.
 
 use std::sync::Arc;
 
@@ -15,15 +16,12 @@ use http::header::{
     ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, TRANSFER_ENCODING, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::cache::storable;
 use crate::error::GatewayError;
-use crate::gateway::Shared;
-use crate::peered::{Found, Known, stream_from_peers};
-use crate::reverse::PDIST_INFO_CODING;
+use crate::headers::PDIST_INFO_CODING;
+use crate::known::{Found, Known};
+use crate::state::Shared;
 
 /// Adds pdist's content-information coding to a request for the origin.
 pub(crate) fn ask(h: &mut HeaderMap) {
@@ -37,7 +35,7 @@ pub(crate) fn ask(h: &mut HeaderMap) {
 }
 
 /// Whether the origin answered with content information instead of the body.
-pub(crate) fn is_info(resp: &Response<Incoming>) -> bool {
+pub(crate) fn is_info(resp: &Response<Body>) -> bool {
     resp.status() == StatusCode::OK
         && resp.headers().get(CONTENT_ENCODING).is_some_and(|v| {
             v.as_bytes()
@@ -70,30 +68,16 @@ pub(crate) fn body_head(h: &HeaderMap, len: u64) -> HeaderMap {
     out
 }
 
-/// Serves `req` from the content the origin vouched for in `resp`: checked, recorded in the
-/// store, then fetched from peers and streamed. `None` when the information does not hold up
-/// or the answer may not be stored (the caller then asks the origin for the body).
-pub(crate) async fn serve(
-    sh: &Arc<Shared>,
-    req: &http::request::Parts,
-    url: &str,
-    resp: Response<Incoming>,
-) -> Result<Option<Response<Body>>, GatewayError> {
-    Ok(vouched_for(sh, req, url, resp)
-        .await?
-        .map(|(found, policy, head)| stream_from_peers(sh, req, url, found, policy, head)))
-}
-
 /// The content the origin vouched for in `resp`, checked and its information stored.
 pub(crate) async fn vouched_for(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
-    resp: Response<Incoming>,
+    resp: Response<Body>,
 ) -> Result<Option<Known>, GatewayError> {
     let (mut head, body) = resp.into_parts();
-    let bytes = match Limited::new(body, native::MAX_NATIVE_LEN).collect().await {
-        Ok(b) => b.to_bytes(),
+    let bytes = match crate::body::read_to_end(body, native::MAX_NATIVE_LEN).await {
+        Ok(b) => b,
         Err(e) => {
             tracing::info!("{url}: the origin's content information did not arrive: {e}");
             return Ok(None);
@@ -101,7 +85,7 @@ pub(crate) async fn vouched_for(
     };
     let info = match tokio::task::spawn_blocking(move || native::decode_content_info(&bytes))
         .await
-        .map_err(|e| GatewayError::Store(e.to_string()))?
+        .map_err(GatewayError::task)?
     {
         Ok(i) => i,
         Err(e) => {
@@ -119,7 +103,7 @@ pub(crate) async fn vouched_for(
         return Ok(None);
     }
     head.headers = body_head(&head.headers, len);
-    let Some(policy) = storable(sh, req, &head) else {
+    let Some(policy) = crate::decide::storable(req, &head, sh.cfg.max_object) else {
         return Ok(None);
     };
     let store = Arc::clone(sh.node.store());
@@ -127,8 +111,7 @@ pub(crate) async fn vouched_for(
     let info2 = Arc::clone(&info);
     tokio::task::spawn_blocking(move || store.put_content(&info2, &name, Origin::Fetched))
         .await
-        .map_err(|e| GatewayError::Store(e.to_string()))?
-        .map_err(|e| GatewayError::Store(e.to_string()))?;
+        .map_err(GatewayError::task)??;
     tracing::info!("{url}: the origin vouched for {ticket}; from peers");
     let found = Found {
         id: info.id(),
@@ -136,7 +119,11 @@ pub(crate) async fn vouched_for(
         fwd: 200,
         detail: "origin-vouched",
     };
-    Ok(Some((found, policy, head)))
+    Ok(Some(Known {
+        found,
+        policy,
+        head,
+    }))
 }
 
 #[cfg(test)]

@@ -1,41 +1,23 @@
-//! The gateway with real sockets: a real origin (hyper), real nodes on loopback, requests sent
-//! through the proxy as a client with `http_proxy` would send them.
+//! The gateway with real sockets to its clients and between nodes on loopback, requests sent
+//! through the proxy as a client with `http_proxy` would send them; origins are the twin
+//! ([`MemOrigin`]), but for a gateway in origin mode that other gateways reach over TCP.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use engine::node::Node;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use engine::origin::mem::{Fault, MemOrigin, Resource};
+use http_body_util::Full;
+use hyper::{Request, StatusCode};
 use pdist_http_gateway::GatewayConfig;
 use pdist_http_gateway::headers::Provenance;
 
 mod common;
 use common::{gateway, get, node, via};
 
-/// What the origin sent, by path: (responses with a body, body bytes, 304s).
-#[derive(Default, Debug)]
-struct Log(Mutex<HashMap<String, (u64, u64, u64)>>);
-
-impl Log {
-    fn get(&self, path: &str) -> (u64, u64, u64) {
-        self.0
-            .lock()
-            .unwrap()
-            .get(path)
-            .copied()
-            .unwrap_or_default()
-    }
-}
-
-static VERSION: AtomicU64 = AtomicU64::new(1);
+const ORIGIN: &str = "http://origin.test";
 
 fn body_of(path: &str, len: usize) -> Vec<u8> {
     let seed = path
@@ -46,102 +28,59 @@ fn body_of(path: &str, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// An origin: `/f/<len>/<max-age>/<name>` is `len` bytes with a strong ETag that answers
-/// If-None-Match with 304 and single ranges with 206; `/vary` varies on Accept-Language;
-/// `/nostore` says no-store; POST echoes.
-async fn origin() -> (SocketAddr, Arc<Log>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log = Arc::new(Log::default());
-    let log2 = Arc::clone(&log);
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            let log = Arc::clone(&log2);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| answer(Arc::clone(&log), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, log)
-}
-
-async fn answer(
-    log: Arc<Log>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path().to_string();
-    let mut r = Response::builder();
-    let body: Vec<u8> = if req.method() == hyper::Method::POST {
-        req.into_body().collect().await.unwrap().to_bytes().to_vec()
-    } else if path == "/vary" {
+/// An origin twin: `/f/<len>/<max-age>/<name>` is `len` bytes with a strong ETag (304 to
+/// If-None-Match, 206 to a range); `/vary` varies on Accept-Language; `/nostore` says
+/// no-store; `/echo` echoes what is POSTed; `/down` refuses the connection.
+fn origin() -> MemOrigin {
+    let o = MemOrigin::new();
+    o.route("/vary", |req, _| {
         let lang = req
-            .headers()
+            .headers
             .get("accept-language")
             .map_or("none".to_string(), |v| v.to_str().unwrap().to_string());
-        r = r
-            .header("vary", "Accept-Language")
-            .header("cache-control", "max-age=60")
-            .header("etag", format!("\"{lang}\""));
-        lang.into_bytes()
-    } else if path == "/nostore" {
-        r = r.header("cache-control", "no-store");
-        b"private".to_vec()
-    } else if let Some(rest) = path.strip_prefix("/f/") {
-        let mut it = rest.split('/');
-        let len: usize = it.next().unwrap().parse().unwrap();
-        let max_age: u64 = it.next().unwrap().parse().unwrap();
-        let etag = format!("\"v{}\"", VERSION.load(Ordering::Relaxed));
-        if req
-            .headers()
-            .get("if-none-match")
-            .map(|v| v.to_str().unwrap())
-            == Some(&etag)
-        {
-            log.0.lock().unwrap().entry(path).or_default().2 += 1;
-            return Ok(Response::builder()
-                .status(304)
-                .header("etag", etag)
-                .header("cache-control", format!("max-age={max_age}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap());
-        }
-        r = r
-            .header("etag", etag)
-            .header("cache-control", format!("max-age={max_age}"))
-            .header("content-type", "application/x-test");
-        let data = body_of(&path, len);
-        if let Some(range) = req.headers().get("range") {
-            let spec = range.to_str().unwrap().strip_prefix("bytes=").unwrap();
-            let (a, b) = spec.split_once('-').unwrap();
-            let a: usize = a.parse().unwrap();
-            let b: usize = b.parse::<usize>().unwrap().min(len - 1);
-            let part = data[a..=b].to_vec();
-            let mut e = log.0.lock().unwrap();
-            let e = e.entry(path).or_default();
-            e.0 += 1;
-            e.1 += part.len() as u64;
-            return Ok(r
-                .status(206)
-                .header("content-range", format!("bytes {a}-{b}/{len}"))
-                .body(Full::new(Bytes::from(part)))
-                .unwrap());
-        }
-        data
-    } else {
-        return Ok(Response::builder()
-            .status(404)
-            .body(Full::new(Bytes::new()))
-            .unwrap());
-    };
-    let mut e = log.0.lock().unwrap();
-    let e = e.entry(path).or_default();
-    e.0 += 1;
-    e.1 += body.len() as u64;
-    Ok(r.body(Full::new(Bytes::from(body))).unwrap())
+        let etag = format!("\"{lang}\"");
+        let h = [
+            ("vary", "Accept-Language"),
+            ("cache-control", "max-age=60"),
+            ("etag", etag.as_str()),
+        ];
+        Resource::new(lang.clone(), &h)
+    });
+    o.put(
+        "/nostore",
+        Resource::new(&b"private"[..], &[("cache-control", "no-store")]),
+    );
+    o.route("/echo", |_, body| Resource::new(body.clone(), &[]));
+    o.put(
+        "/down",
+        Resource::new(Bytes::new(), &[]).with_fault(Fault::Refuse),
+    );
+    o
+}
+
+/// Serves `path` (`/f/<len>/<max-age>/<name>`) at the twin; its URL.
+fn file(o: &MemOrigin, path: &str) -> String {
+    let mut it = path.strip_prefix("/f/").unwrap().split('/');
+    let len: usize = it.next().unwrap().parse().unwrap();
+    let max_age = format!("max-age={}", it.next().unwrap());
+    let h = [
+        ("etag", "\"v1\""),
+        ("cache-control", max_age.as_str()),
+        ("content-type", "application/x-test"),
+    ];
+    o.put(path, Resource::new(body_of(path, len), &h));
+    format!("{ORIGIN}{path}")
+}
+
+/// What the twin sent for `path`: (answers with a body, body bytes, 304s).
+fn sent(o: &MemOrigin, path: &str) -> (u64, u64, u64) {
+    let s = o.served(path);
+    (s.bodies, s.bytes, s.not_modified)
+}
+
+fn twin(o: &MemOrigin) -> impl Fn(&mut GatewayConfig) + use<> {
+    let o = o.clone();
+    move |c: &mut GatewayConfig| c.origin = Arc::new(o.clone())
 }
 
 async fn status_codes(p: SocketAddr, url: &str, n: usize) -> Vec<u16> {
@@ -155,11 +94,11 @@ async fn status_codes(p: SocketAddr, url: &str, n: usize) -> Vec<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, log) = origin().await;
+    let o = origin();
     let n = node(b"g", dir.path(), vec![]).await;
-    let gw = gateway(&n, dir.path(), |_| {}).await;
+    let gw = gateway(&n, dir.path(), twin(&o)).await;
     let p = gw.addr();
-    let url = format!("http://{o}/f/300000/60/a");
+    let url = file(&o, "/f/300000/60/a");
     let want = body_of("/f/300000/60/a", 300_000);
 
     let first = via(p, get(&url, &[])).await;
@@ -181,7 +120,7 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
         Provenance::parse(hit.h("pdist-bytes")).unwrap().store,
         300_000
     );
-    let sent_before = log.get("/f/300000/60/a");
+    let sent_before = sent(&o, "/f/300000/60/a");
 
     // One range, several, If-Range, and an unsatisfiable one: all from the store.
     let r = via(p, get(&url, &[("range", "bytes=70000-70009")])).await;
@@ -202,37 +141,37 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
     let r = via(p, get(&url, &[("range", "bytes=400000-")])).await;
     assert_eq!(r.status, 416);
     assert_eq!(r.h("content-range"), "bytes */300000");
-    assert_eq!(log.get("/f/300000/60/a"), sent_before);
+    assert_eq!(sent(&o, "/f/300000/60/a"), sent_before);
 
     // A stale copy is revalidated: the origin answers 304 and sends no body.
-    let stale = format!("http://{o}/f/1000/0/b");
+    let stale = file(&o, "/f/1000/0/b");
     via(p, get(&stale, &[])).await;
     gw.settled().await;
     let r = via(p, get(&stale, &[])).await;
     assert_eq!(r.h("cache-status"), "pdist; hit; fwd=stale; fwd-status=304");
     assert_eq!(r.body, body_of("/f/1000/0/b", 1000));
-    assert!(log.get("/f/1000/0/b").2 >= 1);
+    assert!(sent(&o, "/f/1000/0/b").2 >= 1);
 
     // Vary: each language is its own variant.
-    let vary = format!("http://{o}/vary");
+    let vary = format!("{ORIGIN}/vary");
     for lang in ["en", "fr", "en", "fr"] {
         let r = via(p, get(&vary, &[("accept-language", lang)])).await;
         assert_eq!(r.body, lang.as_bytes());
         gw.settled().await;
     }
-    assert_eq!(log.get("/vary").0, 2, "one origin fetch per language");
+    assert_eq!(sent(&o, "/vary").0, 2, "one origin fetch per language");
 
     // no-store is never stored.
-    let ns = format!("http://{o}/nostore");
+    let ns = format!("{ORIGIN}/nostore");
     for _ in 0..2 {
         let r = via(p, get(&ns, &[])).await;
         assert_eq!(r.h("cache-status"), "pdist; fwd=uri-miss; fwd-status=200");
     }
-    assert_eq!(log.get("/nostore").0, 2);
+    assert_eq!(sent(&o, "/nostore").0, 2);
 
     // Other methods pass through with their bodies.
-    let post = Request::post(format!("http://{o}/echo"))
-        .header("host", o.to_string())
+    let post = Request::post(format!("{ORIGIN}/echo"))
+        .header("host", "origin.test")
         .body(Full::new(Bytes::from_static(b"ping")))
         .unwrap();
     let r = via(p, post).await;
@@ -240,7 +179,11 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
     assert!(r.h("cache-status").contains("bypass"));
 
     // The gateway's own routes, and requests that are not for a proxy.
-    let m = via(p, get(&format!("http://{p}/metrics"), &[])).await;
+    let metrics = Request::get("/metrics")
+        .header("host", p.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let m = via(p, metrics).await;
     let m = String::from_utf8(m.body).unwrap();
     assert!(
         m.contains("pdist_gateway_requests_total{cache=\"hit\"}"),
@@ -251,8 +194,9 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
         .body(Full::new(Bytes::new()))
         .unwrap();
     assert_eq!(via(p, bad).await.status, 404);
-    let down = via(p, get("http://127.0.0.1:1/x", &[])).await;
+    let down = via(p, get(&format!("{ORIGIN}/down"), &[])).await;
     assert_eq!(down.status, 502);
+    assert!(String::from_utf8_lossy(&down.body).contains("unreachable"));
     gw.shutdown().await;
     n.shutdown().await;
 }
@@ -260,10 +204,10 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, log) = origin().await;
+    let o = origin();
     let n = node(b"g", dir.path(), vec![]).await;
-    let gw = gateway(&n, dir.path(), |_| {}).await;
-    let url = format!("http://{o}/f/3000000/60/c");
+    let gw = gateway(&n, dir.path(), twin(&o)).await;
+    let url = file(&o, "/f/3000000/60/c");
     let want = body_of("/f/3000000/60/c", 3_000_000);
     let mut clients = Vec::new();
     for _ in 0..8 {
@@ -274,7 +218,7 @@ async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_re
         assert_eq!(c.await.unwrap().body, want);
     }
     assert_eq!(
-        log.get("/f/3000000/60/c").0,
+        sent(&o, "/f/3000000/60/c").0,
         1,
         "coalesced into one transfer"
     );
@@ -282,16 +226,21 @@ async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_re
 
     // A gateway that serves only 10.9.0.0/16 refuses this (loopback) client with a clear 403.
     let only = gateway(&n, dir.path(), |c| {
+        twin(&o)(c);
         c.allow = pdist_http_gateway::allow::AllowList::only(vec!["10.9.0.0/16".parse().unwrap()]);
     })
     .await;
     let r = via(only.addr(), get(&url, &[])).await;
     assert_eq!(r.status, 403);
-    assert!(String::from_utf8_lossy(&r.body).contains("may not use this gateway"));
+    assert!(String::from_utf8_lossy(&r.body).contains("not among the client networks"));
     only.shutdown().await;
 
     // A client over its request rate gets 429.
-    let limited = gateway(&n, dir.path(), |c| c.rate_per_client = 2).await;
+    let limited = gateway(&n, dir.path(), |c| {
+        twin(&o)(c);
+        c.rate_per_client = 2;
+    })
+    .await;
     let codes: Vec<u16> = status_codes(limited.addr(), &url, 4).await;
     assert!(codes.contains(&429), "{codes:?}");
     limited.shutdown().await;
@@ -301,18 +250,19 @@ async fn many_clients_one_origin_fetch_and_clients_outside_the_allow_list_are_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, log) = origin().await;
+    let o = origin();
     let (da, db) = (dir.path().join("a"), dir.path().join("b"));
     let na = node(b"office", &da, vec![]).await;
     let nb = node(b"office", &db, vec![na.addr()]).await;
     let trusted = |c: &mut GatewayConfig| {
+        twin(&o)(c);
         c.trust_peers = true;
         c.origin_for_peered = false;
     };
     let ga = gateway(&na, &da, trusted).await;
     let gb = gateway(&nb, &db, trusted).await;
     let path = "/f/5000000/60/d";
-    let url = format!("http://{o}{path}");
+    let url = file(&o, path);
     let want = body_of(path, 5_000_000);
 
     let a = via(ga.addr(), get(&url, &[])).await;
@@ -324,7 +274,7 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
             .await
             >= 1
     );
-    let before = log.get(path);
+    let before = sent(&o, path);
     let b = via(gb.addr(), get(&url, &[])).await;
     assert_eq!(b.status, 200);
     assert_eq!(b.body, want);
@@ -333,7 +283,7 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
         "{}",
         b.h("cache-status")
     );
-    let after = log.get(path);
+    let after = sent(&o, path);
     assert_eq!(after.1, before.1, "the origin sent no body bytes for B");
     assert_eq!(
         after.2,
@@ -361,7 +311,7 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
     assert_eq!(r.status, 206);
     assert_eq!(r.body, want[100..200]);
     assert!(r.h("cache-status").contains("detail=peers"));
-    let now = log.get(path);
+    let now = sent(&o, path);
     assert_eq!(
         (now.1, now.2),
         (after.1, after.2 + 1),
@@ -374,11 +324,15 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
     // A gateway of another group gets nothing from them.
     let dc = dir.path().join("c");
     let nc = node(b"elsewhere", &dc, vec![na.addr()]).await;
-    let gc = gateway(&nc, &dc, |c| c.trust_peers = true).await;
+    let gc = gateway(&nc, &dc, |c| {
+        twin(&o)(c);
+        c.trust_peers = true;
+    })
+    .await;
     let c = via(gc.addr(), get(&url, &[])).await;
     assert_eq!(c.body, want);
     assert!(!c.h("cache-status").contains("peers"));
-    assert_eq!(log.get(path).1, now.1 + 5_000_000);
+    assert_eq!(sent(&o, path).1, now.1 + 5_000_000);
     for g in [ga, gb, gc] {
         g.shutdown().await;
     }
@@ -390,14 +344,16 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_mode_answers_requests_for_content_information() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, log) = origin().await;
+    let o = origin();
     let n = node(b"g", dir.path(), vec![]).await;
     let gw = gateway(&n, dir.path(), |c| {
-        c.reverse = Some(format!("http://{o}").parse().unwrap());
+        twin(&o)(c);
+        c.reverse = Some(ORIGIN.parse().unwrap());
     })
     .await;
     let p = gw.addr();
     let path = "/f/40000000/60/e";
+    file(&o, path);
     let want = body_of(path, 40_000_000);
     let ask = |extra: &[(&str, &str)]| {
         let mut b = Request::get(path).header("host", p.to_string());
@@ -477,10 +433,11 @@ async fn origin_mode_answers_requests_for_content_information() {
     assert_eq!(r.status, 206);
     let v2 = engine::pccrc::v2::ContentInfoV2::decode(&r.body).unwrap();
     assert_eq!(v2.range(), 1000..2000);
-    assert_eq!(log.get(path).0, 1, "the backend sent the body once");
+    assert_eq!(sent(&o, path).0, 1, "the backend sent the body once");
 
     // Content not hashed yet: the body, with the hint to ask again.
     let other = "/f/1000/60/f";
+    file(&o, other);
     let r = via(
         p,
         Request::get(other)
@@ -500,11 +457,12 @@ async fn origin_mode_answers_requests_for_content_information() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branch_gateways_take_what_a_pdist_origin_vouched_for_from_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (backend, log) = origin().await;
+    let o = origin();
     let d = |n: &str| dir.path().join(n);
     let no = node(b"datacentre", &d("o"), vec![]).await;
     let go = gateway(&no, &d("o"), |c| {
-        c.reverse = Some(format!("http://{backend}").parse().unwrap());
+        twin(&o)(c);
+        c.reverse = Some(ORIGIN.parse().unwrap());
     })
     .await;
     // Two branch gateways of one group that do not trust each other's claims.
@@ -513,6 +471,8 @@ async fn branch_gateways_take_what_a_pdist_origin_vouched_for_from_each_other() 
     let gb = gateway(&nb, &d("b"), |_| {}).await;
     let gc = gateway(&nc, &d("c"), |_| {}).await;
     let path = "/f/3000000/60/v";
+    file(&o, path);
+    // The branch gateways reach the origin gateway over TCP (hyper's client).
     let url = format!("http://{}{path}", go.addr());
     let want = body_of(path, 3_000_000);
 
@@ -546,7 +506,7 @@ async fn branch_gateways_take_what_a_pdist_origin_vouched_for_from_each_other() 
         "the origin sent C no body bytes"
     );
     assert!(nb.status().unwrap().bytes_served >= 3_000_000);
-    assert_eq!(log.get(path).0, 1, "the backend sent the body once");
+    assert_eq!(sent(&o, path).0, 1, "the backend sent the body once");
     // C kept it: a hit now, and B's content is the origin's (one ticket for the URL).
     assert_eq!(
         via(gc.addr(), get(&url, &[])).await.h("cache-status"),

@@ -7,18 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use engine::fetch::{Events, FetchEvent, FetchOptions, OriginClient};
-use engine::node::control::{self, ControlClient, ErrorKind};
-use http_body_util::BodyExt;
-use hyper::Method;
+use engine::fetch::{Events, FetchEvent, FetchOptions, PartFile};
+use engine::node::control::ControlClient;
+use engine::node::control::api::{FetchDone, FetchLine, FetchRequest};
+use engine::{Node, OriginClient};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::net::{runtime, start_node};
-use super::store::{human_bytes, parse_ticket};
-use super::{Failed, UsageError};
 use crate::args::{FetchArgs, GlobalArgs};
+use crate::options::{self, data_dir, open_store, ticket};
+use crate::print::human_bytes;
+use crate::process::{client, init_logging, runtime};
 
 /// Shows progress: a bar on a terminal, JSON lines with `--json`, nothing otherwise.
 struct Progress {
@@ -51,39 +50,40 @@ impl Progress {
         }
     }
 
-    fn event(&mut self, v: &Value) {
-        if let Some(w) = &mut self.json {
-            let _ = writeln!(w, "{v}");
+    fn line(&mut self, l: &FetchLine) {
+        if let Some(w) = &mut self.json
+            && let Ok(s) = serde_json::to_string(l)
+        {
+            let _ = writeln!(w, "{s}");
         }
-        if let Some(b) = &self.bar {
-            match v["event"].as_str() {
-                Some("started") => {
-                    b.set_length(v["len"].as_u64().unwrap_or(0));
-                    b.set_position(v["present"].as_u64().unwrap_or(0));
-                    b.set_message(format!("{} peers", v["peers"]));
-                }
-                Some("progress") => {
-                    let n = v["bytes"].as_u64().unwrap_or(0);
-                    b.inc(n);
-                    let src = v["source"].as_str().unwrap_or("?").to_string();
-                    *self.by_source.entry(src).or_default() += n;
-                    // Bytes per source, largest first.
-                    let mut v: Vec<_> = self.by_source.iter().collect();
-                    v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
-                    let parts: Vec<String> = v
-                        .iter()
-                        .take(4)
-                        .map(|(s, n)| format!("{s} {}", human_bytes(**n)))
-                        .collect();
-                    b.set_message(parts.join(", "));
-                }
-                Some("peer_dropped") => b.println(format!(
-                    "dropped peer {}: {}",
-                    v["peer"].as_str().unwrap_or("?"),
-                    v["reason"].as_str().unwrap_or("?")
-                )),
-                _ => {}
+        let Some(b) = &self.bar else { return };
+        match l {
+            FetchLine::Started {
+                len,
+                present,
+                peers,
+            } => {
+                b.set_length(*len);
+                b.set_position(*present);
+                b.set_message(format!("{peers} peers"));
             }
+            FetchLine::Progress { source, bytes } => {
+                b.inc(*bytes);
+                *self.by_source.entry(source.clone()).or_default() += bytes;
+                // Bytes per source, largest first.
+                let mut v: Vec<_> = self.by_source.iter().collect();
+                v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+                let parts: Vec<String> = v
+                    .iter()
+                    .take(4)
+                    .map(|(s, n)| format!("{s} {}", human_bytes(**n)))
+                    .collect();
+                b.set_message(parts.join(", "));
+            }
+            FetchLine::PeerDropped { peer, reason } => {
+                b.println(format!("dropped peer {peer}: {reason}"))
+            }
+            FetchLine::Done(_) | FetchLine::Error(_) => {}
         }
     }
 
@@ -95,68 +95,50 @@ impl Progress {
 }
 
 /// One line for standard error: where the bytes came from.
-fn summary(done: &Value) -> String {
-    let mut parts: Vec<String> = done["by_source"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(s, n)| format!("{} from {s}", human_bytes(n.as_u64().unwrap_or(0))))
+fn summary(done: &FetchDone) -> String {
+    let mut parts: Vec<String> = done
+        .by_source
+        .iter()
+        .map(|(s, n)| format!("{} from {s}", human_bytes(*n)))
         .collect();
-    let present = done["present"].as_u64().unwrap_or(0);
-    if present > 0 {
-        parts.push(format!("{} already here", human_bytes(present)));
+    if done.present > 0 {
+        parts.push(format!("{} already here", human_bytes(done.present)));
     }
     if parts.is_empty() {
         parts.push("nothing to transfer".into());
     }
-    format!(
-        "fetched {} ({})",
-        done["ticket"].as_str().unwrap_or("?"),
-        parts.join(", ")
-    )
-}
-
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    if p.is_absolute() {
-        return Ok(p.to_path_buf());
-    }
-    Ok(std::env::current_dir()
-        .context("finding the current directory")?
-        .join(p))
+    format!("fetched {} ({})", done.ticket, parts.join(", "))
 }
 
 pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<()> {
-    let ticket = parse_ticket(&args.ticket)?;
-    let origin = if args.no_origin {
-        None
-    } else {
-        args.origin.clone()
-    };
-    if let Some(u) = &origin {
-        OriginClient::new(u, Duration::from_secs(30)).map_err(|e| UsageError(e.to_string()))?;
-    }
+    let ticket = ticket(&args.ticket)?;
+    let origin = options::origin(&args.origin, args.no_origin)?;
     let to_stdout = args.output.as_os_str() == "-";
-    let output = (!to_stdout).then(|| absolute(&args.output)).transpose()?;
+    let output = (!to_stdout)
+        .then(|| std::path::absolute(&args.output))
+        .transpose()
+        .context("finding the current directory")?;
     let mut progress = Progress::new(args.json, to_stdout);
     runtime()?.block_on(async {
-        let node = super::net::client(global).await?;
-        let done = match node {
+        let done = match client(global).await? {
             Some(c) => via_node(&c, &args, origin, output.clone(), &mut progress).await,
             None => {
-                super::net::init_logging("warn");
+                init_logging("warn");
                 standalone(global, &args, ticket, origin, output.clone(), &mut progress).await
             }
         };
         progress.finish();
         let done = done?;
-        if let Some(w) = &mut progress.json {
-            let _ = writeln!(w, "{done}");
-        } else {
-            let _ = writeln!(io::stderr(), "{}", summary(&done));
+        match &mut progress.json {
+            Some(w) => {
+                let _ = writeln!(w, "{}", serde_json::to_string(&FetchLine::Done(done))?);
+            }
+            None => {
+                let _ = writeln!(io::stderr(), "{}", summary(&done));
+            }
         }
         if to_stdout {
-            let c = super::net::client(global).await?;
-            write_stdout(global, c, &args.ticket).await?;
+            write_stdout(global, &ticket).await?;
         }
         Ok(())
     })
@@ -169,49 +151,19 @@ async fn via_node(
     origin: Option<String>,
     output: Option<PathBuf>,
     progress: &mut Progress,
-) -> anyhow::Result<Value> {
-    let body =
-        json!({ "ticket": args.ticket, "output": output, "origin": origin, "peers": args.peers });
-    let resp = c
-        .request(Method::POST, "/v1/fetch", Some(body))
-        .await
-        .context("talking to the running node")?;
-    let mut body = resp.body;
-    if !resp.status.is_success() {
-        let bytes = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let kind = serde_json::from_value(v["kind"].clone()).unwrap_or(ErrorKind::Failure);
-        let msg = v["error"]
-            .as_str()
-            .unwrap_or("the node refused the fetch")
-            .to_string();
-        return Err(Failed { kind, msg }.into());
-    }
-    let mut buf = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.context("the node stopped answering")?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        buf.extend_from_slice(&data);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let v: Value =
-                serde_json::from_slice(&line).context("a malformed line from the node")?;
-            match v["event"].as_str() {
-                Some("done") => return Ok(v),
-                Some("error") => {
-                    let kind =
-                        serde_json::from_value(v["kind"].clone()).unwrap_or(ErrorKind::Failure);
-                    let msg = v["error"].as_str().unwrap_or("fetch failed").to_string();
-                    return Err(Failed { kind, msg }.into());
-                }
-                _ => progress.event(&v),
-            }
+) -> anyhow::Result<FetchDone> {
+    let req = FetchRequest {
+        ticket: args.ticket.clone(),
+        output,
+        origin,
+        peers: args.peers.clone(),
+    };
+    let mut lines = c.fetch(&req).await?;
+    while let Some(l) = lines.next().await? {
+        match l {
+            FetchLine::Done(done) => return Ok(done),
+            FetchLine::Error(f) => return Err(f.into()),
+            l => progress.line(&l),
         }
     }
     anyhow::bail!("the node ended the fetch without a result")
@@ -225,9 +177,12 @@ async fn standalone(
     origin: Option<String>,
     output: Option<PathBuf>,
     progress: &mut Progress,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<FetchDone> {
     let listen = "0.0.0.0:0".parse().expect("a valid address");
-    let node = start_node(global, listen, &args.peers, !args.no_mdns, &[], None, false).await?;
+    let mut opts = options::node(global, listen, &Default::default())?;
+    opts.peers = options::peers(&args.peers)?;
+    opts.mdns = !args.no_mdns;
+    let node = Node::open(&data_dir(global)?, opts).await?;
     let wait = Duration::from_secs_f64(args.wait.max(0.0));
     // With only --peer peers there is nothing to wait for once they all answered.
     let want = if args.no_mdns {
@@ -237,29 +192,31 @@ async fn standalone(
     };
     node.wait_for_peers(want, wait, Duration::from_millis(300))
         .await;
+    let result = fetch_with(&node, ticket, origin, output.as_deref(), progress).await;
+    node.shutdown().await;
+    result
+}
+
+async fn fetch_with(
+    node: &Node,
+    ticket: engine::Ticket,
+    origin: Option<String>,
+    output: Option<&Path>,
+    progress: &mut Progress,
+) -> anyhow::Result<FetchDone> {
     let id = ticket.content_id();
-    let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let lines: Arc<Mutex<Vec<FetchLine>>> = Arc::default();
     let sink = Arc::clone(&lines);
     let events: Events = Arc::new(move |e: FetchEvent| {
-        sink.lock()
-            .expect("events lock")
-            .push(control::event_json(&e));
+        sink.lock().expect("events lock").push(FetchLine::from(&e));
     });
-    let part = output
-        .as_deref()
-        .map(engine::fetch::PartFile::create)
-        .transpose()
-        .map_err(|e| Failed {
-            kind: ErrorKind::of_store(&e),
-            msg: e.to_string(),
-        })?;
+    let part = output.map(PartFile::create).transpose()?;
     let opts = FetchOptions {
-        sink: part.as_ref().map(engine::fetch::PartFile::sink),
+        sink: part.as_ref().map(PartFile::sink),
         origin: origin
             .as_deref()
             .map(|u| OriginClient::new(u, Duration::from_secs(30)))
-            .transpose()
-            .map_err(|e| UsageError(e.to_string()))?,
+            .transpose()?,
         ..FetchOptions::default()
     };
     let cancel = CancellationToken::new();
@@ -272,64 +229,35 @@ async fn standalone(
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => cancel.cancel(),
         }
-        for v in lines.lock().expect("events lock").drain(..) {
-            progress.event(&v);
+        for l in lines.lock().expect("events lock").drain(..) {
+            progress.line(&l);
         }
     };
-    for v in lines.lock().expect("events lock").drain(..) {
-        progress.event(&v);
+    for l in lines.lock().expect("events lock").drain(..) {
+        progress.line(&l);
     }
-    let result = match result {
-        Ok((info, report)) => {
-            if let Some(part) = part {
-                node.commit_output(part, &info).await.map_err(|e| Failed {
-                    kind: ErrorKind::of_store(&e),
-                    msg: e.to_string(),
-                })?;
-            }
-            let mut done = control::done_json(&id, info.layout().content_len(), &report);
-            done["peak_rss_bytes"] = json!(peak_rss());
-            Ok(done)
-        }
-        Err(e) => Err(Failed {
-            kind: ErrorKind::of_fetch(&e),
-            msg: e.to_string(),
-        }
-        .into()),
-    };
-    node.shutdown().await;
-    result
+    let (info, report) = result?;
+    if let Some(part) = part {
+        node.commit_output(part, &info).await?;
+    }
+    let mut done = FetchDone::new(&id, info.layout().content_len(), &report);
+    done.peak_rss_bytes = peak_rss();
+    Ok(done)
 }
 
 /// Writes fetched content to standard output: from the running node, or from the store.
-async fn write_stdout(
-    global: &GlobalArgs,
-    c: Option<ControlClient>,
-    ticket: &str,
-) -> anyhow::Result<()> {
+async fn write_stdout(global: &GlobalArgs, ticket: &engine::Ticket) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    match c {
+    match client(global).await? {
         Some(c) => {
-            let resp = c
-                .request(Method::GET, &format!("/v1/content/{ticket}"), None)
-                .await
-                .context("talking to the running node")?;
-            if !resp.status.is_success() {
-                anyhow::bail!("the node could not send the content (HTTP {})", resp.status);
-            }
-            let mut body = resp.body;
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame
-                    .context("reading the content from the node")?
-                    .into_data()
-                {
-                    out.write_all(&data)?;
-                }
+            let mut bytes = c.content(&ticket.to_string()).await?;
+            while let Some(data) = bytes.next().await? {
+                out.write_all(&data)?;
             }
         }
         None => {
-            let store = super::store::open_store(global)?;
-            let id = parse_ticket(ticket)?.content_id();
+            let store = open_store(global)?;
+            let id = ticket.content_id();
             let info = store
                 .content_info(&id)?
                 .context("the fetched content is no longer in the store")?;

@@ -11,7 +11,7 @@ use engine::content::{HashOptions, hash_file, hash_reader};
 use engine::formats::Format;
 use engine::pccrc::{v1::ContentInfoV1, v2};
 
-use super::UsageError;
+use crate::UsageError;
 use crate::args::{GlobalArgs, HashArgs, OutputFormat};
 use crate::input;
 
@@ -81,7 +81,7 @@ fn parse_range(s: &str) -> Result<Range<u64>, UsageError> {
 }
 
 pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
-    let secret = super::secret(global)?;
+    let secret = crate::options::secret(global)?;
     let range = args.range.as_deref().map(parse_range).transpose()?;
     if range.is_some() && args.format == Some(OutputFormat::Native) {
         return Err(UsageError("--range applies to pccrc-v1 and pccrc-v2 only".into()).into());

@@ -32,7 +32,7 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<()> {
     let secret_checked = match &global.secret {
         None => None,
         Some(_) => {
-            let secret = super::secret(global)?;
+            let secret = crate::options::secret(global)?;
             match &decoded {
                 AnyContentInfo::V1(v1) => v1.verify_secret(&secret)?,
                 AnyContentInfo::V2(v2) => v2.verify_secret(&secret)?,

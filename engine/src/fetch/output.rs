@@ -20,20 +20,24 @@ pub fn write_content(
     let layout = info.layout();
     for seg in layout.segments() {
         for block in layout.blocks(seg) {
-            let data = store.get_block(&id, block)?.ok_or_else(|| {
-                StoreError::io(
-                    format!("content {id}"),
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("block {} is missing", block.global()),
-                    ),
-                )
-            })?;
+            let data = stored_block(store, &id, block)?;
             out.write_all(&data)
                 .map_err(|e| StoreError::io("writing the output", e))?;
         }
     }
     Ok(())
+}
+
+/// A block that must be in the store.
+fn stored_block(
+    store: &dyn SegmentStore,
+    id: &crate::ContentId,
+    block: crate::content::BlockIdx,
+) -> Result<Vec<u8>, StoreError> {
+    store.get_block(id, block)?.ok_or(StoreError::MissingBlock {
+        id: *id,
+        block: block.global(),
+    })
 }
 
 /// Stored content as a reader, a run of blocks at a time (each block checked as the store
@@ -101,25 +105,24 @@ pub fn write_content_atomically(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let ctx = |what: &str| format!("{what} {}", path.display());
     let tmp = tempfile::Builder::new()
         .prefix(".pdist-")
         .suffix(".part")
         .tempfile_in(&dir)
-        .map_err(|e| StoreError::io(ctx("creating a temporary file for"), e))?;
+        .map_err(|e| StoreError::io_at("creating a temporary file for", path, e))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
     write_content(store, info, &mut w)?;
     let tmp = w
         .into_inner()
-        .map_err(|e| StoreError::io(ctx("writing"), e.into_error()))?;
+        .map_err(|e| StoreError::io_at("writing", path, e.into_error()))?;
     tmp.as_file()
         .sync_all()
-        .map_err(|e| StoreError::io(ctx("syncing"), e))?;
+        .map_err(|e| StoreError::io_at("syncing", path, e))?;
     tmp.persist(path)
-        .map_err(|e| StoreError::io(ctx("renaming into"), e.error))?;
+        .map_err(|e| StoreError::io_at("renaming into", path, e.error))?;
     fs::File::open(&dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(ctx("syncing the folder of"), e))
+        .map_err(|e| StoreError::io_at("syncing the folder of", path, e))
 }
 
 /// An output file being filled while a fetch runs: a temporary file beside the destination that
@@ -142,12 +145,7 @@ impl PartFile {
             .prefix(".pdist-")
             .suffix(".part")
             .tempfile_in(&dir)
-            .map_err(|e| {
-                StoreError::io(
-                    format!("creating a temporary file for {}", path.display()),
-                    e,
-                )
-            })?;
+            .map_err(|e| StoreError::io_at("creating a temporary file for", path, e))?;
         // Readable like a file the user made (tempfile creates 0600).
         {
             use std::os::unix::fs::PermissionsExt;
@@ -179,19 +177,18 @@ impl PartFile {
 
     /// Syncs the file and renames it into place; a reader sees no file or the whole one.
     pub fn commit(self) -> Result<(), StoreError> {
-        let ctx = |what: &str| format!("{what} {}", self.path.display());
         self.tmp
             .as_file()
             .sync_all()
-            .map_err(|e| StoreError::io(ctx("syncing"), e))?;
+            .map_err(|e| StoreError::io_at("syncing", &self.path, e))?;
         let dir = self.tmp.path().parent().map(Path::to_path_buf);
         self.tmp
             .persist(&self.path)
-            .map_err(|e| StoreError::io(ctx("renaming into"), e.error))?;
+            .map_err(|e| StoreError::io_at("renaming into", &self.path, e.error))?;
         if let Some(dir) = dir {
             fs::File::open(&dir)
                 .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::io(ctx("syncing the folder of"), e))?;
+                .map_err(|e| StoreError::io_at("syncing the folder of", &self.path, e))?;
         }
         Ok(())
     }
@@ -214,15 +211,7 @@ pub fn fill_sink(
             if done.is_some_and(|d| d.contains(block.index_in_segment())) {
                 continue;
             }
-            let data = store.get_block(&id, block)?.ok_or_else(|| {
-                StoreError::io(
-                    format!("content {}", id.ticket()),
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("block {} is missing", block.global()),
-                    ),
-                )
-            })?;
+            let data = stored_block(store, &id, block)?;
             sink.write_all_at(&data, layout.block_offset(block))
                 .map_err(|e| StoreError::io("writing the output", e))?;
         }

@@ -14,9 +14,7 @@ use super::{
 };
 use crate::content::{ContentInfo, Layout};
 use crate::store::{BlockSet, StoreError};
-use crate::wire::{
-    self, ContentKeys, FrameReader, HaveEntry, LookupKey, Reply, Request, SealedParts, SegmentKey,
-};
+use crate::wire::{self, ContentKeys, FrameReader, HaveEntry, LookupKey, SealedParts, SegmentKey};
 
 /// Everything the workers of one fetch share.
 struct Ctx {
@@ -257,7 +255,7 @@ pub(super) async fn run(
     // cannot hang (without one, a fetch that runs out of holders fails instead).
     let refresh = opts.origin.is_some() && !peers.is_empty();
     if refresh {
-        let start = u64::from_le_bytes(f.me.0[..8].try_into().expect("8 bytes"));
+        let start = u64::from_le_bytes(f.client.me().0[..8].try_into().expect("8 bytes"));
         let mut sched = ctx.lock();
         sched.set_refreshing();
         sched.set_origin_start(start as usize);
@@ -367,6 +365,17 @@ async fn finish(
     Ok(())
 }
 
+/// Why a peer's holdings are not known.
+#[derive(Debug, thiserror::Error)]
+enum HaveError {
+    #[error(transparent)]
+    Peer(#[from] crate::peer::PeerError),
+    #[error("does not have it")]
+    NotHere,
+    #[error("sent a bitmap that does not fit segment {0}")]
+    Bitmap(u32),
+}
+
 /// Asks a peer which blocks it holds, in batches of segments.
 async fn have_map(
     f: &Fetcher,
@@ -374,35 +383,28 @@ async fn have_map(
     lookup: LookupKey,
     layout: &crate::content::Layout,
     timeout: std::time::Duration,
-) -> Result<Vec<BlockSet>, String> {
+) -> Result<Vec<BlockSet>, HaveError> {
     let mut out = Vec::with_capacity(layout.segment_count() as usize);
     while (out.len() as u32) < layout.segment_count() {
         let first = out.len() as u32;
         let count = (layout.segment_count() - first).min(wire::MAX_HAVE_SEGMENTS);
-        let req = Request::Have {
-            lookup,
-            first,
-            count,
-        };
-        match f.ask(addr, &req, timeout).await? {
-            Reply::Have { first: f0, entries }
-                if f0 == first && entries.len() == count as usize =>
-            {
-                for (i, e) in entries.into_iter().enumerate() {
-                    let seg = layout
-                        .segment(u64::from(first) + i as u64)
-                        .expect("in range");
-                    let n = layout.blocks_in_segment(seg);
-                    out.push(match e {
-                        HaveEntry::None => BlockSet::new(n),
-                        HaveEntry::All => BlockSet::full(n),
-                        HaveEntry::Some(bits) => BlockSet::from_bytes(&bits, n)
-                            .ok_or_else(|| format!("bad bitmap for segment {}", seg.get()))?,
-                    });
+        let entries = f
+            .client
+            .have(addr, lookup, first, count, timeout)
+            .await?
+            .ok_or(HaveError::NotHere)?;
+        for (i, e) in entries.into_iter().enumerate() {
+            let seg = layout
+                .segment(u64::from(first) + i as u64)
+                .expect("in range");
+            let n = layout.blocks_in_segment(seg);
+            out.push(match e {
+                HaveEntry::None => BlockSet::new(n),
+                HaveEntry::All => BlockSet::full(n),
+                HaveEntry::Some(bits) => {
+                    BlockSet::from_bytes(&bits, n).ok_or(HaveError::Bitmap(seg.get()))?
                 }
-            }
-            Reply::NotFound => return Err("does not have it".into()),
-            _ => return Err("answered a have request wrongly".into()),
+            });
         }
     }
     Ok(out)
@@ -536,21 +538,13 @@ async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
 /// Fetches one unit from peer `p`, opens and stores it; returns the bytes stored.
 async fn fetch_from_peer(ctx: &Ctx, p: usize, u: usize, unit: Unit) -> Result<u64, Miss> {
     let addr = ctx.peers[p].addr;
-    let req = Request::Blocks {
-        lookup: ctx.lookup,
-        seg: unit.seg.get(),
-        first: unit.first,
-        count: unit.count,
-    };
-    let (bytes, _) = wire::encode_request(&ctx.f.keys, &ctx.f.me, &req);
     let t = ctx.opts.chunk_timeout;
-    let resp = match tokio::time::timeout(t, ctx.f.transport.call(addr, bytes)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(crate::peer::TransportError::Status { status: 503, .. })) => return Err(Miss::Busy),
-        Ok(Err(e)) => return Err(Miss::Transport(e.to_string())),
-        Err(_) => return Err(Miss::Transport("no answer in time".into())),
+    let which = (unit.seg.get(), unit.first, unit.count);
+    let mut body = match ctx.f.client.blocks(addr, ctx.lookup, which, t).await {
+        Ok(b) => b,
+        Err(e) if e.is_busy() => return Err(Miss::Busy),
+        Err(e) => return Err(Miss::Transport(e.to_string())),
     };
-    let mut body = resp.body;
     let mut frames = FrameReader::new();
     // Ciphertexts go straight into the run's buffer and are opened there in place.
     let layout = *ctx.info.layout();
@@ -688,10 +682,7 @@ async fn origin_worker(ctx: Arc<Ctx>) {
                         }
                     }
                     Err(StoreError::Verify(e)) => ctx.fail(
-                        super::OriginError::Changed {
-                            detail: e.to_string(),
-                        }
-                        .into(),
+                        crate::origin::OriginError::from(crate::origin::Mismatch::Block(e)).into(),
                     ),
                     Err(e) => ctx.fail(e.into()),
                 }

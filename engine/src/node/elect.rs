@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Node;
 use crate::fetch::{FetchError, PeerRef};
-use crate::peer::{PeerAddr, PeerService, TailSource};
-use crate::wire::{Intent, LookupKey, Reply, Request};
+use crate::peer::{PeerAddr, PeerError, PeerService, TailChunk, TailSource};
+use crate::wire::{Intent, LookupKey};
 
 /// How long a node that wants something others want too waits for all of them to say so before
 /// the election.
@@ -104,16 +104,40 @@ impl Drop for TailOffer {
 #[non_exhaustive]
 pub enum TailError {
     /// The peer went away, stopped offering the download, or answered out of turn.
-    #[error("peer {peer} stopped offering the download: {detail}")]
+    #[error("peer {peer} stopped offering the download: {why}")]
     Gone {
         /// The peer.
         peer: PeerAddr,
         /// What happened.
-        detail: String,
+        why: Stopped,
     },
     /// The caller cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// What ended a followed download.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Stopped {
+    /// Asking the peer failed.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// It offers no such download (any more).
+    #[error("it has no such download now")]
+    NoDownload,
+    /// It offers another download under the same key now (the one followed ended, and a new
+    /// one began): its bytes are not the continuation of those taken.
+    #[error("it offers another download now")]
+    Replaced,
+    /// It says the download is complete at another length than this node has taken.
+    #[error("it has {have} bytes in all, this node {at}")]
+    Length {
+        /// Its length.
+        have: u64,
+        /// Bytes taken here.
+        at: u64,
+    },
 }
 
 /// Takes a peer's download as it arrives, from an offset ([`Node::follow_tail`]).
@@ -146,28 +170,24 @@ impl TailReader {
     /// The next bytes, waiting for the peer to have them; `None` once the download is
     /// complete and all of it taken.
     pub async fn next(&mut self, cancel: &CancellationToken) -> Result<Option<Bytes>, TailError> {
-        let gone = |detail: String| TailError::Gone {
+        let gone = |why: Stopped| TailError::Gone {
             peer: self.peer.addr,
-            detail,
+            why,
         };
         loop {
-            let req = Request::Tail {
-                lookup: self.key,
-                offset: self.at,
-            };
-            let fetcher = &self.node.inner.fetcher;
+            let client = &self.node.inner.client;
             let reply = tokio::select! {
-                r = fetcher.ask_peer(self.peer.addr, &req, self.timeout) => r,
+                r = client.tail(self.peer.addr, self.key, self.at, self.timeout) => r,
                 _ = cancel.cancelled() => return Err(TailError::Cancelled),
             };
-            let (have, complete, meta, data) = match reply {
-                Ok(Reply::Tail {
-                    have,
-                    complete,
-                    meta,
-                    data,
-                }) => (have, complete, meta, data),
-                Ok(Reply::NotFound) if self.still_downloading().await => {
+            let TailChunk {
+                have,
+                complete,
+                meta,
+                data,
+            } = match reply {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) if self.still_downloading().await => {
                     // Elected, and not offering its download yet (its origin has not answered).
                     tokio::select! {
                         _ = tokio::time::sleep(TAIL_POLL) => {}
@@ -175,14 +195,11 @@ impl TailReader {
                     }
                     continue;
                 }
-                Ok(Reply::NotFound) => return Err(gone("it has no such download now".into())),
-                Ok(other) => return Err(gone(format!("it answered {other:?}"))),
-                Err(e) => return Err(gone(e)),
+                Ok(None) => return Err(gone(Stopped::NoDownload)),
+                Err(e) => return Err(gone(e.into())),
             };
             if self.meta.as_ref().is_some_and(|m| *m != meta) {
-                // Another download now under the same key (the one followed ended, and a new
-                // one began): its bytes are not the continuation of those taken.
-                return Err(gone("it offers another download now".into()));
+                return Err(gone(Stopped::Replaced));
             }
             self.meta = Some(meta);
             if !data.is_empty() {
@@ -197,10 +214,7 @@ impl TailReader {
                 return if have == self.at {
                     Ok(None)
                 } else {
-                    Err(gone(format!(
-                        "it has {have} bytes in all, this node {}",
-                        self.at
-                    )))
+                    Err(gone(Stopped::Length { have, at: self.at }))
                 };
             }
             tokio::select! {
@@ -214,18 +228,17 @@ impl TailReader {
 impl TailReader {
     /// Whether the peer still says it is downloading.
     async fn still_downloading(&self) -> bool {
-        let req = Request::Intent { lookup: self.key };
-        let fetcher = &self.node.inner.fetcher;
+        let client = &self.node.inner.client;
         matches!(
-            fetcher.ask_peer(self.peer.addr, &req, self.timeout).await,
-            Ok(Reply::Intent(Intent::Downloading))
+            client.intent(self.peer.addr, self.key, self.timeout).await,
+            Ok(Intent::Downloading)
         )
     }
 }
 
 impl Node {
     /// Elects, among the nodes that want what `key` names from an origin now (those whose peer
-    /// service says so to [`Request::Intent`]), the one that downloads it. This node says it
+    /// service says so to [`crate::wire::Request::Intent`]), the one that downloads it. This node says it
     /// wants it and asks its peers at once: if none wants it or is downloading it, this node
     /// leads at once (two nodes asking each other at the same time cannot both miss the
     /// other). Otherwise it waits 500 ms for all of them to say so, then every 250 ms
@@ -271,10 +284,9 @@ impl Node {
             for p in self.inner.peers.fetch_peers() {
                 let node = self.clone();
                 asks.spawn(async move {
-                    let req = Request::Intent { lookup: key };
                     let timeout = node.inner.cfg.hello_timeout;
-                    match node.inner.fetcher.ask_peer(p.addr, &req, timeout).await {
-                        Ok(Reply::Intent(i)) => Some((i, p)),
+                    match node.inner.client.intent(p.addr, key, timeout).await {
+                        Ok(i) => Some((i, p)),
                         _ => None,
                     }
                 });

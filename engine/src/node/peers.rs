@@ -7,12 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::discovery::{Advert, DiscoveryEvent};
 use crate::fetch::PeerRef;
-use crate::peer::{ServiceStats, Transport};
-use crate::wire::{self, GroupKeys, HelloReply, NodeId, Reply, Request};
+use crate::peer::{PeerClient, ServiceStats};
+use crate::wire::{GroupKeys, HelloReply, NodeId};
 
 /// Most nodes of other groups kept in the table (for `pdist peers`); more are ignored.
 const MAX_FOREIGN: usize = 64;
@@ -20,8 +20,27 @@ const MAX_FOREIGN: usize = 64;
 /// Failed hellos in a row after which a peer is considered down.
 const DOWN_AFTER: u32 = 2;
 
+/// How a node is known.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// mDNS found it.
+    Mdns,
+    /// It was given by address (`--peer`).
+    Static,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Mdns => "mdns",
+            Via::Static => "static",
+        })
+    }
+}
+
 /// One known node, as `pdist peers` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerView {
     /// Node ID (hex), when known.
     pub id: Option<String>,
@@ -33,8 +52,8 @@ pub struct PeerView {
     pub group: bool,
     /// Whether it answers.
     pub alive: bool,
-    /// How we know it: "mdns" or "static".
-    pub via: &'static str,
+    /// How we know it.
+    pub via: Via,
     /// A cache node.
     pub cache: bool,
     /// Seconds since it last answered (or was announced).
@@ -216,7 +235,7 @@ impl PeerTable {
                     addrs: e.addrs.clone(),
                     group: e.tag_ok && (e.hello.is_some() || !e.via_static),
                     alive: e.alive(),
-                    via: if e.via_static { "static" } else { "mdns" },
+                    via: if e.via_static { Via::Static } else { Via::Mdns },
                     cache: e.hello.as_ref().map_or(e.cache, |h| h.cache),
                     last_seen_secs: e
                         .last_seen
@@ -231,7 +250,7 @@ impl PeerTable {
     }
 
     /// Says hello to every known peer of our group (in parallel) and records who answered.
-    pub async fn probe(&self, transport: &Arc<dyn Transport>, timeout: Duration) {
+    pub async fn probe(&self, client: &PeerClient, timeout: Duration) {
         let targets: Vec<(Key, Vec<SocketAddr>)> = self
             .lock()
             .iter()
@@ -247,12 +266,11 @@ impl PeerTable {
             .collect();
         let mut set = tokio::task::JoinSet::new();
         for (i, addrs) in targets {
-            let transport = Arc::clone(transport);
-            let keys = self.keys.clone();
-            let me = self.me;
+            let client = client.clone();
             set.spawn(async move {
                 for addr in addrs {
-                    if let Some(h) = hello(&transport, &keys, me, addr, timeout).await {
+                    // A peer that does not answer as a member of our group is not one.
+                    if let Ok(h) = client.hello(addr, timeout).await {
                         return (i, Some((addr, h)));
                     }
                 }
@@ -307,26 +325,6 @@ fn key(e: &Entry) -> Key {
         e.node,
         e.node.is_none().then(|| e.addrs.first().copied()).flatten(),
     )
-}
-
-/// One authenticated hello; `None` if the peer does not answer as a member of our group.
-pub(crate) async fn hello(
-    transport: &Arc<dyn Transport>,
-    keys: &GroupKeys,
-    me: NodeId,
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Option<HelloReply> {
-    let (req, mac) = wire::encode_request(keys, &me, &Request::Hello);
-    let call = async {
-        let resp = transport.call(addr, req).await.ok()?;
-        resp.body.collect(4096).await.ok()
-    };
-    let body = tokio::time::timeout(timeout, call).await.ok()??;
-    match wire::decode_reply(keys, &mac, &body).ok()? {
-        Reply::Hello(h) => Some(h),
-        _ => None,
-    }
 }
 
 /// Addresses worth trying: IPv4 first (link-local IPv6 needs a scope we do not carry).

@@ -20,9 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Ballot, Node, TailError};
 use crate::content::layout::MAX_CONTENT_LEN;
 use crate::content::{ContentId, ContentInfo, HashOptions, hash_reader};
-use crate::fetch::{
-    Events, FetchError, FetchEvent, FetchOptions, FetchReport, OriginError, PeerRef, Source,
-};
+use crate::fetch::{Events, FetchError, FetchEvent, FetchOptions, FetchReport, PeerRef, Source};
+use crate::origin::{Mismatch, OriginError};
 use crate::peer::TailSource;
 use crate::store::{Origin, StoreError};
 use crate::wire::{ContentKeys, LookupKey};
@@ -79,10 +78,10 @@ impl Intake<'_> {
     async fn put(&mut self, data: Bytes, source: Source) -> Result<bool, FetchError> {
         let n = data.len() as u64;
         if self.sent + n > MAX_CONTENT_LEN {
-            return Err(OriginError::Changed {
-                detail: format!("it is longer than the largest content ({MAX_CONTENT_LEN} bytes)"),
-            }
-            .into());
+            let too_long = Mismatch::TooLong {
+                max: MAX_CONTENT_LEN,
+            };
+            return Err(OriginError::from(too_long).into());
         }
         for at in (0..data.len()).step_by(SPOOL_CHUNK) {
             let piece = data.slice(at..data.len().min(at + SPOOL_CHUNK));
@@ -166,13 +165,13 @@ impl Node {
             Some(sink) => (Arc::clone(sink), None),
             None => {
                 let scratch = &self.inner.cfg.scratch;
-                let ctx = || format!("creating a file in {}", scratch.display());
-                std::fs::create_dir_all(scratch).map_err(|e| StoreError::io(ctx(), e))?;
+                let err = |e| StoreError::io_at("creating a file in", scratch, e);
+                std::fs::create_dir_all(scratch).map_err(err)?;
                 let tmp = tempfile::Builder::new()
                     .prefix("origin-")
                     .tempfile_in(scratch)
-                    .map_err(|e| StoreError::io(ctx(), e))?;
-                let file = tmp.reopen().map_err(|e| StoreError::io(ctx(), e))?;
+                    .map_err(err)?;
+                let file = tmp.reopen().map_err(err)?;
                 (Arc::new(file), Some(tmp))
             }
         };
@@ -249,25 +248,16 @@ impl Node {
             Err(crate::content::HashError::Io(e)) => {
                 return Err(StoreError::io("writing the download", e).into());
             }
-            Err(e) => {
-                return Err(OriginError::Changed {
-                    detail: e.to_string(),
-                }
-                .into());
-            }
+            Err(e) => return Err(OriginError::from(Mismatch::from(e)).into()),
         };
         if info.id() != id {
             let from_origin = intake.report.by_source.get(&Source::Origin).copied();
-            return Err(OriginError::Changed {
-                detail: format!(
-                    "it hashes to {}, not to the ticket ({} of {} bytes from the origin, the \
-                     rest from peers)",
-                    info.id().ticket(),
-                    from_origin.unwrap_or(0),
-                    intake.sent
-                ),
-            }
-            .into());
+            let other = Mismatch::OtherContent {
+                got: info.id(),
+                from_origin: from_origin.unwrap_or(0),
+                total: intake.sent,
+            };
+            return Err(OriginError::from(other).into());
         }
         tail.finish();
         let info = Arc::new(info);
@@ -306,7 +296,7 @@ impl Node {
     /// Streams the origin from where the download stands to its end.
     async fn take_origin(
         &self,
-        origin: &crate::fetch::OriginClient,
+        origin: &crate::origin::OriginClient,
         intake: &mut Intake<'_>,
         cancel: &CancellationToken,
     ) -> Result<Ended, FetchError> {
@@ -329,10 +319,11 @@ impl Node {
             }
         }
         if let Some(len) = stream.total_len().filter(|len| *len != intake.sent) {
-            return Err(OriginError::Changed {
-                detail: format!("it sent {} of {len} bytes", intake.sent),
-            }
-            .into());
+            let short = Mismatch::Length {
+                got: intake.sent,
+                want: len,
+            };
+            return Err(OriginError::from(short).into());
         }
         Ok(Ended::Complete)
     }

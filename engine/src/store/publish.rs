@@ -1,7 +1,7 @@
 //! Publishing a file: hash it with the group's secret and register it in the store, in place
 //! (the file keeps serving its blocks) or copied (pinned).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::content::{ContentInfo, HashError, HashOptions, ServerSecret, hash_file};
 
@@ -12,26 +12,26 @@ use super::{Origin, SegmentStore, StoreError, copy_file_blocks, published_origin
 #[non_exhaustive]
 pub enum PublishError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", .path.display())]
     Open {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
     /// Hashing failed.
-    #[error("hashing {path}: {source}")]
+    #[error("hashing {}: {source}", .path.display())]
     Hash {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The cause.
         source: HashError,
     },
     /// The store failed.
-    #[error("publishing {path}: {source}")]
+    #[error("publishing {}: {source}", .path.display())]
     Store {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The cause.
         source: StoreError,
     },
@@ -55,12 +55,16 @@ pub fn publish_file(
     copy: bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(ContentInfo, bool), PublishError> {
-    let p = || path.display().to_string();
+    let p = || path.to_path_buf();
     let store_err = |source| PublishError::Store { path: p(), source };
     // Size and time are taken before hashing: a change while hashing is then caught on read.
     let origin = published_origin(path).map_err(store_err)?;
-    let file =
-        std::fs::File::open(path).map_err(|source| PublishError::Open { path: p(), source })?;
+    let open = |source| PublishError::Open { path: p(), source };
+    let file = std::fs::File::open(path).map_err(open)?;
+    if file.metadata().map_err(open)?.is_dir() {
+        let dir = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory");
+        return Err(open(dir));
+    }
     let info = hash_file(&file, secret, opts, progress)
         .map_err(|source| PublishError::Hash { path: p(), source })?;
     let name = name_of(path);

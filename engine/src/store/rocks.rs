@@ -78,7 +78,7 @@ impl std::fmt::Debug for RocksStore {
 }
 
 fn backend(e: rocksdb::Error) -> StoreError {
-    StoreError::Backend(e.into_string())
+    StoreError::Backend(Box::new(e))
 }
 
 fn present_key(id: &ContentId, seg: u32) -> [u8; 36] {
@@ -124,8 +124,7 @@ impl RocksStore {
     /// Opens (creating if needed) the store in `dir`. A directory another process has open is
     /// refused with an error that says so.
     pub fn open(dir: &Path, opts: RocksStoreOptions) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir)
-            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir).map_err(|e| StoreError::io_at("creating", dir, e))?;
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -136,19 +135,18 @@ impl RocksStore {
         });
         let db_path = dir.join("db");
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(|e| {
-            let msg = e.into_string();
-            if msg.contains("lock") {
-                StoreError::Backend(format!(
-                    "{} is in use by another pdist process ({msg})",
-                    dir.display()
-                ))
+            if e.as_ref().contains("lock") {
+                StoreError::InUse {
+                    dir: dir.to_path_buf(),
+                    source: Box::new(e),
+                }
             } else {
-                StoreError::Backend(msg)
+                StoreError::Backend(Box::new(e))
             }
         })?;
         let blocks_dir = dir.join("blocks");
         fs::create_dir_all(&blocks_dir)
-            .map_err(|e| StoreError::io(format!("creating {}", blocks_dir.display()), e))?;
+            .map_err(|e| StoreError::io_at("creating", &blocks_dir, e))?;
         let store = RocksStore {
             db,
             blocks_dir,
@@ -197,7 +195,7 @@ impl RocksStore {
             .map(|r| r.id.0.to_hex())
             .collect();
         let entries = fs::read_dir(&self.blocks_dir)
-            .map_err(|e| StoreError::io(format!("listing {}", self.blocks_dir.display()), e))?;
+            .map_err(|e| StoreError::io_at("listing", &self.blocks_dir, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) {
@@ -234,10 +232,7 @@ impl RocksStore {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: format!("record/{id}"),
-                reason: e.to_string(),
-            })
+            .map_err(|e| StoreError::corrupt("record", &id.0.0, e))
     }
 
     fn record_or_unknown(&self, id: &ContentId) -> Result<ContentRecord, StoreError> {
@@ -272,12 +267,11 @@ impl RocksStore {
         durable: bool,
     ) -> Result<(), StoreError> {
         let path = self.segment_path(&info.id(), block.segment());
-        let ctx = |what: &str| format!("{what} {}", path.display());
         let dir = path.parent().expect("segment files have a parent");
         let new_dir = !dir.exists();
         if new_dir {
             fs::create_dir_all(dir)
-                .map_err(|e| StoreError::io(ctx("creating the folder of"), e))?;
+                .map_err(|e| StoreError::io_at("creating the folder of", &path, e))?;
         }
         let new_file = !path.exists();
         let file = fs::OpenOptions::new()
@@ -285,19 +279,19 @@ impl RocksStore {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| StoreError::io(ctx("opening"), e))?;
+            .map_err(|e| StoreError::io_at("opening", &path, e))?;
         let layout = info.layout();
         let offset = layout.block_offset(block) - layout.segment_offset(block.segment());
-        write_all_at(&file, data, offset).map_err(|e| StoreError::io(ctx("writing"), e))?;
+        write_all_at(&file, data, offset).map_err(|e| StoreError::io_at("writing", &path, e))?;
         if self.opts.sync && durable {
             file.sync_data()
-                .map_err(|e| StoreError::io(ctx("syncing"), e))?;
+                .map_err(|e| StoreError::io_at("syncing", &path, e))?;
             if new_file {
-                sync_dir(dir).map_err(|e| StoreError::io(ctx("syncing the folder of"), e))?;
+                sync_dir(dir).map_err(|e| StoreError::io_at("syncing the folder of", &path, e))?;
             }
             if new_dir {
                 sync_dir(&self.blocks_dir)
-                    .map_err(|e| StoreError::io(ctx("syncing the blocks folder for"), e))?;
+                    .map_err(|e| StoreError::io_at("syncing the blocks folder for", &path, e))?;
             }
         }
         Ok(())
@@ -449,7 +443,7 @@ impl RocksStore {
             {
                 Ok(None)
             }
-            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+            Err(e) => Err(StoreError::io_at("reading", &path, e)),
         }
     }
 
@@ -458,9 +452,7 @@ impl RocksStore {
         let layout = info.layout();
         let mut bytes = present * u64::from(layout.block_size());
         if let Some(last) = layout.block_count().checked_sub(1) {
-            let last = layout
-                .block_at(last)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let last = layout.block_at(last).map_err(StoreError::Layout)?;
             let short = layout.block_size() - layout.block_len(last);
             if short > 0
                 && self
@@ -605,11 +597,8 @@ impl SegmentStore for RocksStore {
         let Some(bytes) = self.db.get_cf(self.cf(CF_INFO), id.0.0).map_err(backend)? else {
             return Ok(None);
         };
-        let info =
-            native::decode_content_info_for(&bytes, id).map_err(|e| StoreError::Corrupt {
-                key: format!("info/{id}"),
-                reason: e.to_string(),
-            })?;
+        let info = native::decode_content_info_for(&bytes, id)
+            .map_err(|e| StoreError::corrupt("info", &id.0.0, e))?;
         let info = Arc::new(info);
         cache_insert(&mut cache, info.clone());
         Ok(Some(info))
@@ -624,10 +613,7 @@ impl SegmentStore for RocksStore {
             .iterator_cf(self.cf(CF_RECORD), IteratorMode::Start)
             .map(|item| {
                 let (key, value) = item.map_err(backend)?;
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    key: format!("record/{}", hex::encode(key)),
-                    reason: e.to_string(),
-                })
+                serde_json::from_slice(&value).map_err(|e| StoreError::corrupt("record", &key, e))
             })
             .collect()
     }
@@ -671,20 +657,22 @@ impl SegmentStore for RocksStore {
 
     fn sync_content(&self, id: &ContentId) -> Result<(), StoreError> {
         let dir = self.blocks_dir.join(id.0.to_hex());
-        let ctx = |what: &str| format!("{what} {}", dir.display());
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::io(ctx("listing"), e)),
+            Err(e) => return Err(StoreError::io_at("listing", &dir, e)),
         };
         for entry in entries {
-            let path = entry.map_err(|e| StoreError::io(ctx("listing"), e))?.path();
+            let path = entry
+                .map_err(|e| StoreError::io_at("listing", &dir, e))?
+                .path();
             fs::File::open(&path)
                 .and_then(|f| f.sync_data())
-                .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))?;
+                .map_err(|e| StoreError::io_at("syncing", &path, e))?;
         }
-        sync_dir(&dir).map_err(|e| StoreError::io(ctx("syncing"), e))?;
-        sync_dir(&self.blocks_dir).map_err(|e| StoreError::io(ctx("syncing the parent of"), e))?;
+        sync_dir(&dir).map_err(|e| StoreError::io_at("syncing", &dir, e))?;
+        sync_dir(&self.blocks_dir)
+            .map_err(|e| StoreError::io_at("syncing the parent of", &dir, e))?;
         self.db.flush_wal(true).map_err(backend)
     }
 
@@ -767,9 +755,12 @@ impl SegmentStore for RocksStore {
             .map_err(backend)?
         {
             None => Ok(BlockSet::new(n)),
-            Some(bytes) => BlockSet::from_bytes(&bytes, n).ok_or_else(|| StoreError::Corrupt {
-                key: format!("present/{id}/{}", seg.get()),
-                reason: format!("{} bytes for {n} blocks", bytes.len()),
+            Some(bytes) => BlockSet::from_bytes(&bytes, n).ok_or_else(|| {
+                let bad = super::BadBitmap {
+                    len: bytes.len(),
+                    blocks: n,
+                };
+                StoreError::corrupt("present", &present_key(id, seg.get()), bad)
             }),
         }
     }
@@ -833,7 +824,7 @@ impl SegmentStore for RocksStore {
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io(format!("removing {}", dir.display()), e)),
+            Err(e) => return Err(StoreError::io_at("removing", &dir, e)),
         }
         self.write(batch())?;
         lock(&self.infos).remove(id);

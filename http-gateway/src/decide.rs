@@ -1,0 +1,224 @@
+//! The cache's decisions, pure: from a request, the stored responses' policies, what the gateway
+//! is set up to ask (trusted peers, origins for content information) and the clock, what to do.
+//! RFC 9111 freshness and revalidation are `http-cache-semantics`'s (shared-cache mode); this
+//! module decides which stored response answers, whether an origin's answer may be stored, what
+//! a revalidation's answer means, and the one order in which a miss looks for the body.
+//!
+//! Nothing here does I/O: the `cache` module carries the plans out, and the tests below are one
+//! row per case.
+
+use std::time::SystemTime;
+
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+use http::{HeaderMap, Method, StatusCode};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+
+/// What the decisions depend on besides the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Peers' claims are believed and peer gateways' downloads followed (a group with a secret).
+    pub trust_peers: bool,
+    /// Some peer of the group is alive now.
+    pub peers: bool,
+    /// Origins are asked for content information (`x-pdist-info`).
+    pub origin_info: bool,
+    /// Origin mode (the backend is the origin; it is not asked for content information).
+    pub reverse: bool,
+}
+
+/// Which stored response may answer a request.
+#[derive(Debug)]
+pub enum Reuse {
+    /// Stored response `variant` is fresh for this request: serve it under `head`.
+    Fresh {
+        /// Its index among the policies given.
+        variant: usize,
+        /// The response head to serve (`Age` updated).
+        head: http::response::Parts,
+    },
+    /// Stored response `variant` matches but is stale: ask the origin with `request` (its
+    /// validators added) whether it changed.
+    Stale {
+        /// Its index among the policies given.
+        variant: usize,
+        /// The conditional request to send.
+        request: http::request::Parts,
+    },
+    /// None answers this request.
+    None,
+}
+
+/// The stored response that may answer `req` (a GET, or a HEAD asked as a GET), given their
+/// policies in order: the first fresh one; else the first stale one whose `Vary` selection
+/// matches, to revalidate.
+pub fn reuse<'a>(
+    req: &http::request::Parts,
+    policies: impl IntoIterator<Item = &'a CachePolicy>,
+    now: SystemTime,
+) -> Reuse {
+    for (variant, policy) in policies.into_iter().enumerate() {
+        match policy.before_request(req, now) {
+            BeforeRequest::Fresh(head) => return Reuse::Fresh { variant, head },
+            BeforeRequest::Stale {
+                request,
+                matches: true,
+            } => return Reuse::Stale { variant, request },
+            BeforeRequest::Stale { matches: false, .. } => {}
+        }
+    }
+    Reuse::None
+}
+
+/// What a stale response's revalidation found.
+#[derive(Debug)]
+pub enum Revalidated {
+    /// Not modified: serve the stored body under the updated policy and head.
+    Unchanged(Box<CachePolicy>, http::response::Parts),
+    /// A 304 that does not match what is stored: fetch the body again.
+    Refetch,
+    /// Changed (or the origin ignored the condition): its answer replaces the stored one.
+    Replaced,
+}
+
+/// What the origin's answer `resp` to the conditional request `sent` (made from `policy`'s
+/// stored response for `req`) means. A 304 that leaves the validators out still answers the
+/// validators sent, which are the stored response's (some origins do that).
+pub fn revalidated(
+    policy: &CachePolicy,
+    req: &http::request::Parts,
+    sent: &HeaderMap,
+    resp: &http::response::Parts,
+    now: SystemTime,
+) -> Revalidated {
+    let not_modified = resp.status == StatusCode::NOT_MODIFIED;
+    let mut answer = http::Response::new(());
+    *answer.status_mut() = resp.status;
+    *answer.headers_mut() = resp.headers.clone();
+    if not_modified {
+        let pairs = [
+            (ETAG, IF_NONE_MATCH),
+            (http::header::LAST_MODIFIED, IF_MODIFIED_SINCE),
+        ];
+        let h = answer.headers_mut();
+        for (name, cond) in pairs {
+            if !h.contains_key(&name)
+                && let Some(v) = sent.get(&cond)
+            {
+                h.insert(name, v.clone());
+            }
+        }
+    }
+    match policy.after_response(req, &answer, now) {
+        AfterResponse::NotModified(p, head) => Revalidated::Unchanged(Box::new(p), head),
+        AfterResponse::Modified(..) if not_modified => Revalidated::Refetch,
+        AfterResponse::Modified(..) => Revalidated::Replaced,
+    }
+}
+
+/// Whether an origin's answer `resp` to `req` may be stored, and its policy: a 200 to a GET,
+/// not a range, not longer than `max_object` by its `Content-Length`, and storable by RFC 9111
+/// in a shared cache.
+pub fn storable(
+    req: &http::request::Parts,
+    resp: &http::response::Parts,
+    max_object: u64,
+) -> Option<CachePolicy> {
+    if req.method != Method::GET
+        || resp.status != StatusCode::OK
+        || resp.headers.contains_key(CONTENT_RANGE)
+    {
+        return None;
+    }
+    let too_long = resp
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > max_object);
+    let policy = CachePolicy::new(req, resp);
+    (!too_long && policy.is_storable()).then_some(policy)
+}
+
+/// What a miss is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The whole body: it is kept when it may be.
+    Whole,
+    /// A range of a body not stored: only the blocks covering it, when the content is known;
+    /// else the origin's answer is passed back unstored.
+    Range,
+}
+
+/// One way a miss looks for the body, in the order of [`Plan::Miss`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A trusted peer's claim that the URL is some content, confirmed with the origin (a
+    /// conditional request, no body): the content then comes from peers.
+    PeerClaim,
+    /// A download of the URL running here: read it as it grows. Else this request leads one,
+    /// and the steps after this are its.
+    Coalesce,
+    /// Peer gateways missing the URL now elect one to download it; the others follow its
+    /// download (or take it from a peer that has it meanwhile).
+    Elect,
+    /// The origin. With `vouch`, also asked for content information: if it sends that, the
+    /// bytes come from peers, checked against it. Else its body is spooled and kept (a whole
+    /// body) or passed back (a range).
+    Origin {
+        /// Ask for content information (`x-pdist-info`).
+        vouch: bool,
+    },
+}
+
+/// What to do about a request that nothing stored answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Pass it to the origin and its answer back, unstored.
+    Pass,
+    /// Look for the body in these ways, in order.
+    Miss {
+        /// The whole body or a range.
+        target: Target,
+        /// The ways, in order; the last always answers.
+        steps: Vec<Step>,
+    },
+}
+
+/// Where the body of a request nothing stored answers comes from: a HEAD is passed on; a GET
+/// with `Range` looks for the content by a peer's claim, then by the origin's content
+/// information; a whole GET looks for a trusted peer's claim, joins a download running here,
+/// takes part in the peer gateways' election, and asks the origin (for content information
+/// too, unless in origin mode).
+pub fn miss(req: &http::request::Parts, setup: &Setup) -> Plan {
+    if req.method != Method::GET {
+        return Plan::Pass;
+    }
+    let target = if req.headers.contains_key(RANGE) {
+        Target::Range
+    } else {
+        Target::Whole
+    };
+    let mut steps = Vec::with_capacity(4);
+    if setup.trust_peers && setup.peers {
+        steps.push(Step::PeerClaim);
+    }
+    steps.extend(refetch_steps(target, setup));
+    Plan::Miss { target, steps }
+}
+
+/// The steps of a miss after asking peers for claims: those of a body fetched again after a
+/// revalidation that did not match ([`Revalidated::Refetch`]).
+pub fn refetch_steps(target: Target, setup: &Setup) -> Vec<Step> {
+    let vouch = setup.origin_info && !setup.reverse;
+    match target {
+        Target::Whole if setup.trust_peers && setup.peers => {
+            vec![Step::Coalesce, Step::Elect, Step::Origin { vouch }]
+        }
+        Target::Whole => vec![Step::Coalesce, Step::Origin { vouch }],
+        Target::Range => vec![Step::Origin { vouch }],
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+//! What every request handler shares: the gateway's configuration, its node and index, the
+//! origin client, the figures, the downloads in flight, origin mode's V2 information, and the
+//! tasks the gateway spawns with the token that stops them. It decides nothing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::node::Node;
+use engine::origin::{HttpOrigin, HyperOrigin};
+use http::Uri;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::allow::{AllowList, RateLimit};
+use crate::decide::Setup;
+use crate::downloads::Downloads;
+use crate::index::Index;
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// The gateway's default port (a forward proxy's `http_proxy=http://host:7480`).
+pub const DEFAULT_PORT: u16 = 7480;
+
+/// How a gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where it listens (loopback by default).
+    pub listen: SocketAddr,
+    /// Client networks served.
+    pub allow: AllowList,
+    /// Origin mode: the backend every request goes to.
+    pub reverse: Option<Uri>,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Most bytes of a request head.
+    pub max_header_bytes: usize,
+    /// Requests per second per client address (0: no limit).
+    pub rate_per_client: u32,
+    /// Trust the group's peers (a group with its own secret): believe their claims that a URL
+    /// is some content, and follow their downloads of URLs in progress (whose bytes nothing
+    /// binds to the origin's), offering ours to them likewise.
+    pub trust_peers: bool,
+    /// Whether blocks of peered content that peers fail to send may come from the origin.
+    /// Off: once the LAN has a URL, its body never crosses the WAN.
+    pub origin_for_peered: bool,
+    /// Ask origins for content information on a miss (`x-pdist-info`, which origin mode
+    /// answers): bytes then come from peers, checked against what the origin vouched for.
+    pub origin_info: bool,
+    /// Directory for bodies being downloaded (in the data directory).
+    pub spool: PathBuf,
+    /// Longest wait for an origin's connection and response head.
+    pub origin_timeout: Duration,
+    /// Largest body cached; larger ones pass through.
+    pub max_object: u64,
+    /// How origins are reached: hyper's pooled HTTP/1.1 client, or a twin in tests
+    /// ([`engine::origin::mem::MemOrigin`]). Everything the gateway asks of origins goes
+    /// through it, block ranges of peered content included.
+    pub origin: Arc<dyn HttpOrigin>,
+}
+
+impl GatewayConfig {
+    /// Defaults: loopback on [`DEFAULT_PORT`], loopback clients only, 1024 connections, 64 KiB
+    /// heads, 1000 requests per second per client, origin fallback on.
+    pub fn new(spool: PathBuf) -> GatewayConfig {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            allow: AllowList::loopback(),
+            reverse: None,
+            max_connections: 1024,
+            max_header_bytes: 64 * 1024,
+            rate_per_client: 1000,
+            trust_peers: false,
+            origin_for_peered: true,
+            origin_info: true,
+            spool,
+            origin_timeout: Duration::from_secs(30),
+            max_object: engine::content::layout::MAX_CONTENT_LEN,
+            origin: Arc::new(HyperOrigin::new(Duration::from_secs(30))),
+        }
+    }
+}
+
+/// Origin mode's V2 content information by content (`None` while it is computed).
+pub(crate) type V2Cache =
+    Mutex<HashMap<engine::ContentId, Option<Arc<engine::pccrc::v2::ContentInfoV2>>>>;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: GatewayConfig,
+    pub node: Node,
+    pub index: Arc<dyn Index>,
+    pub upstream: Upstream,
+    pub metrics: Arc<Metrics>,
+    pub limit: RateLimit,
+    pub downloads: Downloads,
+    pub v2: V2Cache,
+    pub tasks: TaskTracker,
+    pub stop: CancellationToken,
+    /// Downloads and peer fetches whose results are not yet recorded.
+    pub busy: tokio::sync::watch::Sender<usize>,
+}
+
+impl Shared {
+    /// Counts a background transfer until the guard drops.
+    pub fn busy(&self) -> BusyGuard {
+        self.busy.send_modify(|n| *n += 1);
+        BusyGuard(self.busy.clone())
+    }
+
+    /// A client for the origin of `url`, through the gateway's origin seam.
+    pub fn origin_client(&self, url: &str) -> Option<engine::fetch::OriginClient> {
+        let origin = Arc::clone(&self.cfg.origin);
+        engine::fetch::OriginClient::with(origin, url, self.cfg.origin_timeout).ok()
+    }
+
+    /// What the cache's decisions depend on besides the request, now.
+    pub fn setup(&self) -> Setup {
+        Setup {
+            trust_peers: self.cfg.trust_peers,
+            peers: !self.node.peers().fetch_peers().is_empty(),
+            origin_info: self.cfg.origin_info,
+            reverse: self.cfg.reverse.is_some(),
+        }
+    }
+}
+
+/// Ends a background transfer's count.
+#[derive(Debug)]
+pub(crate) struct BusyGuard(tokio::sync::watch::Sender<usize>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
