@@ -6,8 +6,8 @@
 //! * [`codec`]: the bounds-checked reader every decoder uses, and [`DecodeError`].
 //! * [`content`]: the pure content model. Layout arithmetic ([`content::Layout`]), hashes and
 //!   MS-PCCRC's key schedule, the Merkle tree over segment descriptors, content IDs and tickets,
-//!   [`content::ContentInfo`] with its proofs and checks, the parallel hasher and the
-//!   incremental one ([`content::BlockHasher`]), and pdist's native binary format.
+//!   [`content::ContentInfo`] with its proofs and checks, the streaming parallel hasher (the
+//!   one block hasher, also for downloads as they arrive), and pdist's native binary format.
 //! * [`pccrc`]: MS-PCCRC V1 and V2 content information, byte for byte as BranchCache writes it.
 //! * [`formats`]: recognising and decoding any of the three formats.
 //! * [`store`]: the [`store::SegmentStore`] seam, RocksDB-backed and in-memory; eviction and
@@ -20,6 +20,8 @@
 //! * [`origin`]: the [`origin::HttpOrigin`] seam (hyper, and an in-memory twin), and what a
 //!   fetch asks of an origin ([`origin::OriginClient`]).
 //! * [`discovery`]: the [`discovery::Discovery`] seam, mDNS and its in-memory twin.
+//! * [`download`]: content streamed in before anyone can check it (a whole download, a URL's
+//!   body): written into a file and hashed as it arrives, announced byte by byte.
 //! * [`fetch`]: fetching content from several peers at once (and an origin), every block
 //!   checked before it is stored.
 //! * [`node`]: a long-lived node: its front door ([`Node::open`] with [`NodeOptions`]), the peer
@@ -73,6 +75,8 @@ pub use node::{Node, NodeError};
 pub use origin::{OriginClient, OriginError};
 #[cfg(feature = "net")]
 pub mod discovery;
+#[cfg(feature = "net")]
+pub mod download;
 #[cfg(feature = "net")]
 pub mod fetch;
 #[cfg(feature = "net")]

@@ -6,6 +6,7 @@
 
 pub mod control;
 mod elect;
+mod handle;
 #[cfg(feature = "rocksdb")]
 mod open;
 mod peers;
@@ -32,6 +33,7 @@ use crate::store::{ContentRecord, SegmentStore, StoreError, Usage};
 use crate::wire::{GroupKeys, NodeId};
 
 pub use elect::{Ballot, Stopped, TailError, TailOffer, TailReader, Wanting};
+pub use handle::{FetchHandle, InOrder, ReadError};
 #[cfg(feature = "rocksdb")]
 pub use open::{NodeOptions, host_name, open_store};
 pub use peers::{PeerTable, PeerView, Via};
@@ -492,6 +494,30 @@ impl Node {
         Ok((info, report))
     }
 
+    /// Keeps content that arrived whole in `file` (a download checked against `info`): its
+    /// information and blocks go into the store under `name` (each block checked again on the
+    /// way in), leased from eviction meanwhile, and peers can find it. The one place content
+    /// downloaded whole enters the store.
+    pub async fn keep_file(
+        &self,
+        info: &Arc<ContentInfo>,
+        name: &str,
+        file: Arc<std::fs::File>,
+    ) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.inner.store);
+        let (info2, name) = (Arc::clone(info), name.to_string());
+        let lease = self.lease(info.id());
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let _lease = lease;
+            store.put_content(&info2, &name, crate::store::Origin::Fetched)?;
+            crate::store::copy_file_blocks(store.as_ref(), &info2, &file)
+        })
+        .await
+        .map_err(|e| StoreError::io("storing", std::io::Error::other(e)))??;
+        self.announce(&info.id());
+        Ok(())
+    }
+
     /// After content was fetched into the file at `path`: the content is served from that file
     /// from now on (published in place), and the copies in the store are dropped, so a fetch
     /// to a file takes its size on disk once, not twice. A cache node keeps its copies.
@@ -530,6 +556,27 @@ impl Node {
                 std::io::Error::other(e),
             ))
         })
+    }
+
+    /// Fetches `id` ([`Node::fetch`]) and, with `output`, writes it into that file atomically
+    /// as it arrives ([`crate::fetch::PartFile`]), puts the file in place when complete and
+    /// serves the content from it from now on ([`Node::commit_output`]). What `pdist fetch`
+    /// does, through a running node or with a node of its own.
+    pub async fn fetch_into(
+        &self,
+        id: ContentId,
+        output: Option<&std::path::Path>,
+        mut opts: FetchOptions,
+        events: Events,
+        cancel: CancellationToken,
+    ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
+        let part = output.map(crate::fetch::PartFile::create).transpose()?;
+        opts.sink = part.as_ref().map(crate::fetch::PartFile::sink);
+        let (info, report) = self.fetch(id, opts, events, cancel).await?;
+        if let Some(part) = part {
+            self.commit_output(part, &info).await?;
+        }
+        Ok((info, report))
     }
 
     /// Answers peers' [`crate::wire::Request::Name`] lookups from `names` (the gateway's URL records).

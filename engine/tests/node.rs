@@ -560,3 +560,55 @@ async fn a_follower_stops_when_the_download_offered_under_its_key_changes() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_is_read_in_order_as_it_arrives_and_its_failure_reaches_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, bus) = (MemNetwork::new(), MemBus::new());
+    let a = mem_node(&net, &bus, 1, b"g", dir.path(), false).await;
+    let b = mem_node(&net, &bus, 2, b"g", dir.path(), false).await;
+    assert_eq!(
+        b.wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await,
+        1
+    );
+    let (data, info) = publish(&a, dir.path(), 7, (33 << 20) + 12_345);
+    let fetch = b.start_fetch(
+        info.id(),
+        FetchOptions::default(),
+        no_events(),
+        CancellationToken::new(),
+    );
+    let mut reader = fetch.reader();
+    let mut got = Vec::new();
+    let mut runs = 0;
+    while let Some(run) = reader.next().await {
+        got.extend_from_slice(&run.unwrap());
+        runs += 1;
+    }
+    assert!(got == data, "the content, in order");
+    assert!(runs > 2, "in runs as it arrived ({runs})");
+    let (done, report) = fetch.done().await.unwrap();
+    assert_eq!(done.id(), info.id());
+    assert_eq!(report.by_source.values().sum::<u64>(), data.len() as u64);
+
+    // Content nobody has, and no origin: the reader hears why.
+    let (_, other) = publish(&a, dir.path(), 8, 1000);
+    assert!(a.remove(&other.id()).unwrap());
+    let fetch = b.start_fetch(
+        other.id(),
+        FetchOptions::default(),
+        no_events(),
+        CancellationToken::new(),
+    );
+    let mut reader = fetch.reader();
+    match reader.next().await {
+        Some(Err(pdist_engine::node::ReadError::Fetch(e))) => {
+            assert!(matches!(*e, FetchError::NoInfo { .. }), "{e}")
+        }
+        other => panic!("the fetch's failure, not {other:?}"),
+    }
+    assert!(fetch.done().await.is_err());
+    a.shutdown().await;
+    b.shutdown().await;
+}

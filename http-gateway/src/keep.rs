@@ -1,12 +1,13 @@
-//! Keeping a body: a complete spooled body goes into the store (its content information from
-//! the hasher, every block checked on the way in), is announced to peers, and only then is the
-//! URL's record written, with the claim peers look up for responses that have a validator. In
-//! that order, so a record never names content that is not stored. Content fetched from peers
-//! is recorded the same way once the fetch has stored it.
+//! Keeping a body: a complete spooled body goes into the store (through the node's one door
+//! for content downloaded whole, [`engine::node::Node::keep_file`]: every block checked on the
+//! way in, then announced to peers), and only then is the URL's record written, with the claim
+//! peers look up for responses that have a validator. In that order, so a record never names
+//! content that is not stored. Content fetched from peers is recorded the same way once the
+//! fetch has stored it.
 
-use engine::ContentId;
-use engine::content::BlockHasher;
-use engine::store::Origin;
+use std::sync::Arc;
+
+use engine::{ContentId, ContentInfo};
 use http::{HeaderMap, StatusCode};
 use http_cache_semantics::CachePolicy;
 
@@ -19,47 +20,44 @@ use crate::record::{Claim, UrlRecord, Variant, index_key, name_key};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeepError {
-    /// Its content information could not be built (longer than the largest content).
-    #[error("describing the body: {0}")]
-    Hash(#[from] engine::content::HashError),
     /// The store refused it.
     #[error("storing the body: {0}")]
     Store(#[from] engine::store::StoreError),
     /// The index refused the URL's record or claim.
     #[error("recording the URL: {0}")]
     Index(#[from] IndexError),
+    /// Recording did not finish.
+    #[error("recording the URL: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A stored response of a URL, to record.
-pub(crate) struct Kept<'a> {
+pub(crate) struct Kept {
     /// The URL.
-    pub url: &'a str,
+    pub url: String,
     /// Its caching policy.
     pub policy: CachePolicy,
     /// Its end-to-end headers (those a claim carries).
-    pub headers: &'a HeaderMap,
+    pub headers: HeaderMap,
     /// The request headers that select it.
     pub selection: String,
 }
 
-/// Puts a complete spooled body (hashed by `hasher` as it arrived) into the store, then
-/// records the URL in `index` and files its claim. Blocking.
-pub(crate) fn keep(
+/// Puts a complete spooled body (`file`, which hashes to `info`) into the store, then records
+/// the URL in `index` and files its claim.
+pub(crate) async fn keep(
     node: &Node,
-    index: &dyn Index,
-    hasher: BlockHasher,
-    file: &std::fs::File,
-    kept: Kept<'_>,
+    index: Arc<dyn Index>,
+    info: ContentInfo,
+    file: Arc<std::fs::File>,
+    kept: Kept,
 ) -> Result<(), KeepError> {
-    let info = hasher.finish(node.secret())?;
+    let info = Arc::new(info);
     let id = info.id();
     let len = info.layout().content_len();
-    let store = node.store();
-    let _lease = node.lease(id);
-    store.put_content(&info, &display_name(kept.url), Origin::Fetched)?;
-    engine::store::copy_file_blocks(store.as_ref(), &info, file)?;
-    node.announce(&id);
-    record_variant(index, &id, len, kept)
+    node.keep_file(&info, &display_name(&kept.url), file)
+        .await?;
+    tokio::task::spawn_blocking(move || record_variant(index.as_ref(), &id, len, kept)).await?
 }
 
 /// Adds a stored body to the URL's record (replacing the variant its request selects) and,
@@ -68,9 +66,9 @@ pub(crate) fn record_variant(
     index: &dyn Index,
     id: &ContentId,
     len: u64,
-    kept: Kept<'_>,
+    kept: Kept,
 ) -> Result<(), KeepError> {
-    let key = index_key(kept.url);
+    let key = index_key(&kept.url);
     let mut record = index
         .get(&key)?
         .map(|b| UrlRecord::from_bytes(&b))
@@ -82,10 +80,10 @@ pub(crate) fn record_variant(
         selection: kept.selection,
     });
     index.put(&key, &record.to_bytes())?;
-    let h = kept.headers;
+    let h = &kept.headers;
     if h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED) {
         let claim = Claim::new(id, len, StatusCode::OK, h);
-        crate::index::file_claim(index, &name_key(kept.url), &claim.seal(kept.url))?;
+        crate::index::file_claim(index, &name_key(&kept.url), &claim.seal(&kept.url))?;
     }
     Ok(())
 }

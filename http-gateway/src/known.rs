@@ -5,15 +5,12 @@
 //! byte does not wait for the whole file; the URL is recorded when the fetch ends. A range
 //! fetches only the blocks covering it and is answered from the store like a hit.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
-use engine::fetch::{Events, FetchEvent, FetchOptions};
+use engine::fetch::{Events, FetchOptions};
+use engine::node::InOrder;
 use http::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
 use http::{Response, StatusCode};
 use http_cache_semantics::CachePolicy;
-use tokio::sync::watch;
+use std::sync::Arc;
 
 use crate::body::{Body, channel};
 use crate::error::GatewayError;
@@ -61,8 +58,8 @@ pub(crate) fn fetch_options(sh: &Shared, url: &str) -> FetchOptions {
 }
 
 /// Fetches the content found in the background (blocks no peer sends come from the origin by
-/// range, if allowed), keeps it as `url`'s answer, and streams it to the client in order, each
-/// block once it is verified and stored.
+/// range, if allowed), keeps it as `url`'s answer, and streams it to the client under `head`
+/// in content order, each run of blocks once it is verified and stored.
 pub(crate) fn stream_from_peers(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
@@ -75,40 +72,33 @@ pub(crate) fn stream_from_peers(
         mut head,
     } = known;
     let (id, len) = (found.id, found.len);
-    let (progress_tx, progress_rx) = watch::channel(Progress::default());
-    let events: Events = {
-        let tx = progress_tx.clone();
-        Arc::new(move |e| {
-            if let FetchEvent::Progress { .. } = e {
-                tx.send_modify(|p| p.stored += 1);
-            }
-        })
-    };
     let opts = fetch_options(sh, url);
+    let events: Events = Arc::new(|_| {});
+    let fetch = sh.node.start_fetch(id, opts, events, sh.stop.child_token());
+    let reader = fetch.reader();
     let sel = selection(&req.headers, &head.headers);
     let (sh2, url2, stored_headers) = (Arc::clone(sh), url.to_string(), head.headers.clone());
-    let cancel = sh.stop.child_token();
     let busy = sh.busy();
     sh.tasks.spawn(async move {
         let _busy = busy;
-        let r = sh2.node.fetch(id, opts, events, cancel).await;
-        let done = match r {
-            Ok((info, _)) => {
-                let kept = Kept {
-                    url: &url2,
-                    policy,
-                    headers: &stored_headers,
-                    selection: sel,
-                };
-                let len = info.layout().content_len();
-                if let Err(e) = crate::keep::record_variant(sh2.index.as_ref(), &id, len, kept) {
-                    tracing::warn!("recording {url2}: {e}");
-                }
-                Ok(())
+        if let Ok((info, _)) = fetch.done().await {
+            let kept = Kept {
+                url: url2,
+                policy,
+                headers: stored_headers,
+                selection: sel,
+            };
+            let len = info.layout().content_len();
+            let index = Arc::clone(&sh2.index);
+            let recorded = tokio::task::spawn_blocking(move || {
+                let url = kept.url.clone();
+                crate::keep::record_variant(index.as_ref(), &id, len, kept).map_err(|e| (url, e))
+            })
+            .await;
+            if let Ok(Err((url, e))) = recorded {
+                tracing::warn!("recording {url}: {e}");
             }
-            Err(e) => Err(Arc::<str>::from(e.to_string())),
-        };
-        progress_tx.send_modify(|p| p.done = Some(done));
+        }
     });
     let status = CacheStatus::MissStored;
     sh.metrics.request(status);
@@ -126,7 +116,7 @@ pub(crate) fn stream_from_peers(
         .header_value(),
     );
     head.status = StatusCode::OK;
-    Response::from_parts(head, in_order(sh, id, len, progress_rx))
+    Response::from_parts(head, in_order(sh, reader, len))
 }
 
 /// Answers a range of a URL not stored from the blocks covering it, fetched now (the rest of
@@ -186,76 +176,21 @@ pub(crate) async fn covering_blocks(
     Ok(stored::respond(sh, req, head, info, label).await)
 }
 
-#[derive(Debug, Clone, Default)]
-struct Progress {
-    stored: u64,
-    done: Option<Result<(), Arc<str>>>,
-}
-
-fn failure(rx: &watch::Receiver<Progress>) -> Option<String> {
-    match &rx.borrow().done {
-        Some(Err(e)) => Some(e.to_string()),
-        _ => None,
-    }
-}
-
-/// The content's bytes in order, each block sent once it is in the store (verified).
-fn in_order(
-    sh: &Arc<Shared>,
-    id: engine::ContentId,
-    len: u64,
-    mut rx: watch::Receiver<Progress>,
-) -> Body {
+/// The content's bytes in order, each run of blocks sent once it is in the store (verified);
+/// the body breaks off if the fetch fails or the content is not `len` bytes long.
+fn in_order(sh: &Arc<Shared>, mut reader: InOrder, len: u64) -> Body {
     let (tx, body) = channel(4);
-    let store = Arc::clone(sh.node.store());
     let metrics = Arc::clone(&sh.metrics);
-    let lease = sh.node.lease(id);
     sh.tasks.spawn(async move {
-        let _lease = lease;
-        let fail = |m: String| Err(std::io::Error::other(m));
-        // The content information arrives with the fetch's first step.
-        let info = loop {
-            if let Ok(Some(info)) = store.content_info(&id) {
-                break info;
-            }
-            if let Some(e) = failure(&rx) {
-                let _ = tx.send(fail(e)).await;
-                return;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
-        };
-        if info.layout().content_len() != len {
-            let _ = tx
-                .send(fail("the content is not the claimed length".into()))
-                .await;
-            return;
-        }
-        let layout = *info.layout();
-        for g in 0..layout.block_count() {
-            let Ok(block) = layout.block_at(g) else {
-                return;
-            };
-            loop {
-                let present = store
-                    .present(&id, block.segment())
-                    .map(|s| s.contains(block.index_in_segment()))
-                    .unwrap_or(false);
-                if present {
-                    break;
+        while let Some(read) = reader.next().await {
+            let read = read.map_err(std::io::Error::other).and_then(|b| {
+                match reader.info().map(|i| i.layout().content_len()) {
+                    Some(l) if l != len => Err(std::io::Error::other(
+                        "the content is not the claimed length",
+                    )),
+                    _ => Ok(b),
                 }
-                if let Some(e) = failure(&rx) {
-                    let _ = tx.send(fail(e)).await;
-                    return;
-                }
-                // Woken by progress; the timeout covers blocks stored before we looked.
-                let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
-            }
-            let st = Arc::clone(&store);
-            let read = tokio::task::spawn_blocking(move || st.get_block(&id, block))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r.map_err(std::io::Error::other))
-                .and_then(|b| b.ok_or_else(|| std::io::Error::other("a block went missing")));
+            });
             let ok = read.is_ok();
             if let Ok(b) = &read {
                 metrics.sent(Provenance {
@@ -263,7 +198,7 @@ fn in_order(
                     ..Default::default()
                 });
             }
-            if tx.send(read.map(Bytes::from)).await.is_err() || !ok {
+            if tx.send(read).await.is_err() || !ok {
                 return;
             }
         }

@@ -1,5 +1,5 @@
-//! Spooling a download: a storable answer's body is written to a spool file as it arrives,
-//! each block hashed on the way ([`BlockHasher`]), while every client of the download (the
+//! Spooling a download: a storable answer's body is written to a spool file as it arrives and
+//! hashed on the way (the engine's [`Download`], as a node's whole downloads are), while every client of the download (the
 //! leader and those that joined, [`crate::downloads`]) reads the spool as it grows ([`tail`]),
 //! so one origin transfer feeds all of them and the first byte never waits for the whole. At
 //! the end the body is kept ([`crate::keep`]) and the spool removed. A transfer that fails or
@@ -14,9 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use engine::content::BlockHasher;
+use engine::download::{Download, FinishError, PutError, Written};
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::body::{Body, channel};
@@ -160,7 +159,7 @@ pub(crate) fn start(
     sh.tasks.spawn(async move {
         let _busy = busy;
         let tail = offer.as_ref().map(|o| Arc::clone(&o.tail));
-        let r = download(&sh2, &url, &f, &head, feed, file, tail.as_deref()).await;
+        let r = download(&sh2, &url, &f, &head, feed, file, tail).await;
         // A complete body stays offered for a while, even if keeping it here failed.
         if let Some(o) = offer.filter(|o| o.tail.is_complete()) {
             o.offer.linger(&sh2.node, OFFER_LINGER);
@@ -182,16 +181,17 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Takes the body from `feed` into the spool `file` (announcing every flushed byte to the
-/// download's clients and the offer), hashing it; then keeps it.
+/// Takes the body from `feed` into the spool `file` through the engine's [`Download`] (written
+/// and hashed on a blocking thread, each byte announced to the download's clients and to the
+/// offer as it is written); then keeps it.
 async fn download(
     sh: &Arc<Shared>,
     url: &str,
-    f: &InFlight,
+    f: &Arc<InFlight>,
     head: &Head,
     mut feed: Feed,
     file: std::fs::File,
-    offered: Option<&engine::peer::TailSource>,
+    offered: Option<Arc<engine::peer::TailSource>>,
 ) -> Result<(), DownloadError> {
     let expected = head
         .headers
@@ -203,56 +203,51 @@ async fn download(
         source,
     };
     let limit = expected.map_or(sh.cfg.max_object, |e| e.min(sh.cfg.max_object));
-    let mut hasher = BlockHasher::new();
-    let mut out = tokio::fs::File::from_std(file.try_clone().map_err(spool_err)?);
+    let file = Arc::new(file);
+    let (f2, t2) = (Arc::clone(f), offered.clone());
+    let written: Written = Box::new(move |n| {
+        f2.written(n);
+        if let Some(t) = &t2 {
+            t.advance(n);
+        }
+    });
+    let secret = sh.node.secret().clone();
+    let mut body = Download::new(Arc::clone(&file), secret, limit, written);
     loop {
         let next = tokio::select! {
             _ = sh.stop.cancelled() => return Err(DownloadError::Stopping),
             next = feed.next(&sh.stop) => next,
         };
         let Some(data) = next else { break };
-        let data = data?;
-        if hasher.total() + data.len() as u64 > limit || hasher.update(&data).is_err() {
-            return Err(DownloadError::TooLong { limit });
-        }
-        // tokio's file writes complete in the background: flush, so that readers of the
-        // spool find every byte `written` promises.
-        out.write_all(&data).await.map_err(spool_err)?;
-        out.flush().await.map_err(spool_err)?;
-        let n = hasher.total();
-        f.written(n);
-        if let Some(t) = offered {
-            t.advance(n);
+        match body.put(data?).await {
+            Ok(()) => {}
+            Err(PutError::TooLong { limit }) => return Err(DownloadError::TooLong { limit }),
+            // The writer stopped: finishing says why.
+            Err(_) => break,
         }
     }
-    out.flush().await.map_err(spool_err)?;
+    let got = body.len();
+    let info = match body.finish().await {
+        Ok(info) => info,
+        Err(FinishError::Hash(engine::content::HashError::Io(e))) => return Err(spool_err(e)),
+        Err(e) => return Err(spool_err(std::io::Error::other(e))),
+    };
     if let Some(e) = expected
-        && e != hasher.total()
+        && e != got
     {
-        return Err(DownloadError::Short {
-            got: hasher.total(),
-            expected: e,
-        });
+        return Err(DownloadError::Short { got, expected: e });
     }
     if let Some(t) = offered {
         t.finish();
     }
-    let sh2 = Arc::clone(sh);
-    let url = url.to_string();
-    let policy = head.policy.clone();
-    let headers = head.headers.clone();
-    let selection = head.selection.clone();
-    tokio::task::spawn_blocking(move || {
-        let kept = Kept {
-            url: &url,
-            policy,
-            headers: &headers,
-            selection,
-        };
-        crate::keep::keep(&sh2.node, sh2.index.as_ref(), hasher, &file, kept)
-    })
-    .await
-    .map_err(|e| spool_err(std::io::Error::other(e)))??;
+    let kept = Kept {
+        url: url.to_string(),
+        policy: head.policy.clone(),
+        headers: head.headers.clone(),
+        selection: head.selection.clone(),
+    };
+    let index = Arc::clone(&sh.index);
+    crate::keep::keep(&sh.node, index, info, file, kept).await?;
     Ok(())
 }
 

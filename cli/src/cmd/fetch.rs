@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use engine::fetch::{Events, FetchEvent, FetchOptions, PartFile};
+use engine::fetch::{Events, FetchEvent, FetchOptions};
 use engine::node::control::ControlClient;
 use engine::node::control::api::{FetchDone, FetchLine, FetchRequest};
 use engine::{Node, OriginClient};
@@ -210,9 +210,7 @@ async fn fetch_with(
     let events: Events = Arc::new(move |e: FetchEvent| {
         sink.lock().expect("events lock").push(FetchLine::from(&e));
     });
-    let part = output.map(PartFile::create).transpose()?;
     let opts = FetchOptions {
-        sink: part.as_ref().map(PartFile::sink),
         origin: origin
             .as_deref()
             .map(|u| OriginClient::new(u, Duration::from_secs(30)))
@@ -220,7 +218,7 @@ async fn fetch_with(
         ..FetchOptions::default()
     };
     let cancel = CancellationToken::new();
-    let fetch = node.fetch(id, opts, events, cancel.clone());
+    let fetch = node.fetch_into(id, output, opts, events, cancel.clone());
     tokio::pin!(fetch);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let result = loop {
@@ -237,9 +235,6 @@ async fn fetch_with(
         progress.line(&l);
     }
     let (info, report) = result?;
-    if let Some(part) = part {
-        node.commit_output(part, &info).await?;
-    }
     let mut done = FetchDone::new(&id, info.layout().content_len(), &report);
     done.peak_rss_bytes = peak_rss();
     Ok(done)

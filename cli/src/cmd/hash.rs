@@ -1,13 +1,13 @@
 //! `pdist hash`: content information for a file, as a ticket or in one of three formats.
 
-use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use engine::content::{HashOptions, hash_file, hash_reader};
+use engine::fetch::PartFile;
 use engine::formats::Format;
 use engine::pccrc::{v1::ContentInfoV1, v2};
 
@@ -178,26 +178,15 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a new temporary file beside it (random name, created
-/// exclusively), synced, renamed over `path`, and the directory synced: a reader sees the old
-/// file or the whole new one, also after a crash.
+/// Writes `bytes` to `path` atomically (engine's [`PartFile`]): a reader sees the old file or
+/// the whole new one, also after a crash.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let result = (|| -> io::Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".pdist-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        // The rename is durable once the directory is.
-        fs::File::open(&dir)?.sync_all()
-    })();
-    result.with_context(|| format!("writing {}", path.display()))
+    let part = PartFile::create(path)?;
+    (&*part.sink())
+        .write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    part.commit()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -94,39 +94,28 @@ impl io::Read for ContentReader<'_> {
     }
 }
 
-/// Writes the whole content to `path` through a temporary file beside it (random name, created
-/// exclusively), synced and renamed over `path`: a reader sees no file or the whole one.
+/// Writes the whole content to `path` atomically ([`PartFile`]): a reader sees no file or the
+/// whole one.
 pub fn write_content_atomically(
     store: &dyn SegmentStore,
     info: &ContentInfo,
     path: &Path,
 ) -> Result<(), StoreError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".pdist-")
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(|e| StoreError::io_at("creating a temporary file for", path, e))?;
-    let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
+    let part = PartFile::create(path)?;
+    let sink = part.sink();
+    let mut w = io::BufWriter::with_capacity(1 << 20, &*sink);
     write_content(store, info, &mut w)?;
-    let tmp = w
-        .into_inner()
-        .map_err(|e| StoreError::io_at("writing", path, e.into_error()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| StoreError::io_at("syncing", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| StoreError::io_at("renaming into", path, e.error))?;
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io_at("syncing the folder of", path, e))
+    w.flush()
+        .map_err(|e| StoreError::io_at("writing", path, e))?;
+    drop(w);
+    part.commit()
 }
 
-/// An output file being filled while a fetch runs: a temporary file beside the destination that
-/// verified runs of blocks are written into at their offsets, renamed into place when complete.
+/// pdist's one way of writing a file atomically: a temporary file beside the destination
+/// (random name, created exclusively, readable like a file the user made), filled (a fetch
+/// writes verified runs of blocks into it at their offsets), then synced, renamed over the
+/// destination and the folder synced, so a reader sees the old file or the whole new one, also
+/// after a crash. Dropped without [`PartFile::commit`], it is removed.
 #[derive(Debug)]
 pub struct PartFile {
     tmp: tempfile::NamedTempFile,

@@ -7,33 +7,26 @@
 //! still wanting the content elect another, which goes on from the origin where it stands, by
 //! range.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use tokio::sync::mpsc;
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ballot, Node, TailError};
 use crate::content::layout::MAX_CONTENT_LEN;
-use crate::content::{ContentId, ContentInfo, HashOptions, hash_reader};
+use crate::content::{ContentId, ContentInfo};
+use crate::download::{Download, FinishError, PutError, Written};
 use crate::fetch::{Events, FetchError, FetchEvent, FetchOptions, FetchReport, PeerRef, Source};
 use crate::origin::{Mismatch, OriginError};
 use crate::peer::TailSource;
-use crate::store::{Origin, StoreError};
+use crate::store::StoreError;
 use crate::wire::{ContentKeys, LookupKey};
 
 /// How long a complete download stays offered to peers: those a little behind finish from it
 /// while the content enters the store or the output file is put in place.
 const TAIL_LINGER: Duration = Duration::from_secs(60);
-/// Chunks between the network and the thread that writes and hashes them.
-const SPOOL_DEPTH: usize = 64;
-/// Largest chunk queued for that thread: a peer's 4 MiB answers are queued in slices of this,
-/// so the queue holds a few of them at most, not 64.
-const SPOOL_CHUNK: usize = 256 << 10;
 /// How long a node whose followed download stopped waits before electing again.
 const REELECT_PAUSE: Duration = Duration::from_millis(250);
 
@@ -63,64 +56,34 @@ enum Ended {
     Gone(String),
 }
 
-/// The receiving end of a whole download: bytes go, in order, to a thread that writes them
-/// into the file and hashes them.
+/// The receiving end of a whole download ([`Download`]), with what came from where.
 struct Intake<'a> {
-    tx: mpsc::Sender<Bytes>,
-    sent: u64,
+    download: Download,
     report: FetchReport,
     events: &'a Events,
 }
 
 impl Intake<'_> {
-    /// Queues `data` (the next bytes); false if the writing thread has stopped (its result
-    /// says why). Content longer than pdist describes is refused before it fills the disk.
+    /// Takes `data` (the next bytes); false if the writing thread has stopped (finishing says
+    /// why). Content longer than pdist describes is refused before it fills the disk.
     async fn put(&mut self, data: Bytes, source: Source) -> Result<bool, FetchError> {
         let n = data.len() as u64;
-        if self.sent + n > MAX_CONTENT_LEN {
-            let too_long = Mismatch::TooLong {
-                max: MAX_CONTENT_LEN,
-            };
-            return Err(OriginError::from(too_long).into());
-        }
-        for at in (0..data.len()).step_by(SPOOL_CHUNK) {
-            let piece = data.slice(at..data.len().min(at + SPOOL_CHUNK));
-            if self.tx.send(piece).await.is_err() {
-                return Ok(false);
+        match self.download.put(data).await {
+            Ok(()) => {}
+            Err(PutError::TooLong { limit }) => {
+                let too_long = Mismatch::TooLong { max: limit };
+                return Err(OriginError::from(too_long).into());
             }
+            Err(_) => return Ok(false),
         }
-        self.sent += n;
         *self.report.by_source.entry(source).or_default() += n;
         (self.events)(FetchEvent::Progress { source, bytes: n });
         Ok(true)
     }
-}
 
-/// What the hashing thread reads: chunks from the network, each written into the file at its
-/// offset (and offered to peers) before it is hashed.
-struct Spool {
-    rx: mpsc::Receiver<Bytes>,
-    cur: Bytes,
-    file: Arc<File>,
-    at: u64,
-    tail: Arc<TailSource>,
-}
-
-impl Read for Spool {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            let Some(next) = self.rx.blocking_recv() else {
-                return Ok(0);
-            };
-            self.file.write_all_at(&next, self.at)?;
-            self.at += next.len() as u64;
-            self.tail.advance(self.at);
-            self.cur = next;
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
+    /// Bytes taken so far.
+    fn sent(&self) -> u64 {
+        self.download.len()
     }
 }
 
@@ -181,21 +144,11 @@ impl Node {
             peers: 0,
         });
         let tail = TailSource::new(Arc::clone(&file), 0);
-        let (tx, rx) = mpsc::channel(SPOOL_DEPTH);
-        let spool = Spool {
-            rx,
-            cur: Bytes::new(),
-            file,
-            at: 0,
-            tail: Arc::clone(&tail),
-        };
+        let offered = Arc::clone(&tail);
         let secret = self.inner.cfg.secret.clone();
-        let hashing = tokio::task::spawn_blocking(move || {
-            hash_reader(spool, &secret, &HashOptions::default(), &mut |_| {})
-        });
+        let written: Written = Box::new(move |n| offered.advance(n));
         let mut intake = Intake {
-            tx,
-            sent: 0,
+            download: Download::new(file, secret, MAX_CONTENT_LEN, written),
             report: FetchReport::default(),
             events,
         };
@@ -239,23 +192,21 @@ impl Node {
                 }
             }
         }
-        drop(intake.tx);
-        let hashed = hashing
-            .await
-            .map_err(|e| StoreError::io("hashing", io::Error::other(e)))?;
-        let info = match hashed {
+        let sent = intake.sent();
+        let info = match intake.download.finish().await {
             Ok(info) => info,
-            Err(crate::content::HashError::Io(e)) => {
+            Err(FinishError::Hash(crate::content::HashError::Io(e))) => {
                 return Err(StoreError::io("writing the download", e).into());
             }
-            Err(e) => return Err(OriginError::from(Mismatch::from(e)).into()),
+            Err(FinishError::Hash(e)) => return Err(OriginError::from(Mismatch::from(e)).into()),
+            Err(e) => return Err(StoreError::io("hashing", io::Error::other(e)).into()),
         };
         if info.id() != id {
             let from_origin = intake.report.by_source.get(&Source::Origin).copied();
             let other = Mismatch::OtherContent {
                 got: info.id(),
                 from_origin: from_origin.unwrap_or(0),
-                total: intake.sent,
+                total: sent,
             };
             return Err(OriginError::from(other).into());
         }
@@ -279,17 +230,11 @@ impl Node {
         opts: &FetchOptions,
     ) -> Result<(), FetchError> {
         if opts.sink.is_none() || self.inner.cfg.cache {
-            let store = Arc::clone(&self.inner.store);
-            let info = Arc::clone(info);
-            let file = tail.file();
-            tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-                store.put_content(&info, &info.id().ticket().to_string(), Origin::Fetched)?;
-                crate::store::copy_file_blocks(store.as_ref(), &info, &file)
-            })
-            .await
-            .map_err(|e| StoreError::io("storing", io::Error::other(e)))??;
+            let name = info.id().ticket().to_string();
+            self.keep_file(info, &name, tail.file()).await?;
+        } else {
+            self.announce(&info.id());
         }
-        self.announce(&info.id());
         Ok(())
     }
 
@@ -301,7 +246,7 @@ impl Node {
         cancel: &CancellationToken,
     ) -> Result<Ended, FetchError> {
         let mut stream = tokio::select! {
-            r = origin.stream(intake.sent) => r?,
+            r = origin.stream(intake.sent()) => r?,
             _ = cancel.cancelled() => return Err(FetchError::Cancelled),
         };
         loop {
@@ -318,9 +263,9 @@ impl Node {
                 None => break,
             }
         }
-        if let Some(len) = stream.total_len().filter(|len| *len != intake.sent) {
+        if let Some(len) = stream.total_len().filter(|len| *len != intake.sent()) {
             let short = Mismatch::Length {
-                got: intake.sent,
+                got: intake.sent(),
                 want: len,
             };
             return Err(OriginError::from(short).into());
@@ -339,7 +284,7 @@ impl Node {
         cancel: &CancellationToken,
     ) -> Result<Ended, FetchError> {
         let addr = peer.addr;
-        let mut reader = self.follow_tail(key, peer, intake.sent, opts.chunk_timeout);
+        let mut reader = self.follow_tail(key, peer, intake.sent(), opts.chunk_timeout);
         loop {
             match reader.next(cancel).await {
                 Ok(Some(data)) => {

@@ -217,15 +217,10 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
             ev_cancel.cancel();
         }
     });
-    let part = match &r.output {
-        Some(p) => Some(crate::fetch::PartFile::create(p).map_err(|e| Failure::of_store(&e))?),
-        None => None,
-    };
     let n = node.clone();
     node.spawn(async move {
         let opts = FetchOptions {
             origin,
-            sink: part.as_ref().map(crate::fetch::PartFile::sink),
             ..FetchOptions::default()
         };
         let watch = {
@@ -236,22 +231,14 @@ async fn fetch(node: Node, req: Request<Incoming>) -> Answer {
                 cancel.cancel();
             }
         };
+        let output = r.output.as_deref();
         let result = tokio::select! {
-            r = n.fetch(id, opts, events, cancel.clone()) => r,
+            r = n.fetch_into(id, output, opts, events, cancel.clone()) => r,
             _ = watch => Err(FetchError::Cancelled),
         };
         let last = match result {
             Ok((info, report)) => {
-                let written = match part {
-                    Some(part) => n.commit_output(part, &info).await,
-                    None => Ok(()),
-                };
-                match written {
-                    Ok(()) => {
-                        FetchLine::Done(FetchDone::new(&id, info.layout().content_len(), &report))
-                    }
-                    Err(e) => FetchLine::Error(Failure::of_store(&e)),
-                }
+                FetchLine::Done(FetchDone::new(&id, info.layout().content_len(), &report))
             }
             Err(e) => FetchLine::Error(Failure::of_fetch(&e)),
         };
