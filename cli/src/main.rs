@@ -61,8 +61,11 @@ fn failure(err: &anyhow::Error) -> Option<Failure> {
         if let Some(f) = c.downcast_ref::<Failure>() {
             return Some(f.clone());
         }
-        if let Some(ControlError::Refused(f)) = c.downcast_ref::<ControlError>() {
-            return Some(f.clone());
+        match c.downcast_ref::<ControlError>() {
+            Some(ControlError::Refused(f)) => return Some(f.clone()),
+            // The socket, HTTP over it, or the node's answer failed: I/O.
+            Some(e) => return Some(Failure::new(ErrorKind::Io, e)),
+            None => {}
         }
         if let Some(e) = c.downcast_ref::<engine::FetchError>() {
             return Some(Failure::of_fetch(e));

@@ -7,6 +7,7 @@
 //! * [`info`]: [`ContentInfo`], [`SegmentProof`] and the checks that move trust from a content ID
 //!   to descriptors, block hashes and blocks.
 //! * [`hasher`]: builds [`ContentInfo`] from a `Read`, streaming, on all cores.
+//! * [`incremental`]: [`BlockHasher`], the same hashes for bytes that arrive a piece at a time.
 //! * [`native`]: pdist's own binary format for content information and segment proofs.
 //!
 //! The MS-PCCRC formats are in [`crate::pccrc`]; they reuse this model where BranchCache's
@@ -15,6 +16,7 @@
 pub mod hash;
 pub mod hasher;
 pub mod id;
+pub mod incremental;
 pub mod info;
 pub mod layout;
 pub mod merkle;
@@ -27,6 +29,7 @@ pub use hash::{
 };
 pub use hasher::{HashError, HashOptions, Progress, hash_file, hash_reader};
 pub use id::{ContentId, Ticket, TicketError};
+pub use incremental::BlockHasher;
 pub use info::{ContentInfo, SegmentDescriptor, SegmentProof, VerifiedSegments};
 pub use layout::{BlockIdx, Layout, LayoutError, SegmentIdx};
 

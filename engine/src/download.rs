@@ -1,31 +1,27 @@
 //! Content streamed in before anyone can check it: a whole download of content known by its
 //! ticket only (a node's, [`crate::node`]), or of a URL's body (the gateway's spool). Its bytes
 //! arrive in order, from an origin or from a peer's download followed as it grows; a
-//! [`Download`] writes each piece into a file at its offset and hashes it as it arrives, on a
-//! blocking thread (the hashing on every core), and reports every byte written
-//! ([`Download::new`]'s `written`, so the file can be offered to peers and read by local
-//! readers as it grows, woken by the writes, never by a timer). At the end it gives the content
-//! information of what arrived; the caller checks it against what it expected (the ticket) and
-//! keeps the file ([`crate::node::Node::keep_file`]) or not.
+//! [`Download`] writes each piece into a file at its offset and hashes it
+//! ([`crate::content::BlockHasher`]) on a blocking task, one piece at a time while the next one
+//! arrives, and reports every byte written ([`Download::new`]'s `written`, so the file can be
+//! offered to peers and read by local readers as it grows, woken by the writes, never by a
+//! timer). A download waiting for its next bytes holds no thread, so thousands of slow ones
+//! cost no more than their state. At the end it gives the content information of what
+//! arrived; the caller checks it against what it expected (the ticket) and keeps the file
+//! ([`crate::node::Node::keep_file`]) or not.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
 
-use crate::content::{ContentInfo, HashError, HashOptions, ServerSecret, hash_reader};
-
-/// Pieces queued between the network and the writing thread.
-const DEPTH: usize = 64;
-/// Largest piece queued: longer ones are queued in slices of this, so the queue holds a few
-/// MiB at most, whatever the pieces' sizes.
-const SLICE: usize = 256 << 10;
+use crate::content::{BlockHasher, ContentInfo, HashError, ServerSecret};
 
 /// Called with the bytes written into the file so far, after each write.
-pub type Written = Box<dyn Fn(u64) + Send + 'static>;
+pub type Written = Arc<dyn Fn(u64) + Send + Sync + 'static>;
 
 /// Why a piece was not taken.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,7 +33,7 @@ pub enum PutError {
         /// The most bytes allowed.
         limit: u64,
     },
-    /// The writing thread stopped (a write failed; [`Download::finish`] says why).
+    /// An earlier write failed ([`Download::finish`] says why).
     #[error("the download's file could not be written")]
     Stopped,
 }
@@ -46,42 +42,53 @@ pub enum PutError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FinishError {
-    /// Writing the file failed, or what arrived cannot be described (too long).
+    /// Writing the file failed.
+    #[error("writing the download: {0}")]
+    Io(#[from] io::Error),
+    /// What arrived cannot be described (longer than the largest content).
     #[error(transparent)]
     Hash(#[from] HashError),
-    /// The writing thread failed.
+    /// A write did not finish.
     #[error("the download's writer failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
+/// One piece being written and hashed, with the hasher it hands back.
+type Writing = JoinHandle<Result<BlockHasher, (io::Error, BlockHasher)>>;
+
 /// A download in progress into a file.
-#[derive(Debug)]
 pub struct Download {
-    tx: mpsc::Sender<Bytes>,
-    hashing: tokio::task::JoinHandle<Result<ContentInfo, HashError>>,
+    file: Arc<File>,
+    secret: ServerSecret,
+    hasher: Option<BlockHasher>,
+    writing: Option<Writing>,
+    failed: Option<FinishError>,
+    written: Written,
     queued: u64,
     limit: u64,
 }
 
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("queued", &self.queued)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Download {
     /// A download into `file` from its start, hashed under `secret`, of at most `limit` bytes;
-    /// `written` hears of every byte written. Needs a tokio runtime (the writer is a blocking
-    /// task).
+    /// `written` hears of every byte written. Needs a tokio runtime (writes are blocking
+    /// tasks).
     pub fn new(file: Arc<File>, secret: ServerSecret, limit: u64, written: Written) -> Download {
-        let (tx, rx) = mpsc::channel(DEPTH);
-        let writer = Writer {
-            rx,
-            cur: Bytes::new(),
-            file,
-            at: 0,
-            written,
-        };
-        let hashing = tokio::task::spawn_blocking(move || {
-            hash_reader(writer, &secret, &HashOptions::default(), &mut |_| {})
-        });
         Download {
-            tx,
-            hashing,
+            file,
+            secret,
+            hasher: Some(BlockHasher::new()),
+            writing: None,
+            failed: None,
+            written,
             queued: 0,
             limit,
         }
@@ -97,68 +104,76 @@ impl Download {
         self.queued == 0
     }
 
-    /// Queues the next bytes (waiting while the writer is behind).
+    /// Waits for the piece being written; false if writing failed.
+    async fn settle(&mut self) -> bool {
+        if let Some(w) = self.writing.take() {
+            match w.await {
+                Ok(Ok(h)) => self.hasher = Some(h),
+                Ok(Err((e, h))) => {
+                    self.hasher = Some(h);
+                    self.failed = Some(e.into());
+                }
+                Err(e) => self.failed = Some(e.into()),
+            }
+        }
+        self.failed.is_none()
+    }
+
+    /// Takes the next bytes: they are written and hashed while the caller waits for the ones
+    /// after (one piece at a time).
     pub async fn put(&mut self, data: Bytes) -> Result<(), PutError> {
         let n = data.len() as u64;
         if self.queued + n > self.limit {
             return Err(PutError::TooLong { limit: self.limit });
         }
-        for at in (0..data.len()).step_by(SLICE) {
-            let piece = data.slice(at..data.len().min(at + SLICE));
-            self.tx.send(piece).await.map_err(|_| PutError::Stopped)?;
+        if !self.settle().await {
+            return Err(PutError::Stopped);
         }
+        let mut hasher = self.hasher.take().expect("settled");
+        let (file, written, at) = (
+            Arc::clone(&self.file),
+            Arc::clone(&self.written),
+            self.queued,
+        );
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = file.write_all_at(&data, at) {
+                return Err((e, hasher));
+            }
+            written(at + data.len() as u64);
+            match hasher.update(&data) {
+                Ok(()) => Ok(hasher),
+                Err(e) => Err((io::Error::other(e), hasher)),
+            }
+        }));
         self.queued += n;
         Ok(())
     }
 
     /// Waits until every byte is written and hashed: the content information of all of it.
-    pub async fn finish(self) -> Result<ContentInfo, FinishError> {
-        drop(self.tx);
-        Ok(self.hashing.await??)
-    }
-}
-
-/// What the hasher reads: pieces from the network, each written into the file at its offset
-/// (and announced) before it is hashed.
-struct Writer {
-    rx: mpsc::Receiver<Bytes>,
-    cur: Bytes,
-    file: Arc<File>,
-    at: u64,
-    written: Written,
-}
-
-impl Read for Writer {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            let Some(next) = self.rx.blocking_recv() else {
-                return Ok(0);
-            };
-            self.file.write_all_at(&next, self.at)?;
-            self.at += next.len() as u64;
-            (self.written)(self.at);
-            self.cur = next;
+    pub async fn finish(mut self) -> Result<ContentInfo, FinishError> {
+        if !self.settle().await {
+            return Err(self.failed.take().expect("failed"));
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
+        let hasher = self.hasher.take().expect("settled");
+        let secret = self.secret.clone();
+        Ok(tokio::task::spawn_blocking(move || hasher.finish(&secret)).await??)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::{HashOptions, hash_reader};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     #[tokio::test]
     async fn writes_hashes_and_reports_every_byte() {
-        let data = fixtures_content(300_000);
+        let data = content(300_000);
         let file = Arc::new(tempfile::tempfile().unwrap());
         let seen = Arc::new(AtomicU64::new(0));
         let s2 = Arc::clone(&seen);
         let secret = ServerSecret::open_group();
-        let written: Written = Box::new(move |n| s2.store(n, Ordering::Relaxed));
+        let written: Written = Arc::new(move |n| s2.store(n, Ordering::Relaxed));
         let mut d = Download::new(Arc::clone(&file), secret.clone(), 1 << 20, written);
         for piece in data.chunks(70_001) {
             d.put(Bytes::copy_from_slice(piece)).await.unwrap();
@@ -174,17 +189,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refuses_more_than_its_limit() {
+    async fn refuses_more_than_its_limit_and_reports_a_failed_write() {
         let file = Arc::new(tempfile::tempfile().unwrap());
-        let mut d = Download::new(file, ServerSecret::open_group(), 10, Box::new(|_| {}));
+        let mut d = Download::new(file, ServerSecret::open_group(), 10, Arc::new(|_| {}));
         d.put(Bytes::from_static(b"0123456789")).await.unwrap();
         assert_eq!(
             d.put(Bytes::from_static(b"x")).await,
             Err(PutError::TooLong { limit: 10 })
         );
+        // A file opened read-only: the first write fails, the next piece is refused, and
+        // finishing says why.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").unwrap();
+        let ro = Arc::new(File::open(&path).unwrap());
+        let mut d = Download::new(ro, ServerSecret::open_group(), 100, Arc::new(|_| {}));
+        d.put(Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(
+            d.put(Bytes::from_static(b"def")).await,
+            Err(PutError::Stopped)
+        );
+        assert!(matches!(d.finish().await, Err(FinishError::Io(_))));
     }
 
-    fn fixtures_content(len: usize) -> Vec<u8> {
+    fn content(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
 }

@@ -53,7 +53,7 @@ pub enum GatewayError {
         host: Option<http::uri::Authority>,
     },
     /// The origin could not be reached, or broke the connection.
-    #[error("origin {uri} unreachable: {}", chain(.source.as_ref()))]
+    #[error("origin {} unreachable: {}", host(.uri), chain(.source.as_ref()))]
     Unreachable {
         /// What was asked of it.
         uri: Uri,
@@ -61,7 +61,7 @@ pub enum GatewayError {
         source: BoxError,
     },
     /// The origin did not answer in time.
-    #[error("origin {uri} did not answer in time")]
+    #[error("origin {} did not answer in time", host(.uri))]
     Timeout {
         /// What was asked of it.
         uri: Uri,
@@ -107,6 +107,12 @@ impl GatewayError {
     pub(crate) fn task(e: tokio::task::JoinError) -> GatewayError {
         GatewayError::Task(e)
     }
+}
+
+/// Who a URI names (its authority): messages name the origin, not the whole URL, whose query
+/// may hold a signature or a token.
+fn host(uri: &Uri) -> &str {
+    uri.authority().map_or("?", |a| a.as_str())
 }
 
 /// An error and its causes, on one line.

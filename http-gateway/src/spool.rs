@@ -181,9 +181,9 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Takes the body from `feed` into the spool `file` through the engine's [`Download`] (written
-/// and hashed on a blocking thread, each byte announced to the download's clients and to the
-/// offer as it is written); then keeps it.
+/// Takes the body from `feed` into the spool `file` through the engine's [`Download`] (each
+/// piece written and hashed on a blocking task while the next arrives, each byte announced to
+/// the download's clients and to the offer as it is written); then keeps it.
 async fn download(
     sh: &Arc<Shared>,
     url: &str,
@@ -205,7 +205,7 @@ async fn download(
     let limit = expected.map_or(sh.cfg.max_object, |e| e.min(sh.cfg.max_object));
     let file = Arc::new(file);
     let (f2, t2) = (Arc::clone(f), offered.clone());
-    let written: Written = Box::new(move |n| {
+    let written: Written = Arc::new(move |n| {
         f2.written(n);
         if let Some(t) = &t2 {
             t.advance(n);
@@ -229,7 +229,7 @@ async fn download(
     let got = body.len();
     let info = match body.finish().await {
         Ok(info) => info,
-        Err(FinishError::Hash(engine::content::HashError::Io(e))) => return Err(spool_err(e)),
+        Err(FinishError::Io(e)) => return Err(spool_err(e)),
         Err(e) => return Err(spool_err(std::io::Error::other(e))),
     };
     if let Some(e) = expected

@@ -284,6 +284,7 @@ async fn a_second_gateway_takes_the_body_from_the_first_and_the_origin_sends_it_
         b.h("cache-status")
     );
     let after = sent(&o, path);
+    assert_eq!(after.0, before.0, "the origin sent B no body");
     assert_eq!(after.1, before.1, "the origin sent no body bytes for B");
     assert_eq!(
         after.2,

@@ -179,9 +179,10 @@ pub fn run(global: &GlobalArgs, args: HashArgs) -> anyhow::Result<()> {
 }
 
 /// Writes `bytes` to `path` atomically (engine's [`PartFile`]): a reader sees the old file or
-/// the whole new one, also after a crash.
+/// the whole new one, also after a crash. Only the user may read it: content information holds
+/// its segments' secrets.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let part = PartFile::create(path)?;
+    let part = PartFile::create_with_mode(path, 0o600)?;
     (&*part.sink())
         .write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;

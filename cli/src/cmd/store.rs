@@ -5,7 +5,7 @@ use std::io::{self, IsTerminal, Write};
 
 use anyhow::Context;
 use engine::node::control::api::{PublishRequest, Published, RmRequest};
-use engine::store::{Verified, name_of, publish_file, verify};
+use engine::store::{Verified, name_of, publish_file, verify_content};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -37,19 +37,11 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
         paths.push(std::path::absolute(p).with_context(|| format!("publishing {}", p.display()))?);
     }
     let req = PublishRequest {
-        paths: paths.clone(),
+        paths,
         copy: args.copy,
     };
-    let rows = match with_node(global, async |c| Ok(c.publish(&req).await?))? {
-        Some(rows) => rows,
-        None => publish_here(global, &args, &paths)?,
-    };
     let mut out = io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
-        return Ok(());
-    }
-    for r in &rows {
+    let mut print = |r: &Published| -> io::Result<()> {
         let note = if r.new {
             ""
         } else {
@@ -61,22 +53,36 @@ pub fn publish(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<()> {
             r.ticket,
             r.name,
             human_bytes(r.size)
-        )?;
+        )
+    };
+    // Through the running node (which needs absolute paths), else into the store here.
+    let rows = match with_node(global, async |c| Ok(c.publish(&req).await?))? {
+        Some(rows) => {
+            if !args.json {
+                rows.iter().try_for_each(&mut print)?;
+            }
+            rows
+        }
+        None => publish_here(global, &args, &mut print)?,
+    };
+    if args.json {
+        writeln!(io::stdout().lock(), "{}", serde_json::to_string(&rows)?)?;
     }
     Ok(())
 }
 
-/// Publishes into the store directly (no node runs on it), with a progress bar for large files.
+/// Publishes into the store directly (no node runs on it), with a progress bar for large files;
+/// each row is printed (`print`, as text) as soon as its file is published.
 fn publish_here(
     global: &GlobalArgs,
     args: &PublishArgs,
-    paths: &[std::path::PathBuf],
+    print: &mut dyn FnMut(&Published) -> io::Result<()>,
 ) -> anyhow::Result<Vec<Published>> {
     let store = open_store(global)?;
     let secret = secret(global)?;
     let opts = hash_options(global);
     let mut rows = Vec::new();
-    for path in paths {
+    for path in &args.files {
         let name = name_of(path);
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
         let bar = progress_bar(size, &name);
@@ -89,7 +95,11 @@ fn publish_here(
             b.finish_and_clear();
         }
         let (info, new) = published?;
-        rows.push(Published::new(&info, path, new, args.copy));
+        let row = Published::new(&info, path, new, args.copy);
+        if !args.json {
+            print(&row)?;
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -183,14 +193,31 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<()> {
 pub fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<()> {
     let only = args.ticket.as_deref().map(ticket).transpose()?;
     let store = open_store(global)?;
-    let id = only.map(|t| t.content_id());
-    let checked = match verify(store.as_ref(), id.as_ref()) {
-        Err(engine::store::StoreError::UnknownContent { id }) => {
-            anyhow::bail!("{} is not in the store", id.ticket())
-        }
-        r => r?,
+    let records = match only {
+        Some(t) => vec![
+            store
+                .record(&t.content_id())?
+                .with_context(|| format!("{t} is not in the store"))?,
+        ],
+        None => store.list()?,
     };
-    print_verified(&checked, args.json)?;
+    let mut checked = Vec::new();
+    for r in &records {
+        let v = match verify_content(store.as_ref(), r) {
+            Err(engine::store::StoreError::UnknownContent { id }) => {
+                anyhow::bail!("{} has no content information", id.ticket())
+            }
+            v => v?,
+        };
+        // Text goes out as each content is checked; JSON at the end.
+        if !args.json {
+            print_verified(std::slice::from_ref(&v), false)?;
+        }
+        checked.push(v);
+    }
+    if args.json {
+        print_verified(&checked, true)?;
+    }
     let damaged: u64 = checked.iter().map(|v| v.lost).sum();
     if damaged > 0 {
         anyhow::bail!("{damaged} blocks no longer matched their hashes and are marked missing");

@@ -112,7 +112,7 @@ pub fn write_content_atomically(
 }
 
 /// pdist's one way of writing a file atomically: a temporary file beside the destination
-/// (random name, created exclusively, readable like a file the user made), filled (a fetch
+/// (random name, created exclusively, with the permissions asked for), filled (a fetch
 /// writes verified runs of blocks into it at their offsets), then synced, renamed over the
 /// destination and the folder synced, so a reader sees the old file or the whole new one, also
 /// after a crash. Dropped without [`PartFile::commit`], it is removed.
@@ -124,8 +124,15 @@ pub struct PartFile {
 }
 
 impl PartFile {
-    /// A new temporary file for `path` (random name, created exclusively, in the same folder).
+    /// A new temporary file for `path` (random name, created exclusively, in the same folder),
+    /// readable by everyone like a file the user made (0644).
     pub fn create(path: &Path) -> Result<PartFile, StoreError> {
+        PartFile::create_with_mode(path, 0o644)
+    }
+
+    /// [`PartFile::create`] with the permissions `mode` (0600 for what only the user may read,
+    /// such as content information, which holds its segments' secrets).
+    pub fn create_with_mode(path: &Path, mode: u32) -> Result<PartFile, StoreError> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -135,11 +142,10 @@ impl PartFile {
             .suffix(".part")
             .tempfile_in(&dir)
             .map_err(|e| StoreError::io_at("creating a temporary file for", path, e))?;
-        // Readable like a file the user made (tempfile creates 0600).
         {
             use std::os::unix::fs::PermissionsExt;
             tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(0o644))
+                .set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(|e| StoreError::io("setting the output's permissions", e))?;
         }
         let file = Arc::new(

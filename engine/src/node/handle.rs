@@ -55,13 +55,16 @@ pub enum ReadError {
 impl Node {
     /// Starts fetching `id` (as [`Node::fetch`] does) as a task of the node; the handle awaits
     /// it and reads the content in order as it arrives. `events` get every fetch event too.
+    /// The content goes into the store, which the reader reads: an output file
+    /// (`opts.sink`) is not written here ([`Node::fetch_into`] writes one).
     pub fn start_fetch(
         &self,
         id: ContentId,
-        opts: FetchOptions,
+        mut opts: FetchOptions,
         events: Events,
         cancel: CancellationToken,
     ) -> FetchHandle {
+        opts.sink = None;
         let (tx, rx) = watch::channel(State::default());
         let tx = Arc::new(tx);
         let progress: Events = {

@@ -146,7 +146,7 @@ impl Node {
         let tail = TailSource::new(Arc::clone(&file), 0);
         let offered = Arc::clone(&tail);
         let secret = self.inner.cfg.secret.clone();
-        let written: Written = Box::new(move |n| offered.advance(n));
+        let written: Written = Arc::new(move |n| offered.advance(n));
         let mut intake = Intake {
             download: Download::new(file, secret, MAX_CONTENT_LEN, written),
             report: FetchReport::default(),
@@ -195,7 +195,7 @@ impl Node {
         let sent = intake.sent();
         let info = match intake.download.finish().await {
             Ok(info) => info,
-            Err(FinishError::Hash(crate::content::HashError::Io(e))) => {
+            Err(FinishError::Io(e)) => {
                 return Err(StoreError::io("writing the download", e).into());
             }
             Err(FinishError::Hash(e)) => return Err(OriginError::from(Mismatch::from(e)).into()),

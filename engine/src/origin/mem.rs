@@ -244,6 +244,10 @@ impl MemOrigin {
         req: http::Request<HttpBody>,
     ) -> Result<http::Response<HttpBody>, BoxError> {
         let (head, mut incoming) = req.into_parts();
+        if head.uri.scheme().is_none() || head.uri.authority().is_none() {
+            // As hyper's client: a request goes to an absolute URI.
+            return Err(Box::new(std::io::Error::other("not an absolute URI")));
+        }
         let mut body = Vec::new();
         while let Some(frame) = incoming.frame().await {
             let frame = match frame {
@@ -282,21 +286,26 @@ impl MemOrigin {
             _ => {}
         }
         let (status, mut headers, data) = respond(&head, &resource);
+        let claimed = match resource.fault {
+            Fault::ClaimLength(n) => n,
+            _ => data.len() as u64,
+        };
         if status != StatusCode::NOT_MODIFIED {
-            let len = match resource.fault {
-                Fault::ClaimLength(n) => n,
-                _ => data.len() as u64,
-            };
-            headers.insert(CONTENT_LENGTH, len.into());
+            headers.insert(CONTENT_LENGTH, claimed.into());
         }
-        let send = if head.method == Method::HEAD {
+        let mut send = if head.method == Method::HEAD {
             Bytes::new()
         } else {
             data
         };
+        // As hyper's client reads a body: no more than its Content-Length, and an error when
+        // the connection ends before it.
+        let short = (send.len() as u64) < claimed && head.method != Method::HEAD;
+        send.truncate(send.len().min(claimed as usize));
         let (limit, end) = match resource.fault {
             Fault::StallAfter(n) => (send.len().min(n), End::Stall),
             Fault::BreakAfter(n) => (send.len().min(n), End::Break),
+            _ if short => (send.len(), End::Break),
             _ => (send.len(), End::Finish),
         };
         let read = self.record(&head, &path, status.as_u16());
@@ -396,6 +405,10 @@ fn if_range_holds(req: &HeaderMap, resp: &HeaderMap) -> bool {
     let Some(v) = req.get(IF_RANGE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    if v.starts_with("W/") {
+        // A weak entity tag never matches for If-Range.
+        return false;
+    }
     if v.starts_with('"') {
         return resp.get(ETAG).and_then(|e| e.to_str().ok()) == Some(v);
     }
@@ -444,7 +457,8 @@ enum End {
 }
 
 /// A body that sends `data[..limit]` in chunks (paced, if asked), then ends, stalls or
-/// breaks, counting what is read.
+/// breaks (a body shorter than its `Content-Length` breaks, as hyper reports it), counting
+/// what is read.
 struct TwinBody {
     data: Bytes,
     pos: usize,
@@ -567,12 +581,32 @@ mod tests {
             "/lie",
             Resource::new(data.clone(), &[]).with_fault(Fault::ClaimLength(300_000)),
         );
+        o.put(
+            "/fib",
+            Resource::new(data.clone(), &[]).with_fault(Fault::ClaimLength(100_000)),
+        );
         assert!(o.send(get("/refuse", &[])).await.is_err());
         let r = o.send(get("/break", &[])).await.unwrap();
         assert!(body(r).await.is_err());
         let r = o.send(get("/lie", &[])).await.unwrap();
         assert_eq!(r.headers()[CONTENT_LENGTH], "300000");
-        assert_eq!(body(r).await.unwrap().len(), 200_000);
+        assert!(
+            body(r).await.is_err(),
+            "a body shorter than its length breaks off"
+        );
+        let r = o.send(get("/fib", &[])).await.unwrap();
+        assert_eq!(
+            body(r).await.unwrap().len(),
+            100_000,
+            "read up to its length"
+        );
+        let relative = http::Request::get("/f")
+            .body(super::super::empty_body())
+            .unwrap();
+        assert!(
+            o.send(relative).await.is_err(),
+            "only absolute URIs, as hyper"
+        );
         let mut r = o.send(get("/stall", &[])).await.unwrap().into_body();
         let mut got = 0;
         loop {
