@@ -55,9 +55,15 @@ pub(crate) async fn keep(
     let info = Arc::new(info);
     let id = info.id();
     let len = info.layout().content_len();
+    // Not evicted before its record names it (a capped store).
+    let lease = node.lease(id);
     node.keep_file(&info, &display_name(&kept.url), file)
         .await?;
-    tokio::task::spawn_blocking(move || record_variant(index.as_ref(), &id, len, kept)).await?
+    tokio::task::spawn_blocking(move || {
+        let _lease = lease;
+        record_variant(index.as_ref(), &id, len, kept)
+    })
+    .await?
 }
 
 /// Adds a stored body to the URL's record (replacing the variant its request selects) and,
