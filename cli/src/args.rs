@@ -157,8 +157,10 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
 
-    /// Address of the built-in node's peer endpoint.
-    #[arg(long, default_value = "0.0.0.0:7461", value_name = "ADDR:PORT")]
+    /// Address of the built-in node's peer endpoint. Loopback by default: the gateway shares
+    /// nothing with the LAN until given one (e.g. 0.0.0.0:7461), and then finds its peers
+    /// with mDNS unless --no-mdns.
+    #[arg(long, default_value = "127.0.0.1:7461", value_name = "ADDR:PORT")]
     pub peer_listen: std::net::SocketAddr,
 
     #[command(flatten)]

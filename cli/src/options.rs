@@ -99,6 +99,16 @@ pub fn node(global: &GlobalArgs, listen: SocketAddr, p: &PeerArgs) -> anyhow::Re
     })
 }
 
+/// The gateway's node: as [`node`], but a peer endpoint on loopback (the default) is not
+/// advertised on mDNS, since no other host can reach it.
+pub fn gateway_node(global: &GlobalArgs, args: &GatewayArgs) -> anyhow::Result<NodeOptions> {
+    let mut opts = node(global, args.peer_listen, &args.peer)?;
+    if args.peer_listen.ip().is_loopback() {
+        opts.mdns = false;
+    }
+    Ok(opts)
+}
+
 /// `--origin` unless `--no-origin`, checked.
 pub fn origin(origin: &Option<String>, no_origin: bool) -> anyhow::Result<Option<String>> {
     let origin = if no_origin { None } else { origin.clone() };

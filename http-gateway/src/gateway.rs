@@ -52,7 +52,11 @@ impl Gateway {
         crate::spool::clean(&cfg.spool);
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
-        node.set_names(Arc::new(Claims(Arc::clone(&index))));
+        // URL claims are filed and answered only in a group with its own secret: in the open
+        // group anyone who guesses a URL could learn that it was fetched, and its ticket.
+        if cfg.trust_peers {
+            node.set_names(Arc::new(Claims(Arc::clone(&index))));
+        }
         let shared = Arc::new(Shared {
             upstream: Upstream::new(Arc::clone(&cfg.origin), cfg.origin_timeout),
             limit: RateLimit::new(cfg.rate_per_client),

@@ -41,6 +41,8 @@ pub(crate) struct Kept {
     pub headers: HeaderMap,
     /// The request headers that select it.
     pub selection: String,
+    /// File a claim for peers (only in a group whose peers are trusted).
+    pub claim: bool,
 }
 
 /// Puts a complete spooled body (`file`, which hashes to `info`) into the store, then records
@@ -67,7 +69,7 @@ pub(crate) async fn keep(
 }
 
 /// Adds a stored body to the URL's record (replacing the variant its request selects) and,
-/// when the response has a validator, files the claim peers look up.
+/// when the response has a validator and claims are shared, files the claim peers look up.
 pub(crate) fn record_variant(
     index: &dyn Index,
     id: &ContentId,
@@ -87,7 +89,9 @@ pub(crate) fn record_variant(
     });
     index.put(&key, &record.to_bytes())?;
     let h = &kept.headers;
-    if h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED) {
+    let validator =
+        h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED);
+    if kept.claim && validator {
         let claim = Claim::new(id, len, StatusCode::OK, h);
         crate::index::file_claim(index, &name_key(&kept.url), &claim.seal(&kept.url))?;
     }

@@ -87,6 +87,7 @@ pub(crate) fn stream_from_peers(
                 policy,
                 headers: stored_headers,
                 selection: sel,
+                claim: sh2.cfg.trust_peers,
             };
             let len = info.layout().content_len();
             let index = Arc::clone(&sh2.index);

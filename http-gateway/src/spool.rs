@@ -245,6 +245,7 @@ async fn download(
         policy: head.policy.clone(),
         headers: head.headers.clone(),
         selection: head.selection.clone(),
+        claim: sh.cfg.trust_peers,
     };
     let index = Arc::clone(&sh.index);
     crate::keep::keep(&sh.node, index, info, file, kept).await?;

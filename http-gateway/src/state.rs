@@ -39,9 +39,10 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     /// Requests per second per client address (0: no limit).
     pub rate_per_client: u32,
-    /// Trust the group's peers (a group with its own secret): believe their claims that a URL
-    /// is some content, and follow their downloads of URLs in progress (whose bytes nothing
-    /// binds to the origin's), offering ours to them likewise.
+    /// Trust the group's peers (a group with its own secret): file claims that a URL is some
+    /// content and answer peers' lookups of them, believe theirs, and follow their downloads of
+    /// URLs in progress (whose bytes nothing binds to the origin's), offering ours to them
+    /// likewise. Off (the open group), the gateway tells peers nothing about URLs.
     pub trust_peers: bool,
     /// Whether blocks of peered content that peers fail to send may come from the origin.
     /// Off: once the LAN has a URL, its body never crosses the WAN.

@@ -13,6 +13,7 @@ use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use pdist_http_gateway::GatewayConfig;
 use pdist_http_gateway::headers::Provenance;
+use pdist_http_gateway::record::name_key;
 
 mod common;
 use common::{gateway, get, node, via};
@@ -168,6 +169,18 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
         assert_eq!(r.h("cache-status"), "pdist; fwd=uri-miss; fwd-status=200");
     }
     assert_eq!(sent(&o, "/nostore").0, 2);
+
+    // A gateway whose peers are not trusted tells them nothing: a node of its group that
+    // knows the URL finds no claim for it.
+    let curious = node(b"g", &dir.path().join("curious"), vec![n.addr()]).await;
+    assert_eq!(
+        curious
+            .wait_for_peers(1, Duration::from_secs(5), Duration::ZERO)
+            .await,
+        1
+    );
+    assert!(curious.ask_name(name_key(&url)).await.is_none());
+    curious.shutdown().await;
 
     // Other methods pass through with their bodies.
     let post = Request::post(format!("{ORIGIN}/echo"))

@@ -138,6 +138,8 @@ impl Office {
                     &allow,
                     "--rate",
                     "0",
+                    "--peer-listen",
+                    "0.0.0.0:7461",
                     "--secret",
                     SECRET,
                     "--interface",

@@ -14,7 +14,8 @@ use crate::process::{init_logging, runtime, signalled};
 pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<()> {
     init_logging("info");
     let cfg = options::gateway(global, &args)?;
-    let opts = options::node(global, args.peer_listen, &args.peer)?;
+    let opts = options::gateway_node(global, &args)?;
+    let shared = !args.peer_listen.ip().is_loopback();
     let dir = data_dir(global)?;
     let trust_peers = cfg.trust_peers;
     runtime()?.block_on(async {
@@ -38,17 +39,28 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<()> {
                     .join(", ")
             ),
         }
-        tracing::info!(
-            "node {} on {}; peers' URL records are {}; data in {}",
-            node.id(),
-            node.addr(),
-            if trust_peers {
-                "trusted (group secret set)"
-            } else {
-                "not used (open group: set --secret to share URLs with your peers)"
-            },
-            dir.display()
-        );
+        if shared {
+            tracing::info!(
+                "node {}: peer endpoint {} shared with the LAN{}; URLs {}; data in {}",
+                node.id(),
+                node.addr(),
+                if args.peer.no_mdns { "" } else { " (mDNS on)" },
+                if trust_peers {
+                    "shared with the group (group secret set)"
+                } else {
+                    "not shared (open group: give a group secret to share them)"
+                },
+                dir.display()
+            );
+        } else {
+            tracing::info!(
+                "node {}: peer endpoint {} on loopback only: nothing is shared with the LAN \
+                 (give --peer-listen ADDR:PORT to share); data in {}",
+                node.id(),
+                node.addr(),
+                dir.display()
+            );
+        }
         signalled().await;
         tracing::info!("stopping: letting responses finish");
         gw.shutdown().await;
