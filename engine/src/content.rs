@@ -22,10 +22,9 @@ pub mod layout;
 pub mod merkle;
 pub mod native;
 
-pub(crate) use hash::hmac_sha256;
 pub use hash::{
-    HASH_LEN, Hash, OPEN_GROUP_SECRET, ServerSecret, hash_of_data, segment_id, segment_secret,
-    sha256,
+    HASH_LEN, Hash, OPEN_GROUP_SECRET, ServerSecret, hash_of_data, hmac_sha256, segment_id,
+    segment_secret, sha256,
 };
 pub use hasher::{HashError, HashOptions, Progress, hash_file, hash_reader};
 pub use id::{ContentId, Ticket, TicketError};

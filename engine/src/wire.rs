@@ -18,7 +18,9 @@ pub use frame::{
     Frame, FrameReader, FrameRef, MAX_FRAME_LEN, SealedParts, encode_frame, encode_missing_frame,
     open_frame,
 };
-pub use keys::{AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, SegmentKey, open, seal};
+pub use keys::{
+    AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, SegmentKey, TailKey, open, seal,
+};
 pub use msg::{
     HaveEntry, HelloReply, Intent, MAX_BITMAP_BITS, MAX_HAVE_SEGMENTS, MAX_NAME_RECORD,
     MAX_RANGE_BLOCKS, MAX_REPLY_LEN, MAX_REQUEST_LEN, MAX_TAIL_CHUNK, MAX_TAIL_META, Reply,

@@ -538,20 +538,21 @@ async fn a_follower_stops_when_the_download_offered_under_its_key_changes() {
         std::io::Write::write_all(&mut f, bytes).unwrap();
         Arc::new(f)
     };
-    let first = TailSource::with_meta(file(b"first download"), 5, b"one".to_vec());
+    let seal = || pdist_engine::wire::TailKey::from_secret([7; 32]);
+    let first = TailSource::with_meta(file(b"first download"), 5, b"one".to_vec(), seal());
     let offer = nodes[0].offer_tail(key, Arc::clone(&first));
     let leader = PeerRef {
         addr: nodes[0].addr(),
         node: Some(nodes[0].id()),
         cache: false,
     };
-    let mut reader = nodes[1].follow_tail(key, leader, 0, Duration::from_secs(5));
+    let mut reader = nodes[1].follow_tail(key, seal(), leader, 0, Duration::from_secs(5));
     let cancel = CancellationToken::new();
     assert_eq!(&reader.next(&cancel).await.unwrap().unwrap()[..], b"first");
     assert_eq!(reader.meta(), Some(&b"one"[..]));
     // The first ends; another download is offered under the same key.
     drop(offer);
-    let second = TailSource::with_meta(file(b"other bytes here"), 16, b"two".to_vec());
+    let second = TailSource::with_meta(file(b"other bytes here"), 16, b"two".to_vec(), seal());
     second.finish();
     let _offer = nodes[0].offer_tail(key, second);
     let err = reader.next(&cancel).await.unwrap_err();

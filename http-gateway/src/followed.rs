@@ -29,7 +29,7 @@ use crate::downloads::{Head, Led};
 use crate::error::GatewayError;
 use crate::headers::{self, CacheStatus, Provenance};
 use crate::known::Known;
-use crate::record::{Pending, name_key, selection};
+use crate::record::{Pending, selection};
 use crate::spool;
 use crate::state::Shared;
 
@@ -62,7 +62,7 @@ pub(crate) async fn elect(
         return None;
     }
     let check = || async { crate::peered::claimed(sh, req, url).await.ok().flatten() };
-    let key = LookupKey(name_key(url));
+    let key = LookupKey(sh.urls.name_key(url));
     sh.node.elect_on(key, check, &sh.stop).await.ok()
 }
 
@@ -78,8 +78,11 @@ pub(crate) async fn follow(
     peer: PeerRef,
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let addr = peer.addr;
-    let lookup = LookupKey(name_key(url));
-    let mut reader = sh.node.follow_tail(lookup, peer, 0, sh.cfg.origin_timeout);
+    let lookup = LookupKey(sh.urls.name_key(url));
+    let seal = sh.urls.tail_key(url);
+    let mut reader = sh
+        .node
+        .follow_tail(lookup, seal, peer, 0, sh.cfg.origin_timeout);
     let first: Option<Bytes> = match reader.next(&sh.stop).await {
         Ok(b) => b,
         Err(e) => {
@@ -87,7 +90,7 @@ pub(crate) async fn follow(
             return Ok(None);
         }
     };
-    let pending = match reader.meta().map(|m| Pending::open(url, m)) {
+    let pending = match reader.meta().map(|m| Pending::open(&sh.urls, url, m)) {
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             tracing::info!("{url}: peer {addr}'s download: {e}");
@@ -125,7 +128,7 @@ pub(crate) async fn follow(
         selection: pending.selection,
     };
     let feed = spool::Feed::Peer {
-        reader,
+        reader: Box::new(reader),
         first,
         fallback,
     };

@@ -24,6 +24,7 @@ use crate::error::GatewayError;
 use crate::headers::CacheStatus;
 use crate::index::{Claims, Index};
 use crate::metrics::{GatewaySnapshot, GatewayStatus, Metrics};
+use crate::record::UrlKeys;
 use crate::state::{GatewayConfig, Shared};
 use crate::upstream::Upstream;
 
@@ -57,6 +58,7 @@ impl Gateway {
         if cfg.trust_peers {
             node.set_names(Arc::new(Claims(Arc::clone(&index))));
         }
+        let urls = UrlKeys::new(node.secret());
         let shared = Arc::new(Shared {
             upstream: Upstream::new(Arc::clone(&cfg.origin), cfg.origin_timeout),
             limit: RateLimit::new(cfg.rate_per_client),
@@ -65,6 +67,7 @@ impl Gateway {
             index,
             metrics: Arc::default(),
             downloads: Default::default(),
+            urls,
             v2: Default::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),

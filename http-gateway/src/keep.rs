@@ -14,7 +14,7 @@ use http_cache_semantics::CachePolicy;
 use engine::node::Node;
 
 use crate::index::{Index, IndexError};
-use crate::record::{Claim, UrlRecord, Variant, index_key, name_key};
+use crate::record::{Claim, UrlKeys, UrlRecord, Variant, index_key};
 
 /// Why a body could not be kept.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,8 @@ pub(crate) struct Kept {
     pub headers: HeaderMap,
     /// The request headers that select it.
     pub selection: String,
-    /// File a claim for peers (only in a group whose peers are trusted).
-    pub claim: bool,
+    /// File a claim for peers under these keys (only in a group whose peers are trusted).
+    pub claim: Option<UrlKeys>,
 }
 
 /// Puts a complete spooled body (`file`, which hashes to `info`) into the store, then records
@@ -91,9 +91,10 @@ pub(crate) fn record_variant(
     let h = &kept.headers;
     let validator =
         h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED);
-    if kept.claim && validator {
+    if let Some(keys) = kept.claim.as_ref().filter(|_| validator) {
         let claim = Claim::new(id, len, StatusCode::OK, h);
-        crate::index::file_claim(index, &name_key(&kept.url), &claim.seal(&kept.url))?;
+        let (name, sealed) = (keys.name_key(&kept.url), claim.seal(keys, &kept.url));
+        crate::index::file_claim(index, &name, &sealed)?;
     }
     Ok(())
 }

@@ -87,7 +87,7 @@ pub(crate) fn stream_from_peers(
                 policy,
                 headers: stored_headers,
                 selection: sel,
-                claim: sh2.cfg.trust_peers,
+                claim: sh2.cfg.trust_peers.then(|| sh2.urls.clone()),
             };
             let len = info.layout().content_len();
             let index = Arc::clone(&sh2.index);

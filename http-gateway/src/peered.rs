@@ -23,7 +23,7 @@ use http_cache_semantics::{AfterResponse, CachePolicy};
 use crate::body::empty;
 use crate::error::GatewayError;
 use crate::known::{Found, Known};
-use crate::record::{Claim, name_key};
+use crate::record::Claim;
 use crate::state::Shared;
 use crate::upstream::origin_request;
 
@@ -36,10 +36,10 @@ pub(crate) async fn claimed(
     if sh.node.peers().fetch_peers().is_empty() {
         return Ok(None);
     }
-    let Some((peer, sealed)) = sh.node.ask_name(name_key(url)).await else {
+    let Some((peer, sealed)) = sh.node.ask_name(sh.urls.name_key(url)).await else {
         return Ok(None);
     };
-    let claim = match Claim::open(url, &sealed) {
+    let claim = match Claim::open(&sh.urls, url, &sealed) {
         Ok(c) => c,
         Err(e) => {
             tracing::info!("peer {peer}: ignoring its record of {url}: {e}");

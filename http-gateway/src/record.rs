@@ -5,12 +5,12 @@
 //!   selection, at most [`MAX_VARIANTS`]), each with its RFC 9111 policy and the content in the
 //!   store that holds its body.
 //! * [`Claim`]: what a gateway files for its peers ("this URL, with this validator, is that
-//!   content"). It is filed under [`name_key`] and sealed under [`seal_key`], both derived from
-//!   the URL alone: a node that does not know the URL can neither find nor read it, and a node
-//!   that guesses a URL learns only whether someone fetched it (as with BranchCache's segment
-//!   IDs).
+//!   content"), and [`Pending`], the record of a download of a URL in progress. Both are filed
+//!   and sealed under keys derived from the group secret and the URL ([`UrlKeys`]): a node
+//!   that does not know both can neither find nor read them, nor test a guessed URL.
 
-use engine::content::sha256;
+use engine::content::{Hash, ServerSecret, hmac_sha256};
+use engine::wire::TailKey;
 use engine::{ContentId, Ticket};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_cache_semantics::CachePolicy;
@@ -109,26 +109,55 @@ pub fn index_key(url: &str) -> Vec<u8> {
     k
 }
 
-/// The key a URL's claim is filed under for peers.
-pub fn name_key(url: &str) -> [u8; 32] {
-    labelled(b"pdist url name v1\0", url)
+/// The keys of what a group's gateways say to each other about URLs, from the group secret and
+/// the URL: a node that does not know both can neither find a claim or a download of a URL,
+/// nor read one, nor test a guessed URL against what it overhears.
+#[derive(Clone)]
+pub struct UrlKeys {
+    name: Hash,
+    seal: Hash,
+    pending: Hash,
+    tail: Hash,
 }
 
-/// The key a URL's claim is sealed under.
-pub fn seal_key(url: &str) -> [u8; 32] {
-    labelled(b"pdist url seal v1\0", url)
+impl std::fmt::Debug for UrlKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlKeys(..)")
+    }
 }
 
-/// What a download in progress of a URL is sealed with, besides its seal key (so that it opens
-/// as nothing else).
-fn pending_ad(url: &str) -> [u8; 32] {
-    labelled(b"pdist url pending v1\0", url)
-}
+impl UrlKeys {
+    /// The keys of the group whose secret is `secret`.
+    pub fn new(secret: &ServerSecret) -> UrlKeys {
+        let k = |label: &[u8]| hmac_sha256(secret.as_bytes(), &[label]);
+        UrlKeys {
+            name: k(b"pdist url name v2"),
+            seal: k(b"pdist url seal v2"),
+            pending: k(b"pdist url pending v2"),
+            tail: k(b"pdist url tail v2"),
+        }
+    }
 
-fn labelled(label: &[u8], url: &str) -> [u8; 32] {
-    let mut b = label.to_vec();
-    b.extend_from_slice(url.as_bytes());
-    sha256(&b).0
+    /// The key a URL's claim and download are filed under for peers.
+    pub fn name_key(&self, url: &str) -> [u8; 32] {
+        hmac_sha256(&self.name.0, &[url.as_bytes()]).0
+    }
+
+    /// The key a URL's claim and the record of its download are sealed under.
+    pub fn seal_key(&self, url: &str) -> [u8; 32] {
+        hmac_sha256(&self.seal.0, &[url.as_bytes()]).0
+    }
+
+    /// What the record of a download in progress of a URL is sealed with besides its seal key
+    /// (so that it opens as nothing else).
+    fn pending_ad(&self, url: &str) -> [u8; 32] {
+        hmac_sha256(&self.pending.0, &[url.as_bytes()]).0
+    }
+
+    /// The key that seals the bytes of a download of a URL offered to peers.
+    pub fn tail_key(&self, url: &str) -> TailKey {
+        TailKey::from_secret(hmac_sha256(&self.tail.0, &[url.as_bytes()]).0)
+    }
 }
 
 /// "This URL, with these response headers, is that content": what a peer tells another.
@@ -244,15 +273,16 @@ impl Claim {
     }
 
     /// Seals for filing under `url`'s name key.
-    pub fn seal(&self, url: &str) -> Vec<u8> {
+    pub fn seal(&self, keys: &UrlKeys, url: &str) -> Vec<u8> {
         let plain = serde_json::to_vec(self).expect("serialisable");
-        engine::wire::seal(&seal_key(url), &name_key(url), &plain)
+        engine::wire::seal(&keys.seal_key(url), &keys.name_key(url), &plain)
     }
 
     /// Opens and checks a claim a peer filed for `url`.
-    pub fn open(url: &str, sealed: &[u8]) -> Result<Claim, ClaimError> {
+    pub fn open(keys: &UrlKeys, url: &str, sealed: &[u8]) -> Result<Claim, ClaimError> {
         too_large(sealed.len(), engine::wire::MAX_NAME_RECORD)?;
-        let plain = engine::wire::open(&seal_key(url), &name_key(url), sealed, "URL record")
+        let (seal, name) = (keys.seal_key(url), keys.name_key(url));
+        let plain = engine::wire::open(&seal, &name, sealed, "URL record")
             .map_err(|_| ClaimError::Sealed)?;
         Claim::decode(&plain)
     }
@@ -304,15 +334,16 @@ impl Pending {
     }
 
     /// Seals for the peers that know `url`.
-    pub fn seal(&self, url: &str) -> Vec<u8> {
+    pub fn seal(&self, keys: &UrlKeys, url: &str) -> Vec<u8> {
         let plain = serde_json::to_vec(self).expect("serialisable");
-        engine::wire::seal(&seal_key(url), &pending_ad(url), &plain)
+        engine::wire::seal(&keys.seal_key(url), &keys.pending_ad(url), &plain)
     }
 
     /// Opens and checks the record of a peer's download of `url`.
-    pub fn open(url: &str, sealed: &[u8]) -> Result<Pending, ClaimError> {
+    pub fn open(keys: &UrlKeys, url: &str, sealed: &[u8]) -> Result<Pending, ClaimError> {
         too_large(sealed.len(), engine::wire::MAX_TAIL_META)?;
-        let plain = engine::wire::open(&seal_key(url), &pending_ad(url), sealed, "URL download")
+        let (seal, ad) = (keys.seal_key(url), keys.pending_ad(url));
+        let plain = engine::wire::open(&seal, &ad, sealed, "URL download")
             .map_err(|_| ClaimError::Sealed)?;
         Pending::decode(&plain)
     }
@@ -353,28 +384,44 @@ mod tests {
         info.id()
     }
 
+    fn keys() -> UrlKeys {
+        UrlKeys::new(&ServerSecret::new(b"office".to_vec()))
+    }
+
     #[test]
-    fn claims_open_only_under_their_url() {
+    fn claims_open_only_under_their_url_and_group() {
         let mut h = HeaderMap::new();
         h.insert("etag", HeaderValue::from_static("\"v1\""));
         h.insert("content-type", HeaderValue::from_static("text/plain"));
         let c = Claim::new(&id(), 5, StatusCode::OK, &h);
-        let sealed = c.seal("http://a.example/x");
-        assert_eq!(Claim::open("http://a.example/x", &sealed).unwrap(), c);
+        let k = keys();
+        let sealed = c.seal(&k, "http://a.example/x");
+        assert_eq!(Claim::open(&k, "http://a.example/x", &sealed).unwrap(), c);
         assert_eq!(
-            Claim::open("http://a.example/y", &sealed),
+            Claim::open(&k, "http://a.example/y", &sealed),
             Err(ClaimError::Sealed)
+        );
+        let other = UrlKeys::new(&ServerSecret::open_group());
+        assert_eq!(
+            Claim::open(&other, "http://a.example/x", &sealed),
+            Err(ClaimError::Sealed),
+            "another group cannot open it, even knowing the URL"
+        );
+        assert_ne!(
+            k.name_key("http://a.example/x"),
+            other.name_key("http://a.example/x"),
+            "nor find it"
         );
         let mut flipped = sealed.clone();
         flipped[20] ^= 1;
         assert_eq!(
-            Claim::open("http://a.example/x", &flipped),
+            Claim::open(&k, "http://a.example/x", &flipped),
             Err(ClaimError::Sealed)
         );
         assert_eq!(c.header_map().unwrap()["etag"], "\"v1\"");
         assert_ne!(
-            name_key("http://a.example/x"),
-            seal_key("http://a.example/x")
+            k.name_key("http://a.example/x"),
+            k.seal_key("http://a.example/x")
         );
     }
 
@@ -383,19 +430,20 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("etag", HeaderValue::from_static("\"v1\""));
         let p = Pending::new(&h, "accept=\n");
-        let sealed = p.seal("http://a.example/x");
-        assert_eq!(Pending::open("http://a.example/x", &sealed).unwrap(), p);
+        let k = keys();
+        let sealed = p.seal(&k, "http://a.example/x");
+        assert_eq!(Pending::open(&k, "http://a.example/x", &sealed).unwrap(), p);
         assert_eq!(
-            Pending::open("http://a.example/y", &sealed),
+            Pending::open(&k, "http://a.example/y", &sealed),
             Err(ClaimError::Sealed)
         );
         assert_eq!(
-            Claim::open("http://a.example/x", &sealed),
+            Claim::open(&k, "http://a.example/x", &sealed),
             Err(ClaimError::Sealed)
         );
-        let claim = Claim::new(&id(), 5, StatusCode::OK, &h).seal("http://a.example/x");
+        let claim = Claim::new(&id(), 5, StatusCode::OK, &h).seal(&k, "http://a.example/x");
         assert_eq!(
-            Pending::open("http://a.example/x", &claim),
+            Pending::open(&k, "http://a.example/x", &claim),
             Err(ClaimError::Sealed)
         );
         assert_eq!(p.header_map().unwrap()["etag"], "\"v1\"");

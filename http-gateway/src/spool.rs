@@ -22,7 +22,7 @@ use crate::body::{Body, channel};
 use crate::downloads::{DownloadError, Head, InFlight, Led, Snap};
 use crate::headers::Provenance;
 use crate::keep::Kept;
-use crate::record::{Pending, name_key};
+use crate::record::{Pending, UrlKeys};
 use crate::state::Shared;
 
 /// Where a download's body comes from.
@@ -33,7 +33,7 @@ pub(crate) enum Feed {
     /// when allowed, the origin and the validator to finish from by range (only while the
     /// validator holds) if the peer goes away.
     Peer {
-        reader: engine::node::TailReader,
+        reader: Box<engine::node::TailReader>,
         first: Option<Bytes>,
         fallback: Option<(engine::fetch::OriginClient, String)>,
     },
@@ -112,8 +112,8 @@ pub(crate) enum Share {
 const OFFER_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The sealed record a download is offered under, if it fits an offer's metadata.
-fn offerable(url: &str, head: &Head) -> Option<Vec<u8>> {
-    let meta = Pending::new(&head.headers, &head.selection).seal(url);
+fn offerable(keys: &UrlKeys, url: &str, head: &Head) -> Option<Vec<u8>> {
+    let meta = Pending::new(&head.headers, &head.selection).seal(keys, url);
     (meta.len() <= engine::wire::MAX_TAIL_META).then_some(meta)
 }
 
@@ -135,13 +135,15 @@ pub(crate) fn start(
         .create_new(true)
         .open(&path)?;
     let meta = match &share {
-        Share::Offer(_) => offerable(url, &head),
+        Share::Offer(_) => offerable(&sh.urls, url, &head),
         Share::No => None,
     };
     let offer = match (share, meta) {
         (Share::Offer(wanting), Some(meta)) => {
-            let tail = engine::peer::TailSource::with_meta(Arc::new(file.try_clone()?), 0, meta);
-            let key = engine::wire::LookupKey(name_key(url));
+            let seal = sh.urls.tail_key(url);
+            let file = Arc::new(file.try_clone()?);
+            let tail = engine::peer::TailSource::with_meta(file, 0, meta, seal);
+            let key = engine::wire::LookupKey(sh.urls.name_key(url));
             Some(Offer {
                 offer: sh.node.offer_tail(key, Arc::clone(&tail)),
                 tail,
@@ -245,7 +247,7 @@ async fn download(
         policy: head.policy.clone(),
         headers: head.headers.clone(),
         selection: head.selection.clone(),
-        claim: sh.cfg.trust_peers,
+        claim: sh.cfg.trust_peers.then(|| sh.urls.clone()),
     };
     let index = Arc::clone(&sh.index);
     crate::keep::keep(&sh.node, index, info, file, kept).await?;

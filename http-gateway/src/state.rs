@@ -19,6 +19,7 @@ use crate::decide::Setup;
 use crate::downloads::Downloads;
 use crate::index::Index;
 use crate::metrics::Metrics;
+use crate::record::UrlKeys;
 use crate::upstream::Upstream;
 
 /// The gateway's default port (a forward proxy's `http_proxy=http://host:7480`).
@@ -98,6 +99,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub limit: RateLimit,
     pub downloads: Downloads,
+    /// The keys of what this group's gateways say about URLs.
+    pub urls: UrlKeys,
     pub v2: V2Cache,
     pub tasks: TaskTracker,
     pub stop: CancellationToken,

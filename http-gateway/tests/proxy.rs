@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use pdist_http_gateway::GatewayConfig;
 use pdist_http_gateway::headers::Provenance;
-use pdist_http_gateway::record::name_key;
+use pdist_http_gateway::record::UrlKeys;
 
 mod common;
 use common::{gateway, get, node, via};
@@ -179,7 +179,8 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
             .await,
         1
     );
-    assert!(curious.ask_name(name_key(&url)).await.is_none());
+    let keys = UrlKeys::new(curious.secret());
+    assert!(curious.ask_name(keys.name_key(&url)).await.is_none());
     curious.shutdown().await;
 
     // Other methods pass through with their bodies.

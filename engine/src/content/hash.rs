@@ -90,7 +90,7 @@ pub fn sha512_trunc(data: &[u8]) -> Hash {
 }
 
 /// HMAC-SHA256(key, parts[0] ‖ parts[1] ‖ …).
-pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hash {
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hash {
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .expect("HMAC accepts keys of any length");
     for p in parts {

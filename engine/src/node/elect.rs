@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Node;
 use crate::fetch::{FetchError, PeerRef};
 use crate::peer::{PeerAddr, PeerError, PeerService, TailChunk, TailSource};
-use crate::wire::{Intent, LookupKey};
+use crate::wire::{Intent, LookupKey, TailKey};
 
 /// How long a node that wants something others want too waits for all of them to say so before
 /// the election.
@@ -130,6 +130,10 @@ pub enum Stopped {
     /// one began): its bytes are not the continuation of those taken.
     #[error("it offers another download now")]
     Replaced,
+    /// Its bytes do not open under the download's key (it does not have the ticket, or the URL
+    /// and the group secret, or it tampered with them).
+    #[error("its bytes do not open: {0}")]
+    Sealed(crate::wire::WireError),
     /// It says the download is complete at another length than this node has taken.
     #[error("it has {have} bytes in all, this node {at}")]
     Length {
@@ -145,6 +149,7 @@ pub enum Stopped {
 pub struct TailReader {
     node: Node,
     key: LookupKey,
+    seal: TailKey,
     peer: PeerRef,
     at: u64,
     meta: Option<Vec<u8>>,
@@ -203,6 +208,10 @@ impl TailReader {
             }
             self.meta = Some(meta);
             if !data.is_empty() {
+                let data = self
+                    .seal
+                    .open(self.at, &data)
+                    .map_err(|e| gone(Stopped::Sealed(e)))?;
                 self.at += data.len() as u64;
                 if let Some(node) = self.peer.node {
                     let stats = self.node.inner.service.stats();
@@ -325,11 +334,12 @@ impl Node {
         }
     }
 
-    /// Follows `peer`'s download of what `key` names, from byte `at`; each answer waits at
-    /// most `timeout`.
+    /// Follows `peer`'s download of what `key` names, from byte `at`, its bytes opened with
+    /// `seal`; each answer waits at most `timeout`.
     pub fn follow_tail(
         &self,
         key: LookupKey,
+        seal: TailKey,
         peer: PeerRef,
         at: u64,
         timeout: Duration,
@@ -337,6 +347,7 @@ impl Node {
         TailReader {
             node: self.clone(),
             key,
+            seal,
             peer,
             at,
             meta: None,

@@ -22,7 +22,7 @@ use crate::fetch::{Events, FetchError, FetchEvent, FetchOptions, FetchReport, Pe
 use crate::origin::{Mismatch, OriginError};
 use crate::peer::TailSource;
 use crate::store::StoreError;
-use crate::wire::{ContentKeys, LookupKey};
+use crate::wire::{ContentKeys, TailKey};
 
 /// How long a complete download stays offered to peers: those a little behind finish from it
 /// while the content enters the store or the output file is put in place.
@@ -143,7 +143,7 @@ impl Node {
             present: 0,
             peers: 0,
         });
-        let tail = TailSource::new(Arc::clone(&file), 0);
+        let tail = TailSource::new(Arc::clone(&file), 0, TailKey::for_content(&id));
         let offered = Arc::clone(&tail);
         let secret = self.inner.cfg.secret.clone();
         let written: Written = Arc::new(move |n| offered.advance(n));
@@ -169,7 +169,7 @@ impl Node {
                 }
                 Feed::Peer(p) => {
                     let p = p.clone();
-                    self.follow_peer(key, p, &mut intake, opts, cancel).await?
+                    self.follow_peer(id, p, &mut intake, opts, cancel).await?
                 }
             };
             match ended {
@@ -277,14 +277,15 @@ impl Node {
     /// stands, until it is complete or the peer stops offering it.
     async fn follow_peer(
         &self,
-        key: LookupKey,
+        id: ContentId,
         peer: PeerRef,
         intake: &mut Intake<'_>,
         opts: &FetchOptions,
         cancel: &CancellationToken,
     ) -> Result<Ended, FetchError> {
         let addr = peer.addr;
-        let mut reader = self.follow_tail(key, peer, intake.sent(), opts.chunk_timeout);
+        let (key, seal) = (ContentKeys::new(&id).lookup, TailKey::for_content(&id));
+        let mut reader = self.follow_tail(key, seal, peer, intake.sent(), opts.chunk_timeout);
         loop {
             match reader.next(cancel).await {
                 Ok(Some(data)) => {

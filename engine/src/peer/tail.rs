@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::wire::{MAX_TAIL_CHUNK, MAX_TAIL_META, Reply};
+use crate::wire::{MAX_TAIL_CHUNK, MAX_TAIL_META, Reply, TailKey};
 
 /// A download being written into a file, front to back.
 #[derive(Debug)]
@@ -20,18 +20,25 @@ pub struct TailSource {
     have: AtomicU64,
     complete: AtomicBool,
     meta: Vec<u8>,
+    key: TailKey,
 }
 
 impl TailSource {
-    /// A download into `file`, whose first `have` bytes are written already.
-    pub fn new(file: Arc<File>, have: u64) -> Arc<TailSource> {
-        TailSource::with_meta(file, have, Vec::new())
+    /// A download into `file`, whose first `have` bytes are written already; its bytes go out
+    /// sealed under `key`, which only its takers can derive.
+    pub fn new(file: Arc<File>, have: u64, key: TailKey) -> Arc<TailSource> {
+        TailSource::with_meta(file, have, Vec::new(), key)
     }
 
     /// [`TailSource::new`], with `meta` (at most [`MAX_TAIL_META`] bytes, else dropped) sent
     /// with every answer: whatever the offering component wants its takers to know, sealed by
     /// it; the node passes it on without reading it.
-    pub fn with_meta(file: Arc<File>, have: u64, mut meta: Vec<u8>) -> Arc<TailSource> {
+    pub fn with_meta(
+        file: Arc<File>,
+        have: u64,
+        mut meta: Vec<u8>,
+        key: TailKey,
+    ) -> Arc<TailSource> {
         if meta.len() > MAX_TAIL_META {
             meta.clear();
         }
@@ -40,6 +47,7 @@ impl TailSource {
             have: AtomicU64::new(have),
             complete: AtomicBool::new(false),
             meta,
+            key,
         })
     }
 
@@ -69,7 +77,7 @@ impl TailSource {
     }
 
     /// The answer to a tail request from `offset`: up to [`MAX_TAIL_CHUNK`] bytes of what the
-    /// file has. `None` if the file cannot be read.
+    /// file has, sealed under the download's key. `None` if the file cannot be read.
     pub fn read(&self, offset: u64) -> Option<Reply> {
         // Completeness first: when it is set, `have` is final.
         let complete = self.is_complete();
@@ -77,6 +85,11 @@ impl TailSource {
         let n = have.saturating_sub(offset).min(MAX_TAIL_CHUNK as u64) as usize;
         let mut data = vec![0; n];
         self.file.read_exact_at(&mut data, offset).ok()?;
+        let data = if data.is_empty() {
+            data
+        } else {
+            self.key.seal(offset, &data)
+        };
         Some(Reply::Tail {
             have,
             complete,
@@ -91,18 +104,37 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn key() -> TailKey {
+        TailKey::from_secret([3; 32])
+    }
+
     #[test]
-    fn reads_only_what_was_written_and_says_when_it_is_whole() {
+    fn reads_only_what_was_written_sealed_and_says_when_it_is_whole() {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"0123456789").unwrap();
-        let t = TailSource::new(Arc::new(f), 4);
+        let t = TailSource::new(Arc::new(f), 4, key());
         let tail = |offset| match t.read(offset) {
             Some(Reply::Tail {
                 have,
                 complete,
                 data,
                 ..
-            }) => (have, complete, data),
+            }) => {
+                let plain = if data.is_empty() {
+                    data
+                } else {
+                    assert!(
+                        TailKey::from_secret([4; 32]).open(offset, &data).is_err(),
+                        "sealed: another key opens nothing"
+                    );
+                    assert!(
+                        key().open(offset + 1, &data).is_err(),
+                        "bound to its offset"
+                    );
+                    key().open(offset, &data).unwrap()
+                };
+                (have, complete, plain)
+            }
             other => panic!("{other:?}"),
         };
         assert_eq!(tail(0), (4, false, b"0123".to_vec()));
@@ -118,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_file_shorter_than_it_claims_is_an_error_not_a_short_answer() {
-        let t = TailSource::new(Arc::new(tempfile::tempfile().unwrap()), 8);
+        let t = TailSource::new(Arc::new(tempfile::tempfile().unwrap()), 8, key());
         assert!(t.read(0).is_none());
     }
 }

@@ -11,6 +11,7 @@
 //! | lookup key | content ID | names content on the wire (reveals nothing without the ID) |
 //! | info key | content ID | content information sent to a fetcher |
 //! | segment key | Kp of the segment | block bytes between peers |
+//! | tail key | content ID (or a URL and the group secret) | a download's bytes as it arrives |
 
 use std::fmt;
 
@@ -185,6 +186,47 @@ impl ContentKeys {
     /// Opens content information sealed by [`ContentKeys::seal_info`].
     pub fn open_info(&self, sealed: &[u8]) -> Result<Vec<u8>, WireError> {
         open(&self.info.0, &self.lookup.0, sealed, "content information")
+    }
+}
+
+/// The key that seals the bytes of a download offered to peers as it arrives
+/// ([`crate::wire::Request::Tail`]): nobody without the ticket (for content), or without the
+/// URL and the group secret (for a gateway's download of a URL), can read them, in any group.
+#[derive(Clone)]
+pub struct TailKey(Hash);
+
+impl fmt::Debug for TailKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TailKey(..)")
+    }
+}
+
+impl TailKey {
+    /// The key of a download of the content with this ID.
+    pub fn for_content(id: &ContentId) -> TailKey {
+        TailKey(hmac_sha256(&id.as_hash().0, &[b"pdist tail seal v1"]))
+    }
+
+    /// A key its offering component derived itself (a secret only its takers know).
+    pub fn from_secret(key: [u8; 32]) -> TailKey {
+        TailKey(Hash(key))
+    }
+
+    /// Seals the download's bytes from `offset` (bound to that offset, so they open nowhere
+    /// else).
+    pub fn seal(&self, offset: u64, plain: &[u8]) -> Vec<u8> {
+        seal(&self.0.0, &Self::ad(offset), plain)
+    }
+
+    /// Opens bytes sealed by [`TailKey::seal`] for `offset`.
+    pub fn open(&self, offset: u64, sealed: &[u8]) -> Result<Vec<u8>, WireError> {
+        open(&self.0.0, &Self::ad(offset), sealed, "download bytes")
+    }
+
+    fn ad(offset: u64) -> [u8; 12] {
+        let mut ad = *b"tail\0\0\0\0\0\0\0\0";
+        ad[4..].copy_from_slice(&offset.to_be_bytes());
+        ad
     }
 }
 

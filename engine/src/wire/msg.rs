@@ -179,8 +179,9 @@ pub enum Reply {
         /// What the offering component attached (at most [`MAX_TAIL_META`] bytes; a gateway's
         /// sealed response head), passed on unread.
         meta: Vec<u8>,
-        /// Bytes from the requested offset, at most [`MAX_TAIL_CHUNK`] (empty when the offset
-        /// is at or past `have`).
+        /// Bytes from the requested offset, at most [`MAX_TAIL_CHUNK`], sealed under the
+        /// download's [`super::TailKey`] for that offset (empty when the offset is at or past
+        /// `have`).
         data: Vec<u8>,
     },
 }
@@ -575,7 +576,8 @@ pub fn decode_reply(
             };
             let len = bounded_u32(&mut r, "tail metadata length", 0, MAX_TAIL_META as u32)?;
             let meta = r.bytes(len as usize, "tail metadata")?.to_vec();
-            let len = bounded_u32(&mut r, "tail length", 0, MAX_TAIL_CHUNK as u32)?;
+            let max = (MAX_TAIL_CHUNK + super::AEAD_OVERHEAD) as u32;
+            let len = bounded_u32(&mut r, "tail length", 0, max)?;
             Reply::Tail {
                 have,
                 complete,
