@@ -9,7 +9,9 @@
 
 use std::time::SystemTime;
 
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE, SET_COOKIE,
+};
 use http::{HeaderMap, Method, StatusCode};
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
 
@@ -123,9 +125,12 @@ pub fn storable(
     resp: &http::response::Parts,
     max_object: u64,
 ) -> Option<CachePolicy> {
+    // A response that sets a cookie is one client's (RFC 9111 §3, §7.3): a shared cache
+    // that stored it would hand the cookie to others. nginx and Varnish do not store it either.
     if req.method != Method::GET
         || resp.status != StatusCode::OK
         || resp.headers.contains_key(CONTENT_RANGE)
+        || resp.headers.contains_key(SET_COOKIE)
     {
         return None;
     }

@@ -246,6 +246,33 @@ fn what_may_be_stored() {
             true,
         ),
         (
+            "an authorized request, s-maxage",
+            get(&[("authorization", "Basic eDp5")]),
+            resp(200, &[("cache-control", "s-maxage=60")]),
+            true,
+        ),
+        (
+            "an authorized request, must-revalidate",
+            get(&[("authorization", "Basic eDp5")]),
+            resp(200, &[("cache-control", "max-age=60, must-revalidate")]),
+            true,
+        ),
+        (
+            "an authorized request, only max-age",
+            get(&[("authorization", "Bearer t")]),
+            resp(200, &[("cache-control", "max-age=60")]),
+            false,
+        ),
+        (
+            "a cookie set, even when public",
+            get(&[]),
+            resp(
+                200,
+                &[("cache-control", "public, max-age=60"), ("set-cookie", "s=1")],
+            ),
+            false,
+        ),
+        (
             "longer than the largest object",
             get(&[]),
             resp(

@@ -107,7 +107,8 @@ pub(crate) async fn confirm(
         AfterResponse::NotModified(p, head) => (p, head),
         AfterResponse::Modified(..) => return Ok(None),
     };
-    if !policy.is_storable() {
+    // Never a cookie from a claim: what sets one is one client's (as in `decide::storable`).
+    if !policy.is_storable() || head.headers.contains_key(http::header::SET_COOKIE) {
         return Ok(None);
     }
     Ok(Some((policy, head)))

@@ -52,6 +52,16 @@ fn origin() -> MemOrigin {
         Resource::new(&b"private"[..], &[("cache-control", "no-store")]),
     );
     o.route("/echo", |_, body| Resource::new(body.clone(), &[]));
+    let sessions = std::sync::atomic::AtomicUsize::new(0);
+    o.route("/cookie", move |_, _| {
+        let n = sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let cookie = format!("session={n}");
+        let h = [
+            ("cache-control", "public, max-age=60"),
+            ("set-cookie", cookie.as_str()),
+        ];
+        Resource::new(cookie.clone(), &h)
+    });
     o.put(
         "/down",
         Resource::new(Bytes::new(), &[]).with_fault(Fault::Refuse),
@@ -169,6 +179,20 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
         assert_eq!(r.h("cache-status"), "pdist; fwd=uri-miss; fwd-status=200");
     }
     assert_eq!(sent(&o, "/nostore").0, 2);
+
+    // A response that sets a cookie is never given to another client: not from the store, not
+    // by joining a download in flight.
+    let ck = format!("{ORIGIN}/cookie");
+    let (a, b) = tokio::join!(via(p, get(&ck, &[])), via(p, get(&ck, &[])));
+    let c = via(p, get(&ck, &[])).await;
+    let mut cookies = vec![a.h("set-cookie"), b.h("set-cookie"), c.h("set-cookie")];
+    for r in [&a, &b, &c] {
+        assert_eq!(r.body, r.h("set-cookie").as_bytes());
+    }
+    cookies.sort();
+    cookies.dedup();
+    assert_eq!(cookies.len(), 3, "each client its own session");
+    assert_eq!(sent(&o, "/cookie").0, 3);
 
     // A gateway whose peers are not trusted tells them nothing: a node of its group that
     // knows the URL finds no claim for it.
