@@ -20,7 +20,7 @@ use fixtures::nginx::Nginx;
 
 /// The lab's subnet.
 pub const NET: &str = "10.75.0";
-const SECRET: &str = "5a4f6f6f5a4f6f6f";
+const SECRET: &str = "5a4f6f6f5a4f6f6f0123456789abcdef";
 
 /// A scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

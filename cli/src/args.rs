@@ -116,6 +116,24 @@ pub enum Command {
     /// peers share, with a node built in; or, with --reverse, origin mode in front of an HTTP
     /// server, which also answers requests for content information.
     Gateway(GatewayArgs),
+    /// Group secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Make a new random group secret (256 bits) and print it as hex, or write it to a file
+    /// that only its owner can read.
+    New(SecretNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretNewArgs {
+    /// Write it to this new file (mode 0600) instead of printing it; an existing file is
+    /// never overwritten.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,9 +5,10 @@ mod gateway;
 mod hash;
 mod inspect;
 mod net;
+mod secret;
 mod store;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, SecretCommand};
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -24,5 +25,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => net::status(&cli.global, args),
         Command::Seed(args) => net::seed(&cli.global, args),
         Command::Gateway(args) => gateway::run(&cli.global, args),
+        Command::Secret(SecretCommand::New(args)) => secret::new(&args),
     }
 }

@@ -48,6 +48,37 @@ pub fn secret(global: &GlobalArgs) -> anyhow::Result<ServerSecret> {
     }
 }
 
+/// The secret of the group this command's node or store joins: [`secret`], and if one was
+/// given, one too strong to guess ([`ServerSecret::check_group`]).
+pub fn group_secret(global: &GlobalArgs) -> anyhow::Result<ServerSecret> {
+    let s = secret(global)?;
+    if has_secret(global) {
+        s.check_group().map_err(|e| {
+            UsageError(format!(
+                "{e}: make one with `pdist secret new -o FILE` and pass --secret-file FILE"
+            ))
+        })?;
+        if let Some(path) = &global.secret_file {
+            warn_if_readable_by_others(path);
+        }
+    }
+    Ok(s)
+}
+
+/// Says so on stderr when a secret file can be read by users other than its owner.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        eprintln!(
+            "pdist: warning: {} can be read by other users (mode {:o}); chmod 600 it",
+            path.display(),
+            m.permissions().mode() & 0o777
+        );
+    }
+}
+
 /// Whether a group secret was given (then peers are trusted with URL records).
 pub fn has_secret(global: &GlobalArgs) -> bool {
     global.secret.is_some() || global.secret_file.is_some()
@@ -90,7 +121,7 @@ pub fn peers(peers: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
 pub fn node(global: &GlobalArgs, listen: SocketAddr, p: &PeerArgs) -> anyhow::Result<NodeOptions> {
     Ok(NodeOptions {
         name: p.name.clone(),
-        secret: secret(global)?,
+        secret: group_secret(global)?,
         listen,
         peers: peers(&p.peers)?,
         mdns: !p.no_mdns,

@@ -92,6 +92,43 @@ fn secret_from_flag_or_environment_changes_the_ticket() {
 }
 
 #[test]
+fn group_secrets_are_made_by_pdist_and_weak_ones_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new();
+    let f = dir.write("a.bin", b"hello");
+    let data = dir.path("data");
+    let key = dir.path("office.secret");
+
+    let printed = ok(run(&["secret", "new"]));
+    assert_eq!(printed.trim().len(), 64, "{printed}");
+    assert!(printed.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(printed, ok(run(&["secret", "new"])));
+
+    ok(run(&["secret", "new", "-o", s(&key)]));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let written = std::fs::read_to_string(&key).unwrap();
+    let again = run(&["secret", "new", "-o", s(&key)]);
+    assert_eq!(again.status.code(), Some(74), "an existing file is never overwritten");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), written);
+
+    let publish = |secret: &[&str]| {
+        let mut args = secret.to_vec();
+        args.extend(["--data-dir", s(&data), "publish", s(&f)]);
+        run(&args)
+    };
+    ok(publish(&["--secret-file", s(&key)]));
+    for weak in ["00ff", &"0ff1ce".repeat(8)] {
+        let out = publish(&["--secret", weak]);
+        assert_eq!(out.status.code(), Some(2), "{weak}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("pdist secret new"), "{err}");
+    }
+    // Hashing as a BranchCache server does takes its server secret, whatever it is.
+    ok(run(&["--secret", "00ff", "hash", s(&f)]));
+}
+
+#[test]
 fn native_output_inspects_to_the_same_ticket() {
     let dir = TestDir::new();
     let f = dir.write("a.bin", &fixtures::content(2, 200_000));

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::{NodeProc, cmd, json, poll, run};
 
-const GROUP: &str = "0ff1ce0ff1ce0ff1ce0ff1ce";
-const OTHER: &str = "5724a93e5724a93e";
+const GROUP: &str = "0ff1ce0ff1ce0ff1ce0ff1ce0123456789abcdef";
+const OTHER: &str = "5724a93e5724a93e89abcdef01234567";
 
 /// The hosts, and how to start a node on one.
 struct Lab(fixtures::netns::Bridge);

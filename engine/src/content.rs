@@ -23,8 +23,8 @@ pub mod merkle;
 pub mod native;
 
 pub use hash::{
-    HASH_LEN, Hash, OPEN_GROUP_SECRET, ServerSecret, hash_of_data, hmac_sha256, segment_id,
-    segment_secret, sha256,
+    GROUP_SECRET_LEN, HASH_LEN, Hash, MIN_GROUP_SECRET_BITS, OPEN_GROUP_SECRET, ServerSecret,
+    WeakSecret, hash_of_data, hmac_sha256, segment_id, segment_secret, sha256,
 };
 pub use hasher::{HashError, HashOptions, Progress, hash_file, hash_reader};
 pub use id::{ContentId, Ticket, TicketError};

@@ -1,10 +1,10 @@
 //! How nodes find each other: the [`Discovery`] seam, its mDNS implementation ([`mdns`]) and
 //! its in-memory twin ([`MemDiscovery`]).
 //!
-//! A node advertises only what others need to reach it and to tell whether it is of their
-//! group: its random node ID, a group tag (a MAC of the ID under the group's key, meaningless to
-//! other groups), whether it is a cache node, and its port. Everything else is asked over the
-//! peer protocol, where it is authenticated.
+//! A node advertises only what others need to reach it: its random node ID, whether it is a
+//! cache node, and its port. Nothing in it derives from the group secret, so a listener cannot
+//! test guesses of the secret against it; whether a node is of the group is learnt from its
+//! hello, over the peer protocol, where everything is authenticated.
 
 pub mod mdns;
 
@@ -24,8 +24,6 @@ pub const SERVICE_TYPE: &str = "_pdist._tcp.local.";
 pub struct Advert {
     /// Its node ID.
     pub node: NodeId,
-    /// Its group tag ([`crate::wire::GroupKeys::node_tag`]).
-    pub tag: [u8; 8],
     /// Port of its peer protocol endpoint.
     pub port: u16,
     /// Whether it is a cache node.

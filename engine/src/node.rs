@@ -240,7 +240,7 @@ impl Node {
                 *a
             }
         };
-        let peers = PeerTable::new(keys.clone(), id);
+        let peers = PeerTable::new(id);
         for p in &cfg.static_peers {
             peers.add_static(*p);
         }
@@ -270,7 +270,6 @@ impl Node {
         if let Some(d) = &node.inner.discovery {
             let events = d.start(Advert {
                 node: id,
-                tag: keys.node_tag(&id),
                 port: addr.port(),
                 cache: node.inner.cfg.cache,
             })?;

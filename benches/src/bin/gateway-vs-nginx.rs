@@ -25,7 +25,7 @@ use pdist_benches::lab::{Lab, median, pdist_bin, wait_until};
 
 const BAR: f64 = 0.8;
 const NET: &str = "10.76.0";
-const SECRET: &str = "6a7e3a7ab1e5ec7e";
+const SECRET: &str = "6a7e3a7ab1e5ec7e0123456789abcdef";
 
 struct Opts {
     size: u64,

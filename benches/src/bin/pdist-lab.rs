@@ -156,7 +156,7 @@ fn discovery(n: usize) -> io::Result<()> {
             &[
                 pdist.to_str().unwrap(),
                 "--secret",
-                "0d15c0e7",
+                "0d15c0e70123456789abcdef0d15c0e7",
                 "node",
                 "--listen",
                 "0.0.0.0:7461",

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::args::{GlobalArgs, LsArgs, PublishArgs, RmArgs, VerifyArgs};
-use crate::options::{hash_options, open_store, secret, ticket};
+use crate::options::{group_secret, hash_options, open_store, ticket};
 use crate::print::{ago, human_bytes, kind};
 use crate::process::with_node;
 
@@ -79,7 +79,7 @@ fn publish_here(
     print: &mut dyn FnMut(&Published) -> io::Result<()>,
 ) -> anyhow::Result<Vec<Published>> {
     let store = open_store(global)?;
-    let secret = secret(global)?;
+    let secret = group_secret(global)?;
     let opts = hash_options(global);
     let mut rows = Vec::new();
     for path in &args.files {

@@ -144,6 +144,43 @@ impl ServerSecret {
         &self.0
     }
 
+    /// A new group secret: [`GROUP_SECRET_LEN`] bytes from the operating system's random
+    /// source.
+    pub fn generate() -> Self {
+        let mut b = vec![0u8; GROUP_SECRET_LEN];
+        getrandom::fill(&mut b).expect("the operating system's random source works");
+        ServerSecret(b)
+    }
+
+    /// Whether this secret may be a group's. Everything sealed under the group's keys (and
+    /// every content ID of the group) lets whoever sees it test a guess of the secret offline,
+    /// so it must be too long and too random to guess: at least [`MIN_GROUP_SECRET_BITS`],
+    /// and not a pattern (a byte repeated, a few values cycled).
+    pub fn check_group(&self) -> Result<(), WeakSecret> {
+        let bits = self.0.len() * 8;
+        if bits < MIN_GROUP_SECRET_BITS {
+            return Err(WeakSecret::Short {
+                bits,
+                min: MIN_GROUP_SECRET_BITS,
+            });
+        }
+        let mut seen = [false; 256];
+        for &b in &self.0 {
+            seen[usize::from(b)] = true;
+        }
+        let distinct = seen.iter().filter(|s| **s).count();
+        // 16 random bytes have fewer than 8 distinct values with a probability below 1e-9.
+        if distinct < 8 {
+            return Err(WeakSecret::Patterned { distinct });
+        }
+        Ok(())
+    }
+
+    /// The secret as hex digits (what `--secret-file` holds).
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.0)
+    }
+
     /// `Ks` for V1 and pdist's own model: SHA-256 of the secret.
     pub fn ks_v1(&self) -> Hash {
         sha256(&self.0)
@@ -153,6 +190,33 @@ impl ServerSecret {
     pub fn ks_v2(&self) -> Hash {
         sha512_trunc(&self.0)
     }
+}
+
+/// The least a group secret may have ([`ServerSecret::check_group`]).
+pub const MIN_GROUP_SECRET_BITS: usize = 128;
+
+/// How long a secret [`ServerSecret::generate`] makes is, in bytes (256 bits).
+pub const GROUP_SECRET_LEN: usize = 32;
+
+/// Why a secret cannot be a group's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeakSecret {
+    /// Too short to be safe from guessing.
+    #[error("a group secret needs at least {min} bits; this one has {bits}")]
+    Short {
+        /// Its length in bits.
+        bits: usize,
+        /// The least allowed.
+        min: usize,
+    },
+    /// Long enough, but not random.
+    #[error(
+        "a group secret must be random bytes; this one has only {distinct} different byte values"
+    )]
+    Patterned {
+        /// How many different byte values it has.
+        distinct: usize,
+    },
 }
 
 impl fmt::Debug for ServerSecret {
@@ -183,6 +247,27 @@ pub fn hash_of_data(block_hashes: &[Hash]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_secrets_must_be_long_and_random() {
+        let short = ServerSecret::new(vec![7u8; 15]);
+        assert_eq!(
+            short.check_group(),
+            Err(WeakSecret::Short { bits: 120, min: 128 })
+        );
+        let repeated = ServerSecret::from_hex(&"0ff1ce".repeat(8)).unwrap();
+        assert_eq!(
+            repeated.check_group(),
+            Err(WeakSecret::Patterned { distinct: 3 })
+        );
+        let counted = ServerSecret::new((0u8..16).collect::<Vec<_>>());
+        assert_eq!(counted.check_group(), Ok(()));
+        let made = ServerSecret::generate();
+        assert_eq!(made.as_bytes().len(), GROUP_SECRET_LEN);
+        assert_eq!(made.check_group(), Ok(()));
+        assert_ne!(made, ServerSecret::generate());
+        assert_eq!(ServerSecret::from_hex(&made.to_hex()).unwrap(), made);
+    }
 
     #[test]
     fn constant_is_utf16le_with_nul() {

@@ -11,6 +11,10 @@ use tokio::sync::mpsc;
 use super::{Advert, Discovery, DiscoveryError, DiscoveryEvent, SERVICE_TYPE};
 use crate::wire::NodeId;
 
+/// The advert's format: 2 has no group tag (1 had a MAC of the node ID under the group's key,
+/// which let every listener on the LAN test guesses of the secret offline).
+const ADVERT_VERSION: &str = "2";
+
 /// mDNS discovery.
 pub struct MdnsDiscovery {
     daemon: ServiceDaemon,
@@ -52,21 +56,16 @@ impl MdnsDiscovery {
 }
 
 fn parse(info: &mdns_sd::ResolvedService) -> Option<DiscoveryEvent> {
-    if info.get_property_val_str("v")? != "1" {
+    if info.get_property_val_str("v")? != ADVERT_VERSION {
         return None;
     }
     let node = NodeId::from_hex(info.get_property_val_str("id")?)?;
-    let tag: [u8; 8] = hex::decode(info.get_property_val_str("t")?)
-        .ok()?
-        .try_into()
-        .ok()?;
     let cache = info.get_property_val_str("c") == Some("1");
     let mut addrs: Vec<std::net::IpAddr> = info.addresses.iter().map(|a| a.to_ip_addr()).collect();
     addrs.sort();
     Some(DiscoveryEvent::Up {
         advert: Advert {
             node,
-            tag,
             port: info.get_port(),
             cache,
         },
@@ -80,9 +79,8 @@ impl Discovery for MdnsDiscovery {
         let instance = me.node.to_hex();
         let host = format!("{}-{}.local.", self.host, &instance[..8]);
         let props = [
-            ("v", "1".to_string()),
+            ("v", ADVERT_VERSION.to_string()),
             ("id", instance.clone()),
-            ("t", hex::encode(me.tag)),
             ("c", if me.cache { "1" } else { "0" }.to_string()),
         ];
         let info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, "", me.port, &props[..])

@@ -1,21 +1,30 @@
 //! The peer table: who this node knows (from discovery and `--peer`), whether they are of our
 //! group, and whether they are alive by our own measure. mDNS keeps a killed node listed for
 //! about two minutes, so liveness comes from hellos: a node that fails two in a row is not used
-//! until it answers again.
+//! until it answers again, and one that keeps failing (down, or of another group: nothing in
+//! an advert says which) is asked less and less often, down to once a minute.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::discovery::{Advert, DiscoveryEvent};
 use crate::fetch::PeerRef;
 use crate::peer::{PeerClient, ServiceStats};
-use crate::wire::{GroupKeys, HelloReply, NodeId};
+use crate::wire::{HelloReply, NodeId};
 
-/// Most nodes of other groups kept in the table (for `pdist peers`); more are ignored.
-const MAX_FOREIGN: usize = 64;
+/// Most discovered nodes that never answered a hello (down, or of other groups) kept in the
+/// table; more are ignored until some go.
+const MAX_UNANSWERED: usize = 256;
+
+/// How long a peer that failed [`DOWN_AFTER`] hellos in a row is left alone before the next; it
+/// doubles with every further failure, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(4);
+
+/// The longest a failing peer is left alone.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Failed hellos in a row after which a peer is considered down.
 const DOWN_AFTER: u32 = 2;
@@ -48,7 +57,7 @@ pub struct PeerView {
     pub name: String,
     /// Addresses it can be reached at.
     pub addrs: Vec<SocketAddr>,
-    /// Whether it is of our group (it answered our authenticated hello, or its tag matches).
+    /// Whether it is of our group (it answered our authenticated hello).
     pub group: bool,
     /// Whether it answers.
     pub alive: bool,
@@ -73,7 +82,8 @@ struct Entry {
     addrs: Vec<SocketAddr>,
     /// The address that last answered.
     good: Option<SocketAddr>,
-    tag_ok: bool,
+    /// Not asked again before this (it kept failing).
+    skip_until: Option<Instant>,
     via_static: bool,
     cache: bool,
     hello: Option<HelloReply>,
@@ -91,16 +101,14 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub struct PeerTable {
     inner: Arc<Mutex<Vec<Entry>>>,
-    keys: GroupKeys,
     me: NodeId,
 }
 
 impl PeerTable {
-    /// An empty table for node `me` of the group of `keys`.
-    pub fn new(keys: GroupKeys, me: NodeId) -> PeerTable {
+    /// An empty table for node `me`.
+    pub fn new(me: NodeId) -> PeerTable {
         PeerTable {
             inner: Arc::default(),
-            keys,
             me,
         }
     }
@@ -120,7 +128,7 @@ impl PeerTable {
             host: addr.to_string(),
             addrs: vec![addr],
             good: None,
-            tag_ok: true,
+            skip_until: None,
             via_static: true,
             cache: false,
             hello: None,
@@ -138,12 +146,7 @@ impl PeerTable {
                 addrs,
                 host,
             } => {
-                let Advert {
-                    node,
-                    tag,
-                    port,
-                    cache,
-                } = advert;
+                let Advert { node, port, cache } = advert;
                 if node == self.me {
                     return;
                 }
@@ -151,25 +154,30 @@ impl PeerTable {
                     .into_iter()
                     .map(|ip| SocketAddr::new(ip, port))
                     .collect();
-                let tag_ok = self.keys.is_member_tag(&node, &tag);
-                let foreign = t.iter().filter(|e| !e.tag_ok).count();
+                let unanswered = t
+                    .iter()
+                    .filter(|e| e.hello.is_none() && !e.via_static)
+                    .count();
                 match t.iter_mut().find(|e| e.node == Some(node)) {
                     Some(e) => {
+                        if e.addrs != addrs {
+                            // It moved: worth asking at once.
+                            e.skip_until = None;
+                        }
                         e.addrs = addrs;
-                        e.tag_ok = tag_ok;
                         e.cache = cache;
                         e.host = host;
                         e.last_seen = Some(SystemTime::now());
                     }
-                    None if !tag_ok && foreign >= MAX_FOREIGN => {
-                        // Enough nodes of other groups listed already (they cannot be used).
+                    None if unanswered >= MAX_UNANSWERED => {
+                        // Enough nodes listed that never answered (they cannot be used).
                     }
                     None => t.push(Entry {
                         node: Some(node),
                         host,
                         addrs,
                         good: None,
-                        tag_ok,
+                        skip_until: None,
                         via_static: false,
                         cache,
                         hello: None,
@@ -233,7 +241,7 @@ impl PeerTable {
                         .filter(|n| !n.is_empty())
                         .unwrap_or_else(|| e.host.clone()),
                     addrs: e.addrs.clone(),
-                    group: e.tag_ok && (e.hello.is_some() || !e.via_static),
+                    group: e.hello.is_some(),
                     alive: e.alive(),
                     via: if e.via_static { Via::Static } else { Via::Mdns },
                     cache: e.hello.as_ref().map_or(e.cache, |h| h.cache),
@@ -249,12 +257,14 @@ impl PeerTable {
             .collect()
     }
 
-    /// Says hello to every known peer of our group (in parallel) and records who answered.
+    /// Says hello to every known peer not left alone for failing (in parallel) and records who
+    /// answered.
     pub async fn probe(&self, client: &PeerClient, timeout: Duration) {
+        let now = Instant::now();
         let targets: Vec<(Key, Vec<SocketAddr>)> = self
             .lock()
             .iter()
-            .filter(|e| e.tag_ok)
+            .filter(|e| e.skip_until.is_none_or(|t| now >= t))
             .map(|e| {
                 let mut addrs = e.addrs.clone();
                 if let Some(g) = e.good {
@@ -305,10 +315,20 @@ impl PeerTable {
                     e.cache = h.cache;
                     e.hello = Some(h);
                     e.failures = 0;
+                    e.skip_until = None;
                     e.last_seen = Some(SystemTime::now());
                 }
-                Some(_) => e.failures = DOWN_AFTER,
-                None => e.failures += 1,
+                Some(_) => {
+                    e.failures = DOWN_AFTER;
+                    e.skip_until = Some(Instant::now() + MAX_BACKOFF);
+                }
+                None => {
+                    e.failures = e.failures.saturating_add(1);
+                    if let Some(extra) = e.failures.checked_sub(DOWN_AFTER) {
+                        let wait = FIRST_BACKOFF.saturating_mul(1 << extra.min(8));
+                        e.skip_until = Some(Instant::now() + wait.min(MAX_BACKOFF));
+                    }
+                }
             }
         }
         // A static peer that turned out to be a node we also know from mDNS is kept once.

@@ -71,7 +71,6 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 /// The keys of a node group, derived from its secret (the open group's when none is given).
 #[derive(Clone)]
 pub struct GroupKeys {
-    auth: Hash,
     seal: Hash,
     msg: Hash,
 }
@@ -86,23 +85,9 @@ impl GroupKeys {
     /// The keys of the group whose secret is `secret`.
     pub fn new(secret: &ServerSecret) -> GroupKeys {
         GroupKeys {
-            auth: hmac_sha256(secret.as_bytes(), &[b"pdist group auth v1"]),
             seal: hmac_sha256(secret.as_bytes(), &[b"pdist group seal v1"]),
             msg: hmac_sha256(secret.as_bytes(), &[b"pdist group messages v1"]),
         }
-    }
-
-    /// The MAC over `parts` (concatenated).
-    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-        let full = hmac_sha256(&self.auth.0, parts);
-        full.0[..MAC_LEN].try_into().expect("32 >= 16")
-    }
-
-    /// The tag a node of this group puts beside its ID in mDNS: members recognise each other;
-    /// to anyone else it is random bytes that differ from node to node.
-    pub fn node_tag(&self, node: &NodeId) -> [u8; 8] {
-        let m = self.mac(&[b"node tag", &node.0]);
-        m[..8].try_into().expect("16 >= 8")
     }
 
     /// Seals a peer message's body (everything after its 4-byte header).
@@ -122,11 +107,6 @@ impl GroupKeys {
         self.seal_msg(aad, plain)
     }
 
-    /// Whether `tag` is the tag of `node` in this group.
-    pub fn is_member_tag(&self, node: &NodeId, tag: &[u8]) -> bool {
-        ct_eq(&self.node_tag(node), tag)
-    }
-
     /// Seals `plain` under the group's sealing key (for messages that name content).
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         seal(&self.seal.0, aad, plain)
@@ -136,11 +116,6 @@ impl GroupKeys {
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, WireError> {
         open(&self.seal.0, aad, sealed, "group message")
     }
-}
-
-/// Constant-time equality of two byte strings.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// How content is named on the wire: HMAC(content ID, label). Without the content ID (the
@@ -347,13 +322,9 @@ mod tests {
     }
 
     #[test]
-    fn groups_do_not_share_keys_or_tags() {
+    fn groups_do_not_share_keys() {
         let a = GroupKeys::new(&ServerSecret::open_group());
         let b = GroupKeys::new(&ServerSecret::new(b"office".to_vec()));
-        let n = NodeId([1; 16]);
-        assert!(a.is_member_tag(&n, &a.node_tag(&n)));
-        assert!(!b.is_member_tag(&n, &a.node_tag(&n)));
-        assert_ne!(a.node_tag(&n), a.node_tag(&NodeId([2; 16])));
         assert!(b.open(b"", &a.seal(b"", b"x")).is_err());
     }
 
