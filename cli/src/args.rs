@@ -171,9 +171,28 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub rate: u32,
 
-    /// Most client connections at once.
+    /// Most client connections at once (open CONNECT tunnels count); over it, clients get 503
+    /// with Retry-After.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
+
+    /// Seconds a client may take to send a request head (and an idle kept-alive connection
+    /// may hold its slot).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub head_timeout: u64,
+
+    /// A port CONNECT tunnels may reach (repeatable; default 443 only).
+    #[arg(long = "connect-port", value_name = "PORT")]
+    pub connect_ports: Vec<u16>,
+
+    /// Let CONNECT tunnels reach loopback, link-local and this machine's own addresses
+    /// (refused by default: they would expose services that listen only locally).
+    #[arg(long)]
+    pub connect_local: bool,
+
+    /// Seconds after which a CONNECT tunnel that moved no byte is closed.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub tunnel_idle: u64,
 
     /// Address of the built-in node's peer endpoint. Loopback by default: the gateway shares
     /// nothing with the LAN until given one (e.g. 0.0.0.0:7461), and then finds its peers

@@ -174,6 +174,12 @@ pub fn gateway(global: &GlobalArgs, args: &GatewayArgs) -> anyhow::Result<Gatewa
     cfg.reverse = reverse;
     cfg.rate_per_client = args.rate;
     cfg.max_connections = args.max_connections;
+    cfg.head_timeout = std::time::Duration::from_secs(args.head_timeout.max(1));
+    if !args.connect_ports.is_empty() {
+        cfg.connect.ports = args.connect_ports.clone();
+    }
+    cfg.connect.local = args.connect_local;
+    cfg.connect.idle = std::time::Duration::from_secs(args.tunnel_idle.max(1));
     cfg.trust_peers = has_secret(global);
     cfg.origin_for_peered = !args.no_origin_for_peered;
     cfg.origin_info = !args.no_origin_info;

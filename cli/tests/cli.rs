@@ -109,7 +109,11 @@ fn group_secrets_are_made_by_pdist_and_weak_ones_refused() {
     assert_eq!(mode, 0o600);
     let written = std::fs::read_to_string(&key).unwrap();
     let again = run(&["secret", "new", "-o", s(&key)]);
-    assert_eq!(again.status.code(), Some(74), "an existing file is never overwritten");
+    assert_eq!(
+        again.status.code(),
+        Some(74),
+        "an existing file is never overwritten"
+    );
     assert_eq!(std::fs::read_to_string(&key).unwrap(), written);
 
     let publish = |secret: &[&str]| {

@@ -268,7 +268,10 @@ fn what_may_be_stored() {
             get(&[]),
             resp(
                 200,
-                &[("cache-control", "public, max-age=60"), ("set-cookie", "s=1")],
+                &[
+                    ("cache-control", "public, max-age=60"),
+                    ("set-cookie", "s=1"),
+                ],
             ),
             false,
         ),

@@ -37,6 +37,17 @@ pub enum GatewayError {
         /// The target asked for.
         uri: Uri,
     },
+    /// A `CONNECT` to a target tunnels may not reach ([`crate::allow::ConnectPolicy`]).
+    #[error("CONNECT {uri} refused: {reason}")]
+    ConnectRefused {
+        /// The target asked for.
+        uri: Uri,
+        /// Why.
+        reason: crate::allow::Refusal,
+    },
+    /// Every connection slot is taken.
+    #[error("too busy: every connection slot is taken; try again shortly")]
+    Busy,
     /// A request that makes no URL.
     #[error("bad request: {0}")]
     BadUri(#[from] http::uri::InvalidUri),
@@ -131,7 +142,10 @@ impl GatewayError {
     /// The HTTP status this failure is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden { .. } | GatewayError::ConnectRefused { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NotProxied { .. }
             | GatewayError::BadConnect { .. }
@@ -164,9 +178,12 @@ impl GatewayError {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
+        if matches!(self, GatewayError::Busy | GatewayError::RateLimited { .. }) {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(
             self,
-            GatewayError::Forbidden { .. } | GatewayError::RateLimited { .. }
+            GatewayError::Forbidden { .. } | GatewayError::RateLimited { .. } | GatewayError::Busy
         ) {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }

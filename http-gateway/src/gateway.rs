@@ -15,6 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,6 +63,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             upstream: Upstream::new(Arc::clone(&cfg.origin), cfg.origin_timeout),
             limit: RateLimit::new(cfg.rate_per_client),
+            conns: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             cfg,
             node,
             index,
@@ -139,8 +141,27 @@ impl engine::node::StatusPart for StatusFigures {
     }
 }
 
+/// What an accepted connection gets.
+enum Slot {
+    /// Served: it holds one of the connection slots while open.
+    Serve(OwnedSemaphorePermit),
+    /// Every slot is taken: it is told so (503, `Retry-After`) and closed.
+    Refuse(OwnedSemaphorePermit),
+}
+
+/// Most connections being told at once that the gateway is full; while that many are, further
+/// ones wait in the listen backlog.
+const MAX_REFUSING: usize = 64;
+
+/// How long a connection being refused is given to read the answer.
+const REFUSE_LINGER: Duration = Duration::from_secs(2);
+
+/// The whole answer to a connection over the limit.
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nCache-Status: pdist; detail=error-503\r\nContent-Type: text/plain\r\nContent-Length: 53\r\nConnection: close\r\n\r\npdist gateway: too busy: every connection slot taken\n";
+
 async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
-    let conns = Arc::new(tokio::sync::Semaphore::new(sh.cfg.max_connections));
+    let conns = Arc::clone(&sh.conns);
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     loop {
         let (stream, from) = tokio::select! {
             _ = sh.stop.cancelled() => break,
@@ -153,22 +174,42 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
-            tracing::debug!("gateway: connection limit reached, refusing {from}");
-            drop(stream);
-            continue;
+        let slot = match Arc::clone(&conns).try_acquire_owned() {
+            Ok(p) => Slot::Serve(p),
+            Err(_) => match Arc::clone(&refusing).try_acquire_owned() {
+                Ok(p) => Slot::Refuse(p),
+                // Both full: take no more connections until a slot frees.
+                Err(_) => tokio::select! {
+                    _ = sh.stop.cancelled() => break,
+                    p = Arc::clone(&conns).acquire_owned() => Slot::Serve(p.expect("never closed")),
+                    p = Arc::clone(&refusing).acquire_owned() => {
+                        Slot::Refuse(p.expect("never closed"))
+                    }
+                },
+            },
+        };
+        let permit = match slot {
+            Slot::Serve(p) => p,
+            Slot::Refuse(p) => {
+                sh.metrics.refused();
+                sh.tasks.spawn(refuse(stream, p));
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let sh2 = Arc::clone(&sh);
         sh.tasks.spawn(async move {
-            let _permit = permit;
+            // A CONNECT takes the slot over for its tunnel, which outlives this connection.
+            let slot: crate::tunnel::ConnSlot = Arc::new(std::sync::Mutex::new(Some(permit)));
             let stop = sh2.stop.clone();
             let max_buf = sh2.cfg.max_header_bytes.max(8192);
-            let handler = service_fn(move |req| handle(Arc::clone(&sh2), from, req));
+            let head_timeout = sh2.cfg.head_timeout;
+            let handler =
+                service_fn(move |req| handle(Arc::clone(&sh2), from, Arc::clone(&slot), req));
             let conn = http1::Builder::new()
                 .max_buf_size(max_buf)
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(head_timeout)
                 .serve_connection(TokioIo::new(stream), handler)
                 .with_upgrades();
             tokio::pin!(conn);
@@ -183,13 +224,29 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Tells a connection over the limit so, without reading its request, and closes it once the
+/// client had time to read the answer (closing with its request unread at once could reset the
+/// connection before the answer arrives).
+async fn refuse(mut stream: tokio::net::TcpStream, _slot: OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(REFUSE_LINGER, async {
+        stream.write_all(FULL).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
 async fn handle(
     sh: Arc<Shared>,
     from: SocketAddr,
+    slot: crate::tunnel::ConnSlot,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let what = format!("{} {}", req.method(), req.uri());
-    Ok(match route(&sh, from, req).await {
+    Ok(match route(&sh, from, slot, req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("{from} {what}: {e}");
@@ -201,6 +258,7 @@ async fn handle(
 async fn route(
     sh: &Arc<Shared>,
     from: SocketAddr,
+    slot: crate::tunnel::ConnSlot,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let ip = from.ip();
@@ -211,7 +269,7 @@ async fn route(
         return Err(GatewayError::RateLimited { ip });
     }
     if req.method() == Method::CONNECT {
-        return crate::passthrough::connect(sh, req).await;
+        return crate::tunnel::connect(sh, &slot, req).await;
     }
     if let Some(backend) = sh.cfg.reverse.clone() {
         if req.uri().path() == REVERSE_METRICS_PATH {

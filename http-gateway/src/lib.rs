@@ -6,7 +6,7 @@
 //!
 //! * [`Gateway`] (`gateway`): the server: listener, connection limits, allow list and rate,
 //!   routing to the cache, origin mode ([`reverse`]), pass-through (`passthrough`: other
-//!   methods, `CONNECT`) or the gateway's own routes; shutdown that drains.
+//!   methods), `CONNECT` tunnels (`tunnel`) or the gateway's own routes; shutdown that drains.
 //! * `cache`: carries out [`decide`]'s plans for a GET or HEAD: stored, revalidated, or a miss
 //!   looked for in the plan's order.
 //! * The ways a miss finds its body, each returning what it found: `peered` (a trusted peer's
@@ -50,6 +50,7 @@ pub mod reverse;
 mod spool;
 mod state;
 mod stored;
+mod tunnel;
 pub mod upstream;
 mod vouched;
 

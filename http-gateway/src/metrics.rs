@@ -24,6 +24,7 @@ pub struct Metrics {
     hit_ratio: Gauge<f64, AtomicU64>,
     in_flight: Gauge<i64, AtomicI64>,
     peers: Gauge<i64, AtomicI64>,
+    refused: Counter,
     hits: AtomicU64,
     cacheable: AtomicU64,
 }
@@ -89,6 +90,12 @@ impl Default for Metrics {
             in_flight.clone(),
         );
         registry.register("peers", "Live peers of the node's group", peers.clone());
+        let refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 because every connection slot was taken",
+            refused.clone(),
+        );
         Metrics {
             registry,
             bytes,
@@ -96,6 +103,7 @@ impl Default for Metrics {
             hit_ratio,
             in_flight,
             peers,
+            refused,
             hits: AtomicU64::new(0),
             cacheable: AtomicU64::new(0),
         }
@@ -116,6 +124,11 @@ impl Metrics {
             }
             self.hit_ratio.set(h as f64 / c as f64);
         }
+    }
+
+    /// Counts a connection refused for want of a slot.
+    pub fn refused(&self) {
+        self.refused.inc();
     }
 
     /// Counts body bytes sent to a client.

@@ -38,6 +38,11 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Most bytes of a request head.
     pub max_header_bytes: usize,
+    /// Longest a client may take to send a request head, and longest an idle kept-alive
+    /// connection holds its slot.
+    pub head_timeout: Duration,
+    /// Where `CONNECT` tunnels may go, and how long one may sit idle.
+    pub connect: crate::allow::ConnectPolicy,
     /// Requests per second per client address (0: no limit).
     pub rate_per_client: u32,
     /// Trust the group's peers (a group with its own secret): file claims that a URL is some
@@ -65,7 +70,8 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Defaults: loopback on [`DEFAULT_PORT`], loopback clients only, 1024 connections, 64 KiB
-    /// heads, 1000 requests per second per client, origin fallback on.
+    /// heads sent within 10 s, 1000 requests per second per client, tunnels to port 443 of
+    /// other machines only, origin fallback on.
     pub fn new(spool: PathBuf) -> GatewayConfig {
         GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
@@ -73,6 +79,8 @@ impl GatewayConfig {
             reverse: None,
             max_connections: 1024,
             max_header_bytes: 64 * 1024,
+            head_timeout: Duration::from_secs(10),
+            connect: crate::allow::ConnectPolicy::default(),
             rate_per_client: 1000,
             trust_peers: false,
             origin_for_peered: true,
@@ -98,6 +106,9 @@ pub(crate) struct Shared {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub limit: RateLimit,
+    /// Connection slots ([`GatewayConfig::max_connections`]): one per client connection, kept
+    /// by a tunnel opened on it until the tunnel closes.
+    pub conns: Arc<tokio::sync::Semaphore>,
     pub downloads: Downloads,
     /// The keys of what this group's gateways say about URLs.
     pub urls: UrlKeys,

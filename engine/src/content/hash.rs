@@ -89,7 +89,7 @@ pub fn sha512_trunc(data: &[u8]) -> Hash {
     Hash(out)
 }
 
-/// HMAC-SHA256(key, parts[0] ‖ parts[1] ‖ …).
+/// HMAC-SHA256(key, `parts[0] ‖ parts[1] ‖ …`).
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hash {
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .expect("HMAC accepts keys of any length");
@@ -253,7 +253,10 @@ mod tests {
         let short = ServerSecret::new(vec![7u8; 15]);
         assert_eq!(
             short.check_group(),
-            Err(WeakSecret::Short { bits: 120, min: 128 })
+            Err(WeakSecret::Short {
+                bits: 120,
+                min: 128
+            })
         );
         let repeated = ServerSecret::from_hex(&"0ff1ce".repeat(8)).unwrap();
         assert_eq!(

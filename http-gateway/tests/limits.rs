@@ -1,0 +1,211 @@
+//! Clients that would hurt a proxy: CONNECT to places a tunnel must not reach, tunnels left
+//! idle, more connections than the gateway has slots for, and heads sent too slowly.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{gateway, node};
+use engine::origin::mem::{MemOrigin, Resource};
+use pdist_http_gateway::allow::ConnectPolicy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads until the end of a response head; returns it.
+async fn head(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before a whole head: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.push(b[0]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+async fn connect_via(proxy: SocketAddr, target: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let h = head(&mut s).await;
+    (s, h)
+}
+
+/// A TCP echo server on loopback; its address.
+async fn echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Waits until `s` is closed by the other side (EOF or reset), at most `limit`; whether it
+/// was, and the bytes that came before.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> (bool, Vec<u8>) {
+    let mut b = [0u8; 64];
+    let mut got = Vec::new();
+    let end = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(end.into(), s.read(&mut b)).await {
+            Err(_) => return (false, got),
+            Ok(Ok(0) | Err(_)) => return (true, got),
+            Ok(Ok(n)) => got.extend_from_slice(&b[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_reaches_only_allowed_ports_of_other_machines_and_idle_tunnels_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(b"g", dir.path(), vec![]).await;
+    let target = echo().await;
+
+    // By default: port 443 only, and never this machine.
+    let strict = gateway(&n, &dir.path().join("a"), |_| {}).await;
+    let (_, h) = connect_via(strict.addr(), &target.to_string()).await;
+    assert!(h.starts_with("HTTP/1.1 403"), "{h}");
+    let (_, h) = connect_via(strict.addr(), "127.0.0.1:443").await;
+    assert!(h.starts_with("HTTP/1.1 403"), "{h}");
+    let (_, h) = connect_via(strict.addr(), "localhost:443").await;
+    assert!(h.starts_with("HTTP/1.1 403"), "{h}");
+    let (_, h) = connect_via(strict.addr(), "169.254.169.254:443").await;
+    assert!(h.starts_with("HTTP/1.1 403"), "{h}");
+    // The gateway's own peer endpoint, on its port, is refused even when the port is allowed.
+    let own = gateway(&n, &dir.path().join("b"), |c| {
+        c.connect.ports = vec![n.addr().port()];
+    })
+    .await;
+    let (_, h) = connect_via(own.addr(), &n.addr().to_string()).await;
+    assert!(h.starts_with("HTTP/1.1 403"), "{h}");
+
+    // Allowed by the admin: the tunnel carries bytes both ways, and closes once idle.
+    let open = gateway(&n, &dir.path().join("c"), |c| {
+        c.connect = ConnectPolicy {
+            ports: vec![target.port()],
+            local: true,
+            idle: Duration::from_millis(400),
+        };
+    })
+    .await;
+    let (mut t, h) = connect_via(open.addr(), &target.to_string()).await;
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    for _ in 0..3 {
+        t.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        t.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // The last byte moved 150 ms ago: the tunnel closes about 250 ms from now, not at once.
+    let idle_from = Instant::now();
+    assert!(
+        closed_within(&mut t, Duration::from_secs(5)).await.0,
+        "idle tunnel closed"
+    );
+    assert!(idle_from.elapsed() >= Duration::from_millis(200));
+
+    for g in [strict, own, open] {
+        g.shutdown().await;
+    }
+    n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_connection_limit_clients_get_503_and_slow_heads_lose_their_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(b"g", dir.path(), vec![]).await;
+    let o = MemOrigin::new();
+    o.put(
+        "/x",
+        Resource::new(&b"hello"[..], &[("cache-control", "max-age=60")]),
+    );
+    let target = echo().await;
+    let gw = gateway(&n, dir.path(), |c| {
+        c.origin = std::sync::Arc::new(o.clone());
+        c.max_connections = 2;
+        c.head_timeout = Duration::from_millis(700);
+        c.connect = ConnectPolicy {
+            ports: vec![target.port()],
+            local: true,
+            idle: Duration::from_secs(60),
+        };
+    })
+    .await;
+    let p = gw.addr();
+    let ask = |mut s: TcpStream| async move {
+        s.write_all(b"GET http://origin.test/x HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+            .await
+            .unwrap();
+        head(&mut s).await
+    };
+
+    // A tunnel holds a slot for as long as it is open; a client sending its head byte by byte
+    // holds the other.
+    let (mut tunnel, h) = connect_via(p, &target.to_string()).await;
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    let mut slow = TcpStream::connect(p).await.unwrap();
+    slow.write_all(b"GET http://origin.test/x HT")
+        .await
+        .unwrap();
+    // Connections are accepted in the order they were made: `slow` has its slot before the
+    // next one is looked at.
+
+    // Full: a new client is told so, with Retry-After, not dropped without a word.
+    let h = ask(TcpStream::connect(p).await.unwrap()).await;
+    assert!(h.starts_with("HTTP/1.1 503"), "{h}");
+    assert!(h.to_ascii_lowercase().contains("retry-after: 1"), "{h}");
+    // So is a tunnel.
+    let (_, h) = connect_via(p, &target.to_string()).await;
+    assert!(h.starts_with("HTTP/1.1 503"), "{h}");
+
+    // The slow head loses its slot after the head timeout; then clients are served again.
+    let (closed, said) = closed_within(&mut slow, Duration::from_secs(5)).await;
+    assert!(closed, "a slow head is cut off");
+    assert!(
+        !String::from_utf8_lossy(&said).contains(" 503 "),
+        "the slow client had a slot: {}",
+        String::from_utf8_lossy(&said)
+    );
+    let h = ask(TcpStream::connect(p).await.unwrap()).await;
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+
+    // The tunnel still works, and closing it frees its slot.
+    tunnel.write_all(b"pong").await.unwrap();
+    let mut b = [0u8; 4];
+    tunnel.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"pong");
+    drop(tunnel);
+    // Its slot frees once both ends of the tunnel have closed: a client is served within 5 s.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let h = ask(TcpStream::connect(p).await.unwrap()).await;
+        if h.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < end, "{h}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a = TcpStream::connect(p).await.unwrap();
+    let b2 = TcpStream::connect(p).await.unwrap();
+    let (ha, hb) = tokio::join!(ask(a), ask(b2));
+    assert!(ha.starts_with("HTTP/1.1 200"), "{ha}");
+    assert!(hb.starts_with("HTTP/1.1 200"), "{hb}");
+
+    gw.shutdown().await;
+    n.shutdown().await;
+}
