@@ -181,6 +181,11 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub head_timeout: u64,
 
+    /// Seconds without a byte of a body being downloaded after which the download is
+    /// abandoned (its clients see the transfer cut off; the next request starts afresh).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub origin_read_timeout: u64,
+
     /// A port CONNECT tunnels may reach (repeatable; default 443 only).
     #[arg(long = "connect-port", value_name = "PORT")]
     pub connect_ports: Vec<u16>,

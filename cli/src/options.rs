@@ -175,6 +175,7 @@ pub fn gateway(global: &GlobalArgs, args: &GatewayArgs) -> anyhow::Result<Gatewa
     cfg.rate_per_client = args.rate;
     cfg.max_connections = args.max_connections;
     cfg.head_timeout = std::time::Duration::from_secs(args.head_timeout.max(1));
+    cfg.origin_read_timeout = std::time::Duration::from_secs(args.origin_read_timeout.max(1));
     if !args.connect_ports.is_empty() {
         cfg.connect.ports = args.connect_ports.clone();
     }

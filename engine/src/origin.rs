@@ -59,6 +59,8 @@ impl HyperOrigin {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(connect_timeout));
         conn.set_nodelay(true);
+        // A silent origin whose host vanished is noticed by the kernel, not only by our timers.
+        conn.set_keepalive(Some(Duration::from_secs(30)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(conn);

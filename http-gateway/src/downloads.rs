@@ -29,6 +29,12 @@ pub enum DownloadError {
     /// The gateway is shutting down.
     #[error("the gateway is stopping")]
     Stopping,
+    /// No byte of the body came for this long: the download was abandoned.
+    #[error("no byte of the body for {secs} s: abandoned")]
+    Stalled {
+        /// The wait, in seconds.
+        secs: u64,
+    },
     /// The origin's body broke off.
     #[error("the origin's body broke off: {0}")]
     OriginBody(#[source] crate::body::BoxError),

@@ -215,10 +215,13 @@ async fn download(
     });
     let secret = sh.node.secret().clone();
     let mut body = Download::new(Arc::clone(&file), secret, limit, written);
+    let idle = sh.cfg.origin_read_timeout;
     loop {
         let next = tokio::select! {
             _ = sh.stop.cancelled() => return Err(DownloadError::Stopping),
-            next = feed.next(&sh.stop) => next,
+            next = tokio::time::timeout(idle, feed.next(&sh.stop)) => next.map_err(|_| {
+                DownloadError::Stalled { secs: idle.as_secs().max(1) }
+            })?,
         };
         let Some(data) = next else { break };
         match body.put(data?).await {

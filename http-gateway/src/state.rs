@@ -60,6 +60,10 @@ pub struct GatewayConfig {
     pub spool: PathBuf,
     /// Longest wait for an origin's connection and response head.
     pub origin_timeout: Duration,
+    /// Longest wait for the next bytes of a body being downloaded (from the origin, or a peer
+    /// gateway followed): past it the download is abandoned, its clients see the transfer cut
+    /// off, and the next request starts a fresh one.
+    pub origin_read_timeout: Duration,
     /// Largest body cached; larger ones pass through.
     pub max_object: u64,
     /// How origins are reached: hyper's pooled HTTP/1.1 client, or a twin in tests
@@ -87,6 +91,7 @@ impl GatewayConfig {
             origin_info: true,
             spool,
             origin_timeout: Duration::from_secs(30),
+            origin_read_timeout: Duration::from_secs(60),
             max_object: engine::content::layout::MAX_CONTENT_LEN,
             origin: Arc::new(HyperOrigin::new(Duration::from_secs(30))),
         }

@@ -209,3 +209,64 @@ async fn over_the_connection_limit_clients_get_503_and_slow_heads_lose_their_slo
     gw.shutdown().await;
     n.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_origin_is_abandoned_and_the_next_client_gets_a_fresh_download() {
+    use engine::origin::mem::Fault;
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(b"g", dir.path(), vec![]).await;
+    let o = MemOrigin::new();
+    let body = fixtures::content(5, 300_000);
+    let h = [("cache-control", "max-age=60"), ("etag", "\"s1\"")];
+    o.put(
+        "/s",
+        Resource::new(body.clone(), &h).with_fault(Fault::StallAfter(100_000)),
+    );
+    let gw = gateway(&n, dir.path(), |c| {
+        c.origin = std::sync::Arc::new(o.clone());
+        c.origin_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let p = gw.addr();
+    let ask = || async {
+        let mut s = TcpStream::connect(p).await.unwrap();
+        s.write_all(
+            b"GET http://origin.test/s HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let h = head(&mut s).await;
+        let (closed, rest) = closed_within(&mut s, Duration::from_secs(10)).await;
+        assert!(closed, "the transfer ends, one way or the other");
+        (h, rest)
+    };
+
+    // The first client (and one that joins it) got a 200 with the length, then the origin
+    // stalled: the transfer is cut off short once the read timeout passes.
+    let started = Instant::now();
+    let ((h1, b1), (h2, b2)) = tokio::join!(ask(), ask());
+    for (h, b) in [(&h1, &b1), (&h2, &b2)] {
+        assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+        assert!(
+            h.to_ascii_lowercase().contains("content-length: 300000"),
+            "{h}"
+        );
+        assert!(b.len() < body.len(), "cut off, not completed");
+        assert_eq!(&b[..], &body[..b.len()], "what came is right");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The origin recovers: the next client starts a fresh download and gets it all.
+    o.put("/s", Resource::new(body.clone(), &h));
+    let (h3, b3) = ask().await;
+    assert!(h3.starts_with("HTTP/1.1 200"), "{h3}");
+    assert_eq!(b3, body);
+    assert_eq!(
+        o.served("/s").bodies,
+        2,
+        "one abandoned download, one fresh"
+    );
+
+    gw.shutdown().await;
+    n.shutdown().await;
+}
