@@ -163,7 +163,6 @@ pub struct SeedResult {
 struct Inner {
     id: NodeId,
     cfg: NodeConfig,
-    keys: GroupKeys,
     store: Arc<dyn SegmentStore>,
     service: Arc<PeerService>,
     fetcher: Fetcher,
@@ -252,7 +251,6 @@ impl Node {
         );
         let inner = Arc::new(Inner {
             id,
-            keys: keys.clone(),
             store,
             service,
             fetcher,
@@ -609,9 +607,8 @@ impl Node {
 
     /// Asks cache nodes (all, or the one whose name or ID is `on`) to fetch and keep `id`.
     pub async fn seed(&self, id: ContentId, on: Option<&str>) -> Vec<SeedResult> {
-        let sealed_id = self.inner.keys.seal(b"seed", &id.as_hash().0);
         let mut out = Vec::new();
-        for (node, name, addr) in self.inner.peers.caches() {
+        for (node, name, addr, seed_key) in self.inner.peers.caches() {
             if let Some(on) = on
                 && on != name
                 && !node.to_hex().starts_with(on)
@@ -619,11 +616,10 @@ impl Node {
                 continue;
             }
             let timeout = self.inner.cfg.hello_timeout;
+            // Sealed to that node alone: nobody else learns the ticket, in any group.
+            let sealed_id = crate::wire::seal_seed(&seed_key, &node, &id);
             let accepted = matches!(
-                self.inner
-                    .client
-                    .seed(addr, sealed_id.clone(), timeout)
-                    .await,
+                self.inner.client.seed(addr, sealed_id, timeout).await,
                 Ok(true)
             );
             out.push(SeedResult {

@@ -19,7 +19,8 @@ pub use frame::{
     open_frame,
 };
 pub use keys::{
-    AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, SegmentKey, TailKey, open, seal,
+    AEAD_OVERHEAD, ContentKeys, GroupKeys, LookupKey, NodeId, SEALED_SEED_LEN, SEED_KEY_LEN,
+    SeedKey, SegmentKey, TailKey, open, seal, seal_seed,
 };
 pub use msg::{
     HaveEntry, HelloReply, Intent, MAX_BITMAP_BITS, MAX_HAVE_SEGMENTS, MAX_NAME_RECORD,
@@ -28,7 +29,7 @@ pub use msg::{
 };
 
 /// The version of the peer protocol this build speaks; messages of any other are refused.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Why a message from a peer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::discovery::{Advert, DiscoveryEvent};
 use crate::fetch::PeerRef;
 use crate::peer::{PeerClient, ServiceStats};
-use crate::wire::{HelloReply, NodeId};
+use crate::wire::{HelloReply, NodeId, SEED_KEY_LEN};
 
 /// Most discovered nodes that never answered a hello (down, or of other groups) kept in the
 /// table; more are ignored until some go.
@@ -213,14 +213,14 @@ impl PeerTable {
         v.into_iter().map(|(_, _, p)| p).collect()
     }
 
-    /// Live cache nodes of our group: (node ID, name, address).
-    pub fn caches(&self) -> Vec<(NodeId, String, SocketAddr)> {
+    /// Live cache nodes of our group: (node ID, name, address, public seed key).
+    pub fn caches(&self) -> Vec<(NodeId, String, SocketAddr, [u8; SEED_KEY_LEN])> {
         self.lock()
             .iter()
             .filter(|e| e.alive())
             .filter_map(|e| {
                 let h = e.hello.as_ref().filter(|h| h.cache)?;
-                Some((h.node, h.name.clone(), e.good?))
+                Some((h.node, h.name.clone(), e.good?, h.seed_key?))
             })
             .collect()
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::content::{ContentId, Hash, native};
+use crate::content::{ContentId, native};
 use crate::store::SegmentStore;
 use crate::wire::{
     self, ContentKeys, GroupKeys, HaveEntry, HelloReply, LookupKey, NodeId, Reply, Request,
@@ -88,6 +88,8 @@ pub struct PeerService {
     index: RwLock<HashMap<LookupKey, ContentId>>,
     stats: Arc<ServiceStats>,
     seeds: Option<mpsc::Sender<ContentId>>,
+    /// A cache node's key that seeds are sealed to (made at start).
+    seed_key: Option<wire::SeedKey>,
     tasks: TaskTracker,
     streams: Arc<tokio::sync::Semaphore>,
     /// Tags of requests seen within the freshness window, with their send times.
@@ -128,6 +130,7 @@ impl PeerService {
             opts,
             index: RwLock::default(),
             stats: Arc::default(),
+            seed_key: seeds.as_ref().map(|_| wire::SeedKey::generate()),
             seeds,
             tasks: TaskTracker::new(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
@@ -312,6 +315,11 @@ impl PeerService {
             served: self.stats.served.load(Ordering::Relaxed),
             received: self.stats.received.load(Ordering::Relaxed),
             busy: self.stats.busy.load(Ordering::Relaxed),
+            seed_key: self
+                .seed_key
+                .as_ref()
+                .filter(|_| self.opts.cache)
+                .map(wire::SeedKey::public),
         }
     }
 
@@ -414,13 +422,13 @@ impl PeerService {
         let Some(tx) = self.seeds.as_ref().filter(|_| self.opts.cache) else {
             return Reply::Refused;
         };
-        let Ok(plain) = self.keys.open(b"seed", sealed_id) else {
+        let Some(key) = &self.seed_key else {
             return Reply::Refused;
         };
-        let Ok(bytes) = <[u8; 32]>::try_from(plain.as_slice()) else {
+        let Ok(id) = key.open(&self.me, sealed_id) else {
             return Reply::Refused;
         };
-        match tx.try_send(ContentId(Hash(bytes))) {
+        match tx.try_send(id) {
             Ok(()) => Reply::SeedAccepted,
             Err(_) => Reply::Refused,
         }

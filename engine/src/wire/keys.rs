@@ -6,12 +6,13 @@
 //! | key | derived from | protects |
 //! |---|---|---|
 //! | group messages | group secret | every request and reply after its header |
-//! | group auth | group secret | node tags in mDNS |
-//! | group seal | group secret | seed requests (they carry a content ID) |
 //! | lookup key | content ID | names content on the wire (reveals nothing without the ID) |
 //! | info key | content ID | content information sent to a fetcher |
 //! | segment key | Kp of the segment | block bytes between peers |
 //! | tail key | content ID (or a URL and the group secret) | a download's bytes as it arrives |
+//!
+//! A seed's content ID is sealed to the cache node's own X25519 key ([`SeedKey`]), not to a
+//! key of the group: in the open group, group keys are public.
 
 use std::fmt;
 
@@ -71,7 +72,6 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 /// The keys of a node group, derived from its secret (the open group's when none is given).
 #[derive(Clone)]
 pub struct GroupKeys {
-    seal: Hash,
     msg: Hash,
 }
 
@@ -85,7 +85,6 @@ impl GroupKeys {
     /// The keys of the group whose secret is `secret`.
     pub fn new(secret: &ServerSecret) -> GroupKeys {
         GroupKeys {
-            seal: hmac_sha256(secret.as_bytes(), &[b"pdist group seal v1"]),
             msg: hmac_sha256(secret.as_bytes(), &[b"pdist group messages v1"]),
         }
     }
@@ -105,16 +104,6 @@ impl GroupKeys {
     #[doc(hidden)]
     pub fn test_seal_msg(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         self.seal_msg(aad, plain)
-    }
-
-    /// Seals `plain` under the group's sealing key (for messages that name content).
-    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        seal(&self.seal.0, aad, plain)
-    }
-
-    /// Opens bytes sealed by [`GroupKeys::seal`].
-    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, WireError> {
-        open(&self.seal.0, aad, sealed, "group message")
     }
 }
 
@@ -162,6 +151,74 @@ impl ContentKeys {
     pub fn open_info(&self, sealed: &[u8]) -> Result<Vec<u8>, WireError> {
         open(&self.info.0, &self.lookup.0, sealed, "content information")
     }
+}
+
+/// A cache node's key for seed requests: an X25519 key pair made at start (as its node ID is),
+/// whose public half its hellos carry. A seed's content ID is sealed to it
+/// ([`seal_seed`]), so only that node can read the ticket, whatever group it is in: in the
+/// open group every message opens under public keys, and a seed would otherwise hand the
+/// ticket to anyone listening.
+#[derive(Clone)]
+pub struct SeedKey(x25519_dalek::StaticSecret);
+
+impl fmt::Debug for SeedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SeedKey(..)")
+    }
+}
+
+/// The length of a public seed key.
+pub const SEED_KEY_LEN: usize = 32;
+
+/// How long a sealed seed is: an ephemeral public key, then the sealed content ID.
+pub const SEALED_SEED_LEN: usize = SEED_KEY_LEN + 32 + AEAD_OVERHEAD;
+
+fn seed_aead_key(shared: &[u8; 32], eph: &[u8; 32], to_pub: &[u8; 32], to: &NodeId) -> [u8; 32] {
+    hmac_sha256(shared, &[b"pdist seed v1", eph, to_pub, &to.0]).0
+}
+
+impl SeedKey {
+    /// A new key pair.
+    pub fn generate() -> SeedKey {
+        SeedKey(x25519_dalek::StaticSecret::from(random_bytes::<32>()))
+    }
+
+    /// Its public half (what hellos carry).
+    pub fn public(&self) -> [u8; SEED_KEY_LEN] {
+        x25519_dalek::PublicKey::from(&self.0).to_bytes()
+    }
+
+    /// Opens a content ID sealed to this key for node `me` by [`seal_seed`].
+    pub fn open(&self, me: &NodeId, sealed: &[u8]) -> Result<ContentId, WireError> {
+        let refuse = || WireError::Sealed {
+            what: "sealed seed",
+        };
+        if sealed.len() != SEALED_SEED_LEN {
+            return Err(refuse());
+        }
+        let eph: [u8; 32] = sealed[..SEED_KEY_LEN].try_into().expect("32 bytes");
+        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(eph));
+        if !shared.was_contributory() {
+            return Err(refuse());
+        }
+        let key = seed_aead_key(shared.as_bytes(), &eph, &self.public(), me);
+        let plain = open(&key, &me.0, &sealed[SEED_KEY_LEN..], "sealed seed")?;
+        let id: [u8; 32] = plain.as_slice().try_into().map_err(|_| refuse())?;
+        Ok(ContentId(Hash(id)))
+    }
+}
+
+/// Seals content ID `id` to the cache node `to` whose public seed key is `to_pub`: an
+/// ephemeral X25519 exchange, then AES-256-GCM under a key derived from the shared secret and
+/// both public keys, bound to the node ID.
+pub fn seal_seed(to_pub: &[u8; SEED_KEY_LEN], to: &NodeId, id: &ContentId) -> Vec<u8> {
+    let eph = x25519_dalek::StaticSecret::from(random_bytes::<32>());
+    let eph_pub = x25519_dalek::PublicKey::from(&eph).to_bytes();
+    let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(*to_pub));
+    let key = seed_aead_key(shared.as_bytes(), &eph_pub, to_pub, to);
+    let mut out = eph_pub.to_vec();
+    out.extend_from_slice(&seal(&key, &to.0, &id.as_hash().0));
+    out
 }
 
 /// The key that seals the bytes of a download offered to peers as it arrives
@@ -325,7 +382,34 @@ mod tests {
     fn groups_do_not_share_keys() {
         let a = GroupKeys::new(&ServerSecret::open_group());
         let b = GroupKeys::new(&ServerSecret::new(b"office".to_vec()));
-        assert!(b.open(b"", &a.seal(b"", b"x")).is_err());
+        let sealed = a.seal_msg(b"", b"x");
+        assert!(b.open_msg(b"", &sealed).is_err());
+        assert!(a.open_msg(b"", &sealed).is_ok());
+    }
+
+    #[test]
+    fn seeds_open_only_for_the_node_they_were_sealed_to() {
+        let (k, other) = (SeedKey::generate(), SeedKey::generate());
+        let (me, them) = (NodeId([1; 16]), NodeId([2; 16]));
+        let id = ContentId(Hash([9; 32]));
+        let sealed = seal_seed(&k.public(), &me, &id);
+        assert_eq!(sealed.len(), SEALED_SEED_LEN);
+        assert_eq!(k.open(&me, &sealed).unwrap(), id);
+        assert!(k.open(&them, &sealed).is_err(), "bound to the node ID");
+        assert!(other.open(&me, &sealed).is_err(), "only its key opens it");
+        assert_ne!(seal_seed(&k.public(), &me, &id), sealed, "fresh each time");
+        assert!(
+            !sealed.windows(32).any(|w| w == id.as_hash().0),
+            "the ID is not in clear"
+        );
+        let mut bad = sealed.clone();
+        bad[40] ^= 1;
+        assert!(k.open(&me, &bad).is_err());
+        assert!(k.open(&me, &sealed[..SEALED_SEED_LEN - 1]).is_err());
+        // A low-order point in place of the ephemeral key gives no shared secret.
+        let mut zero = sealed.clone();
+        zero[..32].fill(0);
+        assert!(k.open(&me, &zero).is_err());
     }
 
     #[test]

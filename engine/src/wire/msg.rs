@@ -13,7 +13,9 @@
 
 use crate::codec::{ByteReader, DecodeError, DecodeErrorKind, check_range, unsupported};
 
-use super::keys::{GroupKeys, LookupKey, MAC_LEN, NodeId, random_bytes};
+use super::keys::{
+    GroupKeys, LookupKey, MAC_LEN, NodeId, SEALED_SEED_LEN, SEED_KEY_LEN, random_bytes,
+};
 use super::{PROTOCOL_VERSION, WireError};
 
 /// Largest request: requests are small and fixed-size apart from a seed's sealed ticket.
@@ -125,6 +127,8 @@ pub struct HelloReply {
     pub received: u64,
     /// Transfers it is serving right now (fetchers prefer idle peers).
     pub busy: u32,
+    /// A cache node's public seed key ([`crate::wire::SeedKey`]): seeds are sealed to it.
+    pub seed_key: Option<[u8; SEED_KEY_LEN]>,
 }
 
 /// One segment's holdings in a have reply.
@@ -376,7 +380,7 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
             count: bounded_u32(&mut r, "block count", 1, MAX_RANGE_BLOCKS)?,
         },
         5 => {
-            let len = bounded_u32(&mut r, "sealed id length", 0, 256)?;
+            let len = bounded_u32(&mut r, "sealed id length", 0, SEALED_SEED_LEN as u32)?;
             Request::Seed {
                 sealed_id: r.bytes(len as usize, "sealed id")?.to_vec(),
             }
@@ -419,6 +423,13 @@ pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply
             put_u64(&mut out, h.served);
             put_u64(&mut out, h.received);
             put_u32(&mut out, h.busy);
+            match &h.seed_key {
+                None => out.push(0),
+                Some(k) => {
+                    out.push(1);
+                    out.extend_from_slice(k);
+                }
+            }
         }
         Reply::Info { sealed } => {
             out.push(2);
@@ -517,6 +528,15 @@ pub fn decode_reply(
                 served: r.u64_be("bytes served")?,
                 received: r.u64_be("bytes received")?,
                 busy: r.u32_be("transfers")?,
+                seed_key: match r.u8("seed key flag")? {
+                    0 => None,
+                    1 => Some(
+                        r.bytes(SEED_KEY_LEN, "seed key")?
+                            .try_into()
+                            .expect("32 bytes"),
+                    ),
+                    f => return Err(unsupported(r.pos() - 1, "seed key flag", f.into()).into()),
+                },
             })
         }
         2 => {
@@ -621,7 +641,7 @@ mod tests {
                     count
                 }
             ),
-            proptest::collection::vec(any::<u8>(), 0..100)
+            proptest::collection::vec(any::<u8>(), 0..=SEALED_SEED_LEN)
                 .prop_map(|sealed_id| Request::Seed { sealed_id }),
             any::<[u8; 32]>().prop_map(|k| Request::Name { key: LookupKey(k) }),
             any::<[u8; 32]>().prop_map(|k| Request::Intent {
@@ -647,19 +667,23 @@ mod tests {
                 any::<u32>(),
                 any::<u64>(),
                 any::<u64>(),
-                any::<u32>()
+                any::<u32>(),
+                any::<Option<[u8; 32]>>(),
             )
-                .prop_map(|(name, cache, contents, served, received, busy)| {
-                    Reply::Hello(HelloReply {
-                        node: NodeId([3; 16]),
-                        name,
-                        cache,
-                        contents,
-                        served,
-                        received,
-                        busy,
-                    })
-                }),
+                .prop_map(
+                    |(name, cache, contents, served, received, busy, seed_key)| {
+                        Reply::Hello(HelloReply {
+                            node: NodeId([3; 16]),
+                            name,
+                            cache,
+                            contents,
+                            served,
+                            received,
+                            busy,
+                            seed_key,
+                        })
+                    }
+                ),
             proptest::collection::vec(any::<u8>(), 0..200)
                 .prop_map(|sealed| Reply::Info { sealed }),
             (any::<u32>(), proptest::collection::vec(entry, 0..40))
