@@ -8,6 +8,7 @@ pub mod http;
 pub mod mem;
 mod service;
 mod tail;
+pub mod tap;
 
 use std::future::Future;
 use std::io;

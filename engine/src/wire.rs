@@ -25,7 +25,8 @@ pub use keys::{
 pub use msg::{
     HaveEntry, HelloReply, Intent, MAX_BITMAP_BITS, MAX_HAVE_SEGMENTS, MAX_NAME_RECORD,
     MAX_RANGE_BLOCKS, MAX_REPLY_LEN, MAX_REQUEST_LEN, MAX_TAIL_CHUNK, MAX_TAIL_META, Reply,
-    Request, RequestEnvelope, decode_reply, decode_request, encode_reply, encode_request, unix_now,
+    Request, RequestEnvelope, decode_reply, decode_request, encode_reply, encode_request,
+    open_plain, unix_now,
 };
 
 /// The version of the peer protocol this build speaks; messages of any other are refused.

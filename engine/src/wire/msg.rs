@@ -406,6 +406,25 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
     })
 }
 
+/// What anyone holding `keys` reads of a sealed request (`reply_to` none) or of a reply to the
+/// request whose bytes are `reply_to`: the message's plain bytes, header included. For audits
+/// of what an observer with a group's keys learns (in the open group, everybody).
+pub fn open_plain(
+    keys: &GroupKeys,
+    bytes: &[u8],
+    reply_to: Option<&[u8]>,
+) -> Result<Vec<u8>, WireError> {
+    let (max, magic, bind) = match reply_to {
+        None => (MAX_REQUEST_LEN, REQUEST_MAGIC, &[][..]),
+        Some(req) => (
+            MAX_REPLY_LEN,
+            REPLY_MAGIC,
+            &req[req.len().saturating_sub(MAC_LEN)..],
+        ),
+    };
+    open_body(keys, bytes, max, magic, bind).map(|(plain, _)| plain)
+}
+
 /// Encodes and seals a reply to the request whose tag is `request_mac`.
 pub fn encode_reply(keys: &GroupKeys, request_mac: &[u8; MAC_LEN], reply: &Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
