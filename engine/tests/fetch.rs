@@ -373,12 +373,36 @@ async fn requests_are_sealed_and_cannot_be_replayed() {
         },
     );
     let keys = GroupKeys::new(&secret());
-    let (req, _) = wire::encode_request(&keys, &NodeId::random(), &Request::Hello);
+    let me = NodeId::random();
+    let (req, mac) = wire::encode_request(&keys, &me, &NodeId::ANY, &Request::Hello);
     let first = net.call(a.addr, req.clone()).await.unwrap();
     let body = first.body.collect(4096).await.unwrap();
     assert!(
         !body.windows(11).any(|w| w == b"secret-name"),
         "the hello is sealed"
+    );
+    let Ok(wire::Reply::Hello(h)) = wire::decode_reply(&keys, &mac, &body) else {
+        panic!("a hello reply");
+    };
+    // A request names its recipient: one for `a`, captured and sent to `b`, is refused
+    // there; `a` answers it.
+    let b = node(&net, 2, ServeOptions::default());
+    let info_req = Request::Info {
+        lookup: wire::LookupKey([7; 32]),
+    };
+    let (for_a, _) = wire::encode_request(&keys, &me, &h.node, &info_req);
+    let err = net.call(b.addr, for_a.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::Status { status: 403, .. }),
+        "{err}"
+    );
+    assert_eq!(net.call(a.addr, for_a).await.unwrap().status, 200);
+    // Only a hello may be for any node.
+    let (anyone, _) = wire::encode_request(&keys, &me, &NodeId::ANY, &info_req);
+    let err = net.call(a.addr, anyone).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::Status { status: 403, .. }),
+        "{err}"
     );
     // The same bytes again (a captured request): refused.
     let again = net.call(a.addr, req).await.unwrap_err();
@@ -388,7 +412,7 @@ async fn requests_are_sealed_and_cannot_be_replayed() {
     );
     // A request of another group: refused the same way.
     let other = GroupKeys::new(&ServerSecret::new(b"other".to_vec()));
-    let (req, _) = wire::encode_request(&other, &NodeId::random(), &Request::Hello);
+    let (req, _) = wire::encode_request(&other, &NodeId::random(), &NodeId::ANY, &Request::Hello);
     let err = net.call(a.addr, req).await.unwrap_err();
     assert!(
         matches!(err, TransportError::Status { status: 403, .. }),

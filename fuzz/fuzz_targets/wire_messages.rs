@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let mut req = b"PDW\x01".to_vec();
     req.extend_from_slice(&keys.test_seal_msg(b"PDW\x01", data));
     if let Ok(env) = wire::decode_request(&keys, &req) {
-        let (again, _) = wire::encode_request(&keys, &env.from, &env.request);
+        let (again, _) = wire::encode_request(&keys, &env.from, &env.to, &env.request);
         assert_eq!(wire::decode_request(&keys, &again).unwrap().request, env.request);
     }
     // And of a reply bound to a request with an all-zero tag.

@@ -5,7 +5,8 @@
 //! hellos, elections, following a download, seeds, name lookups) goes through it; the server
 //! half is [`super::PeerService`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{PeerAddr, ReplyBody, Transport, TransportError};
@@ -83,7 +84,12 @@ pub struct PeerClient {
     transport: Arc<dyn Transport>,
     keys: GroupKeys,
     me: NodeId,
+    /// Who answers at each address, from the last hello there: requests name their recipient.
+    recipients: Arc<Mutex<HashMap<PeerAddr, NodeId>>>,
 }
+
+/// Most addresses whose node is remembered (older ones are forgotten wholesale).
+const MAX_RECIPIENTS: usize = 4096;
 
 fn kind(r: &Reply) -> &'static str {
     match r {
@@ -106,6 +112,7 @@ impl PeerClient {
             transport,
             keys,
             me,
+            recipients: Arc::default(),
         }
     }
 
@@ -122,7 +129,20 @@ impl PeerClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Reply, PeerError> {
-        let (bytes, mac) = wire::encode_request(&self.keys, &self.me, req);
+        let to = self.recipient(peer, req, timeout).await?;
+        self.exchange(peer, &to, req, timeout, limit).await
+    }
+
+    /// [`PeerClient::ask`] of node `to`.
+    async fn exchange(
+        &self,
+        peer: PeerAddr,
+        to: &NodeId,
+        req: &Request,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Reply, PeerError> {
+        let (bytes, mac) = wire::encode_request(&self.keys, &self.me, to, req);
         let call = async {
             let resp = self.transport.call(peer, bytes).await?;
             resp.body.collect(limit).await
@@ -132,6 +152,29 @@ impl PeerClient {
             .map_err(|_| PeerError::Timeout { peer, timeout })??;
         wire::decode_reply(&self.keys, &mac, &body)
             .map_err(|source| PeerError::Reply { peer, source })
+    }
+
+    /// The node a request to `peer` is for: any for a hello (which learns who is there);
+    /// else the node that last answered a hello there, asked first if none has.
+    async fn recipient(
+        &self,
+        peer: PeerAddr,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<NodeId, PeerError> {
+        if matches!(req, Request::Hello) {
+            return Ok(NodeId::ANY);
+        }
+        let known = self
+            .recipients
+            .lock()
+            .expect("recipients lock")
+            .get(&peer)
+            .copied();
+        match known {
+            Some(n) => Ok(n),
+            None => Ok(self.hello(peer, timeout).await?.node),
+        }
     }
 
     fn unexpected(peer: PeerAddr, asked: &'static str, got: &Reply) -> PeerError {
@@ -145,10 +188,17 @@ impl PeerClient {
     /// Who the peer is, if it is a member of our group (its reply opens under our key).
     pub async fn hello(&self, peer: PeerAddr, timeout: Duration) -> Result<HelloReply, PeerError> {
         match self
-            .ask(peer, &Request::Hello, timeout, MAX_HELLO_LEN)
+            .exchange(peer, &NodeId::ANY, &Request::Hello, timeout, MAX_HELLO_LEN)
             .await?
         {
-            Reply::Hello(h) => Ok(h),
+            Reply::Hello(h) => {
+                let mut known = self.recipients.lock().expect("recipients lock");
+                if known.len() >= MAX_RECIPIENTS {
+                    known.clear();
+                }
+                known.insert(peer, h.node);
+                Ok(h)
+            }
             other => Err(Self::unexpected(peer, "hello", &other)),
         }
     }
@@ -212,7 +262,8 @@ impl PeerClient {
             first,
             count,
         };
-        let (bytes, _) = wire::encode_request(&self.keys, &self.me, &req);
+        let to = self.recipient(peer, &req, timeout).await?;
+        let (bytes, _) = wire::encode_request(&self.keys, &self.me, &to, &req);
         let resp = tokio::time::timeout(timeout, self.transport.call(peer, bytes))
             .await
             .map_err(|_| PeerError::Timeout { peer, timeout })??;

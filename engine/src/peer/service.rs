@@ -354,6 +354,14 @@ impl PeerService {
             Err(WireError::NotInGroup) => return status(from, 403),
             Err(_) => return status(from, 400),
         };
+        // Every request but a first hello names this node: one captured on its way to another
+        // node is refused here, however fresh.
+        let for_me = env.to == self.me
+            || (env.to == wire::NodeId::ANY && matches!(env.request, Request::Hello));
+        if !for_me {
+            tracing::debug!("refused a request from {from} meant for another node");
+            return status(from, 403);
+        }
         if !self.fresh(&env) {
             tracing::debug!("refused a stale or replayed request from {from}");
             return status(from, 403);

@@ -34,6 +34,9 @@ pub(crate) const MAC_LEN: usize = 16;
 pub struct NodeId(pub [u8; 16]);
 
 impl NodeId {
+    /// No node in particular: the recipient of a hello to a node whose ID is not known yet.
+    pub const ANY: NodeId = NodeId([0; 16]);
+
     /// A fresh random ID.
     pub fn random() -> NodeId {
         NodeId(random_bytes())

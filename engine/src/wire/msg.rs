@@ -104,6 +104,9 @@ pub struct RequestEnvelope {
     pub request: Request,
     /// The sender's node ID.
     pub from: NodeId,
+    /// The node it is for ([`NodeId::ANY`] only in a hello to a node not yet known), so that a
+    /// captured request cannot be replayed to other nodes.
+    pub to: NodeId,
     /// When it was sent (Unix seconds, the sender's clock).
     pub sent_at: u64,
     /// The request's authentication tag (a reply is bound to it; unique per request).
@@ -268,8 +271,14 @@ fn open_body(
     Ok((plain, tag))
 }
 
-/// Encodes and seals a request; returns the bytes and the tag a reply is bound to.
-pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8>, [u8; MAC_LEN]) {
+/// Encodes and seals a request from node `from` to node `to`; returns the bytes and the tag a
+/// reply is bound to.
+pub fn encode_request(
+    keys: &GroupKeys,
+    from: &NodeId,
+    to: &NodeId,
+    req: &Request,
+) -> (Vec<u8>, [u8; MAC_LEN]) {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(REQUEST_MAGIC);
     out.push(PROTOCOL_VERSION);
@@ -285,6 +294,7 @@ pub fn encode_request(keys: &GroupKeys, from: &NodeId, req: &Request) -> (Vec<u8
     };
     out.push(kind);
     out.extend_from_slice(&from.0);
+    out.extend_from_slice(&to.0);
     put_u64(&mut out, unix_now());
     out.extend_from_slice(&random_bytes::<8>());
     match req {
@@ -361,6 +371,7 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
     let kind_at = r.pos() + 4;
     let kind = read_header(&mut r, REQUEST_MAGIC)?;
     let from = NodeId(r.bytes(16, "node id")?.try_into().expect("16 bytes"));
+    let to = NodeId(r.bytes(16, "recipient")?.try_into().expect("16 bytes"));
     let sent_at = r.u64_be("send time")?;
     r.bytes(8, "random")?;
     let request = match kind {
@@ -401,6 +412,7 @@ pub fn decode_request(keys: &GroupKeys, bytes: &[u8]) -> Result<RequestEnvelope,
     Ok(RequestEnvelope {
         request,
         from,
+        to,
         sent_at,
         mac,
     })
@@ -737,9 +749,10 @@ mod tests {
         #[test]
         fn requests_round_trip_and_any_flip_is_refused(req in any_request(), flip in any::<prop::sample::Index>()) {
             let k = keys();
-            let (bytes, mac) = encode_request(&k, &NodeId([1; 16]), &req);
+            let (bytes, mac) = encode_request(&k, &NodeId([1; 16]), &NodeId([2; 16]), &req);
             let env = decode_request(&k, &bytes).unwrap();
             prop_assert_eq!(&env.request, &req);
+            prop_assert_eq!((env.from, env.to), (NodeId([1; 16]), NodeId([2; 16])));
             prop_assert_eq!(env.mac, mac);
             let mut bad = bytes.clone();
             bad[flip.index(bytes.len())] ^= 0x40;
@@ -766,7 +779,7 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         let k = keys();
-        let (mut bytes, _) = encode_request(&k, &NodeId([1; 16]), &Request::Hello);
+        let (mut bytes, _) = encode_request(&k, &NodeId([1; 16]), &NodeId::ANY, &Request::Hello);
         bytes.resize(MAX_REQUEST_LEN + 1, 0);
         assert!(matches!(
             decode_request(&k, &bytes),
@@ -778,7 +791,7 @@ mod tests {
             first: 0,
             count: MAX_RANGE_BLOCKS + 1,
         };
-        let (bytes, _) = encode_request(&k, &NodeId([1; 16]), &over);
+        let (bytes, _) = encode_request(&k, &NodeId([1; 16]), &NodeId::ANY, &over);
         let err = decode_request(&k, &bytes).unwrap_err().to_string();
         assert!(err.contains("block count"), "{err}");
     }
