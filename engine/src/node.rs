@@ -543,7 +543,7 @@ impl Node {
         let info = Arc::clone(info);
         tokio::task::spawn_blocking(move || {
             let path = part.path().to_path_buf();
-            part.commit()?;
+            part.commit_len(info.layout().content_len())?;
             node.keep_in_place(&info, &path)
         })
         .await

@@ -28,6 +28,16 @@ impl Drop for Mount {
     }
 }
 
+/// Fills the filesystem of `dir` to its last byte with a file named `filler`.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    while f.write_all(&chunk[..1]).is_ok() {}
+    let _ = f.sync_all();
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -81,6 +91,11 @@ fn a_full_disk_leaves_the_store_consistent_and_serving() {
         other => panic!("unexpected error: {other}"),
     }
     assert!(!stored.is_empty(), "some blocks fit");
+    // Reads record their time at most once a second (for eviction order); past that second,
+    // with the disk full to the last byte, that record cannot be written, and reads go on
+    // regardless.
+    fill(dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // Consistent: exactly the blocks that were stored are present, and each one serves right.
     let r = store.record(&id).unwrap().unwrap();
     assert_eq!(r.blocks_present, stored.len() as u64, "{msg}");
@@ -92,6 +107,7 @@ fn a_full_disk_leaves_the_store_consistent_and_serving() {
         info.verify_block(*b, &bytes).unwrap();
     }
     // Space freed by removing content makes the store writable again.
+    std::fs::remove_file(dir.path().join("filler")).unwrap();
     assert!(store.remove(&id).unwrap());
     store.put_content(&info, "big", Origin::Fetched).unwrap();
     let b0 = layout.block_at(0).unwrap();

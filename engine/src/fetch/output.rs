@@ -108,7 +108,7 @@ pub fn write_content_atomically(
     w.flush()
         .map_err(|e| StoreError::io_at("writing", path, e))?;
     drop(w);
-    part.commit()
+    part.commit_len(info.layout().content_len())
 }
 
 /// pdist's one way of writing a file atomically: a temporary file beside the destination
@@ -170,6 +170,16 @@ impl PartFile {
         Arc::clone(&self.file)
     }
 
+    /// [`PartFile::commit`], the file cut (or extended) to exactly `len` bytes first: an
+    /// output is never committed longer than its content, whatever was written past its end.
+    pub fn commit_len(self, len: u64) -> Result<(), StoreError> {
+        self.tmp
+            .as_file()
+            .set_len(len)
+            .map_err(|e| StoreError::io_at("setting the length of", &self.path, e))?;
+        self.commit()
+    }
+
     /// Syncs the file and renames it into place; a reader sees no file or the whole one.
     pub fn commit(self) -> Result<(), StoreError> {
         self.tmp
@@ -212,4 +222,27 @@ pub fn fill_sink(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_is_committed_at_its_content_length() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let part = PartFile::create(&path).unwrap();
+        // Something wrote past the end (a lying source, a bug): it is cut off.
+        part.sink().write_all_at(&[7u8; 5000], 0).unwrap();
+        assert!(!path.exists(), "nothing in place before the commit");
+        part.commit_len(4096).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 4096]);
+        // Short writes are extended to the length (the holes are blocks written elsewhere).
+        let part = PartFile::create(&path).unwrap();
+        part.sink().write_all_at(b"abc", 0).unwrap();
+        part.commit_len(10).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc\0\0\0\0\0\0\0");
+    }
 }

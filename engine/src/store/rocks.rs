@@ -465,6 +465,17 @@ impl RocksStore {
         Ok(bytes)
     }
 
+    /// [`RocksStore::touch`], best effort: a read never fails because its last-used time could
+    /// not be written (a full disk, say); the first such failure is logged.
+    fn touch_or_log(&self, record: &ContentRecord) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if let Err(e) = self.touch(record)
+            && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!("store: could not record a read's time (eviction order only): {e}");
+        }
+    }
+
     /// Records a read for least-recently-used eviction: at most once a second per content, and
     /// without a sync (losing it in a crash costs nothing but eviction order).
     fn touch(&self, record: &ContentRecord) -> Result<(), StoreError> {
@@ -693,7 +704,7 @@ impl SegmentStore for RocksStore {
                 .filter(|bytes| Self::intact(&info, block, bytes, sum))
         };
         if bytes.is_some() {
-            self.touch(&record)?;
+            self.touch_or_log(&record);
         }
         if bytes.is_none() {
             self.mark_missing(id, block)?;
@@ -742,7 +753,7 @@ impl SegmentStore for RocksStore {
             }
             off += n;
         }
-        self.touch(&record)?;
+        self.touch_or_log(&record);
         Ok(Some(buf))
     }
 
