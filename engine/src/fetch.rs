@@ -101,6 +101,10 @@ pub struct FetchOptions {
     /// Fetch only the blocks covering these bytes (a range a client asked for); the rest of
     /// the content stays missing. `None`: all of it.
     pub only: Option<std::ops::Range<u64>>,
+    /// How long a download followed from a peer may go without a new byte (the peer says it
+    /// is downloading but offers nothing, or its offer stops growing) before the peer is
+    /// dropped from this download and the election held again without it.
+    pub follow_patience: Duration,
 }
 
 impl Default for FetchOptions {
@@ -115,6 +119,7 @@ impl Default for FetchOptions {
             origin: None,
             sink: None,
             only: None,
+            follow_patience: Duration::from_secs(15),
         }
     }
 }

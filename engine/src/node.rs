@@ -469,7 +469,7 @@ impl Node {
         if matches!(info, Err(FetchError::NoInfo { .. })) && opts.origin.is_some() {
             // Nobody has it: one of the nodes that want it downloads it from the origin, and
             // the others take it from that download as it arrives.
-            match self.elect(id, &opts, &cancel).await? {
+            match self.elect(id, &opts, &[], &cancel).await? {
                 whole @ (Ballot::Lead(_) | Ballot::Follow(..)) => {
                     match self.whole(id, whole, &opts, &events, &cancel).await? {
                         whole::Whole::Done(info, report) => return Ok((info, report)),

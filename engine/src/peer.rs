@@ -91,6 +91,11 @@ enum BodyInner {
 }
 
 impl ReplyBody {
+    /// A whole reply of `b` from `peer` (what a [`Transport`] twin or a test peer answers).
+    pub fn from_bytes(peer: PeerAddr, b: Bytes) -> ReplyBody {
+        ReplyBody::full(peer, b)
+    }
+
     pub(crate) fn full(peer: PeerAddr, b: Bytes) -> ReplyBody {
         ReplyBody {
             peer,

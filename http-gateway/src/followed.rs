@@ -63,7 +63,7 @@ pub(crate) async fn elect(
     }
     let check = || async { crate::peered::claimed(sh, req, url).await.ok().flatten() };
     let key = LookupKey(sh.urls.name_key(url));
-    sh.node.elect_on(key, check, &sh.stop).await.ok()
+    sh.node.elect_on(key, &[], check, &sh.stop).await.ok()
 }
 
 /// Follows `peer`'s download of `url` for the clients waiting on this gateway's download of it,

@@ -24,6 +24,8 @@ use crate::wire::{Intent, LookupKey, TailKey};
 const ELECTION_WAIT: Duration = Duration::from_millis(500);
 /// How often a node waiting for another's download checks again.
 const ELECTION_POLL: Duration = Duration::from_millis(250);
+/// How long a follower waits for a new byte before giving up on the peer it follows.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(15);
 /// How long a node that has caught up with the download it follows waits before asking again.
 const TAIL_POLL: Duration = Duration::from_millis(40);
 
@@ -134,6 +136,13 @@ pub enum Stopped {
     /// and the group secret, or it tampered with them).
     #[error("its bytes do not open: {0}")]
     Sealed(crate::wire::WireError),
+    /// It sent no new byte for this long (it says it is downloading and offers nothing, or
+    /// its offer stopped growing).
+    #[error("no new byte for {secs} s")]
+    NoProgress {
+        /// The wait, in whole seconds.
+        secs: u64,
+    },
     /// It says the download is complete at another length than this node has taken.
     #[error("it has {have} bytes in all, this node {at}")]
     Length {
@@ -154,9 +163,35 @@ pub struct TailReader {
     at: u64,
     meta: Option<Vec<u8>>,
     timeout: Duration,
+    /// Longest time without a new byte before giving up on the peer.
+    patience: Duration,
+    last_progress: tokio::time::Instant,
 }
 
 impl TailReader {
+    /// The same reader, giving up on its peer after `patience` without a new byte (15 s by
+    /// default).
+    pub fn with_patience(mut self, patience: Duration) -> TailReader {
+        self.patience = patience;
+        self
+    }
+
+    /// Waits before asking again, unless the peer has sent nothing new for too long.
+    async fn pause(&self, cancel: &CancellationToken) -> Result<(), TailError> {
+        if self.last_progress.elapsed() >= self.patience {
+            return Err(TailError::Gone {
+                peer: self.peer.addr,
+                why: Stopped::NoProgress {
+                    secs: self.patience.as_secs(),
+                },
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TAIL_POLL) => Ok(()),
+            _ = cancel.cancelled() => Err(TailError::Cancelled),
+        }
+    }
+
     /// Bytes taken so far (the next offset asked for).
     pub fn at(&self) -> u64 {
         self.at
@@ -194,10 +229,7 @@ impl TailReader {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) if self.still_downloading().await => {
                     // Elected, and not offering its download yet (its origin has not answered).
-                    tokio::select! {
-                        _ = tokio::time::sleep(TAIL_POLL) => {}
-                        _ = cancel.cancelled() => return Err(TailError::Cancelled),
-                    }
+                    self.pause(cancel).await?;
                     continue;
                 }
                 Ok(None) => return Err(gone(Stopped::NoDownload)),
@@ -213,6 +245,7 @@ impl TailReader {
                     .open(self.at, &data)
                     .map_err(|e| gone(Stopped::Sealed(e)))?;
                 self.at += data.len() as u64;
+                self.last_progress = tokio::time::Instant::now();
                 if let Some(node) = self.peer.node {
                     let stats = self.node.inner.service.stats();
                     stats.add_received(node, data.len() as u64);
@@ -226,10 +259,7 @@ impl TailReader {
                     Err(gone(Stopped::Length { have, at: self.at }))
                 };
             }
-            tokio::select! {
-                _ = tokio::time::sleep(TAIL_POLL) => {}
-                _ = cancel.cancelled() => return Err(TailError::Cancelled),
-            }
+            self.pause(cancel).await?;
         }
     }
 }
@@ -255,10 +285,12 @@ impl Node {
     /// one is downloading it, this node follows that download (a later arrival never
     /// overtakes); if this node has the lowest rank, a hash of node ID and key, among those
     /// still wanting it, it leads. A leader that stops or dies stops saying so, and the next
-    /// one takes over.
+    /// one takes over. Peers in `shun` (ones that failed this node's download before: said
+    /// they were downloading and offered nothing, or sent what does not open) are not asked.
     pub async fn elect_on<T, F, Fut>(
         &self,
         key: LookupKey,
+        shun: &[PeerAddr],
         mut check: F,
         cancel: &CancellationToken,
     ) -> Result<Ballot<T>, FetchError>
@@ -291,6 +323,9 @@ impl Node {
             }
             let mut asks = tokio::task::JoinSet::new();
             for p in self.inner.peers.fetch_peers() {
+                if shun.contains(&p.addr) {
+                    continue;
+                }
                 let node = self.clone();
                 asks.spawn(async move {
                     let timeout = node.inner.cfg.hello_timeout;
@@ -352,6 +387,8 @@ impl Node {
             at,
             meta: None,
             timeout,
+            patience: FOLLOW_PATIENCE,
+            last_progress: tokio::time::Instant::now(),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::content::{ContentId, ContentInfo};
 use crate::download::{Download, FinishError, PutError, Written};
 use crate::fetch::{Events, FetchError, FetchEvent, FetchOptions, FetchReport, PeerRef, Source};
 use crate::origin::{Mismatch, OriginError};
-use crate::peer::TailSource;
+use crate::peer::{PeerAddr, TailSource};
 use crate::store::StoreError;
 use crate::wire::{ContentKeys, TailKey};
 
@@ -52,8 +52,9 @@ enum Feed {
 enum Ended {
     /// The content is complete.
     Complete,
-    /// The peer followed went away or stopped offering it; with why.
-    Gone(String),
+    /// The peer followed went away, stopped offering it, or sent what does not open; with
+    /// why.
+    Gone(PeerAddr, String),
 }
 
 /// The receiving end of a whole download ([`Download`]), with what came from where.
@@ -94,10 +95,11 @@ impl Node {
         &self,
         id: ContentId,
         opts: &FetchOptions,
+        shun: &[PeerAddr],
         cancel: &CancellationToken,
     ) -> Result<Elected, FetchError> {
         let check = || self.known(id, opts);
-        self.elect_on(ContentKeys::new(&id).lookup, check, cancel)
+        self.elect_on(ContentKeys::new(&id).lookup, shun, check, cancel)
             .await
     }
 
@@ -159,6 +161,8 @@ impl Node {
         };
         let key = ContentKeys::new(&id).lookup;
         let mut offer = None;
+        // Peers followed that failed this download: not followed again.
+        let mut shun = Vec::new();
         loop {
             let ended = match &from {
                 Feed::Origin => {
@@ -174,8 +178,12 @@ impl Node {
             };
             match ended {
                 Ended::Complete => break,
-                Ended::Gone(why) => {
-                    tracing::info!("the download followed stopped ({why}): electing again");
+                Ended::Gone(peer, why) => {
+                    tracing::info!(
+                        "the download followed from {peer} stopped ({why}): electing again"
+                    );
+                    intake.report.dropped.push((peer, why));
+                    shun.push(peer);
                     tokio::select! {
                         _ = tokio::time::sleep(REELECT_PAUSE) => {}
                         _ = cancel.cancelled() => return Err(FetchError::Cancelled),
@@ -184,7 +192,7 @@ impl Node {
                     if let Some(info) = self.known(id, opts).await {
                         return Ok(Whole::Known(info));
                     }
-                    match self.elect(id, opts, cancel).await? {
+                    match self.elect(id, opts, &shun, cancel).await? {
                         Ballot::Lead(w) => (from, _wanting) = (Feed::Origin, w),
                         Ballot::Follow(w, p) => (from, _wanting) = (Feed::Peer(p), w),
                         Ballot::Found(info) => return Ok(Whole::Known(info)),
@@ -285,7 +293,9 @@ impl Node {
     ) -> Result<Ended, FetchError> {
         let addr = peer.addr;
         let (key, seal) = (ContentKeys::new(&id).lookup, TailKey::for_content(&id));
-        let mut reader = self.follow_tail(key, seal, peer, intake.sent(), opts.chunk_timeout);
+        let mut reader = self
+            .follow_tail(key, seal, peer, intake.sent(), opts.chunk_timeout)
+            .with_patience(opts.follow_patience);
         loop {
             match reader.next(cancel).await {
                 Ok(Some(data)) => {
@@ -295,7 +305,7 @@ impl Node {
                 }
                 Ok(None) => return Ok(Ended::Complete),
                 Err(TailError::Cancelled) => return Err(FetchError::Cancelled),
-                Err(e) => return Ok(Ended::Gone(e.to_string())),
+                Err(e) => return Ok(Ended::Gone(addr, e.to_string())),
             }
         }
     }
