@@ -59,7 +59,14 @@ struct PeerSlot {
     have: Vec<BlockSet>,
     dropped: Option<String>,
     failures: u32,
+    /// Busy answers in a row.
+    busy: u32,
 }
+
+/// Busy answers in a row after which a peer is dropped from the fetch (a peer that claims
+/// blocks and then only ever says it is busy would otherwise hold its units for ever): with
+/// the workers' 200 ms pause between tries, about 10 s of nothing but "busy".
+pub const BUSY_LIMIT: u32 = 50;
 
 /// The scheduler's state.
 #[derive(Debug)]
@@ -135,6 +142,7 @@ impl Sched {
             have,
             dropped: None,
             failures: 0,
+            busy: 0,
         });
         for u in 0..self.units.len() {
             if self.holds(p, u) {
@@ -336,7 +344,10 @@ impl Sched {
     /// `who` delivered unit `u` (stored). Returns false if someone else already had.
     pub fn done(&mut self, u: usize, who: Who) -> bool {
         match who {
-            Who::Peer(p) => self.peers[p].failures = 0,
+            Who::Peer(p) => {
+                self.peers[p].failures = 0;
+                self.peers[p].busy = 0;
+            }
             Who::Origin => self.origin_failures = 0,
         }
         if self.states[u] == State::Done {
@@ -366,9 +377,17 @@ impl Sched {
     }
 
     /// `who` was too busy to take unit `u` (a peer serving its limit of streams): the unit goes
-    /// back to the pool, and nothing counts against the peer.
-    pub fn busy(&mut self, u: usize, who: Who) {
+    /// back to the pool. It counts against the peer only after [`BUSY_LIMIT`] such answers in a
+    /// row, when it is dropped; returns the reason then.
+    pub fn busy(&mut self, u: usize, who: Who) -> Option<String> {
         self.release(u, who);
+        let Who::Peer(p) = who else { return None };
+        self.peers[p].busy += 1;
+        if self.peers[p].busy < BUSY_LIMIT {
+            return None;
+        }
+        let why = format!("busy for {} answers in a row", self.peers[p].busy);
+        self.drop_peer(p, why.clone()).then_some(why)
     }
 
     /// Failures of the origin in a row.
@@ -498,19 +517,32 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_peer_is_never_dropped_and_keeps_its_units() {
-        let l = Layout::new(16 * 65_536).unwrap();
+    fn a_busy_peer_keeps_its_units_for_a_while_and_not_for_ever() {
+        let l = Layout::new(2 * 16 * 65_536).unwrap();
         let mut s = Sched::new(&l, &empty(&l), 16, 2, true);
         let t = Instant::now();
         let a = s.add_peer(full(&l));
         for _ in 0..5 {
             assert_eq!(s.next_for_peer(a, t), Next::Fetch(0));
-            s.busy(0, Who::Peer(a));
+            assert_eq!(s.busy(0, Who::Peer(a)), None);
         }
         // Still held by a: not the origin's.
         assert_eq!(s.next_for_origin(t), Next::Wait);
         assert_eq!(s.next_for_peer(a, t), Next::Fetch(0));
         assert!(s.done(0, Who::Peer(a)));
+        // Busy answers count in a row only: a delivery starts the count again.
+        for i in 1..BUSY_LIMIT {
+            assert_eq!(s.next_for_peer(a, t), Next::Fetch(1));
+            assert_eq!(s.busy(1, Who::Peer(a)), None, "answer {i}");
+        }
+        assert_eq!(s.next_for_origin(t), Next::Wait);
+        assert_eq!(s.next_for_peer(a, t), Next::Fetch(1));
+        let why = s.busy(1, Who::Peer(a)).expect("dropped");
+        assert!(why.contains("busy for 50 answers"), "{why}");
+        // Its units go to the origin, and it gets no more work.
+        assert_eq!(s.next_for_origin(t), Next::Fetch(1));
+        assert_eq!(s.next_for_peer(a, t), Next::Exit);
+        assert!(s.done(1, Who::Origin));
         assert!(s.finished());
     }
 

@@ -508,7 +508,12 @@ async fn peer_worker(ctx: Arc<Ctx>, p: usize) {
                 ctx.lock().failed(u, who, false);
             }
             Err(Miss::Busy) => {
-                ctx.lock().busy(u, who);
+                let dropped = ctx.lock().busy(u, who);
+                if let Some(why) = dropped {
+                    ctx.report_dropped(p, why);
+                    ctx.changed();
+                    continue;
+                }
                 ctx.changed();
                 tokio::select! {
                     _ = tokio::time::sleep(BUSY_BACKOFF) => {}
