@@ -204,6 +204,15 @@ async fn an_open_group_observer_reads_no_content_and_no_ticket() {
             opened_tails.push((offset, data));
         }
     }
+    let bytes: usize = exchanges
+        .iter()
+        .map(|x| x.request.len() + x.reply.lock().unwrap().len())
+        .sum();
+    eprintln!(
+        "captured {} exchanges ({bytes} bytes; {tail_data} bytes of followed downloads); \
+         opened every request and reply with the open group's keys: no content, no ticket",
+        exchanges.len()
+    );
     // What was captured is what the test says: an election, following, block fetches, a seed.
     for k in ["Intent", "Tail", "Blocks", "Seed", "Info"] {
         assert!(kinds.contains(k), "no {k} request captured: {kinds:?}");
