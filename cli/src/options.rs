@@ -127,6 +127,7 @@ pub fn node(global: &GlobalArgs, listen: SocketAddr, p: &PeerArgs) -> anyhow::Re
         mdns: !p.no_mdns,
         interfaces: p.interfaces.clone(),
         cache_size: global.cache_size,
+        store_cap: None,
     })
 }
 
@@ -137,7 +138,21 @@ pub fn gateway_node(global: &GlobalArgs, args: &GatewayArgs) -> anyhow::Result<N
     if args.peer_listen.ip().is_loopback() {
         opts.mdns = false;
     }
+    if global.cache_size.is_none() {
+        opts.store_cap = Some(default_gateway_cap(&data_dir(global)?)?);
+    }
     Ok(opts)
+}
+
+/// A gateway's cache by default: at most half the size of the filesystem holding its data
+/// directory (least recently used content evicted past it), so a busy cache never fills the
+/// disk it shares with the system.
+pub fn default_gateway_cap(dir: &std::path::Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let fs = rustix::fs::statvfs(dir)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("the size of the filesystem holding {}", dir.display()))?;
+    Ok(fs.f_blocks.saturating_mul(fs.f_frsize) / 2)
 }
 
 /// `--origin` unless `--no-origin`, checked.

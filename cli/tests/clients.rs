@@ -138,6 +138,11 @@ fn curl_and_wget() {
     let (origin, base, gw, proxy) = start(dir.path(), &www);
     let url = format!("{base}/files/big.bin");
     let etag = dir.path().join("etag");
+    // The cache has a size by default, which the start-up log states.
+    poll(Duration::from_secs(5), "the cache size in the log", || {
+        gw.log().contains("cache: at most").then_some(())
+    });
+    assert!(gw.log().contains("half the filesystem"), "{}", gw.log());
 
     // curl: a miss, then a hit; the origin sent the body once.
     let (code, head, body) = curl(

@@ -15,6 +15,7 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<()> {
     init_logging("info");
     let cfg = options::gateway(global, &args)?;
     let opts = options::gateway_node(global, &args)?;
+    let cap = opts.cache_size.or(opts.store_cap);
     let shared = !args.peer_listen.ip().is_loopback();
     let dir = data_dir(global)?;
     let trust_peers = cfg.trust_peers;
@@ -38,6 +39,17 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+        }
+        if let Some(cap) = cap {
+            tracing::info!(
+                "cache: at most {} (least recently used evicted past it; {})",
+                crate::print::human_bytes(cap),
+                if global.cache_size.is_some() {
+                    "--cache-size"
+                } else {
+                    "half the filesystem of the data directory by default; --cache-size to change"
+                }
+            );
         }
         if shared {
             tracing::info!(

@@ -35,6 +35,9 @@ pub struct NodeOptions {
     /// A cache node whose store holds at most this many bytes, evicting the least recently
     /// used content past it. Default: not a cache node, no cap.
     pub cache_size: Option<u64>,
+    /// A cap on the store (least recently used content evicted past it) for a node that is not
+    /// a cache node: a gateway's cache. `cache_size` wins when both are given. Default: none.
+    pub store_cap: Option<u64>,
 }
 
 impl Default for NodeOptions {
@@ -47,6 +50,7 @@ impl Default for NodeOptions {
             mdns: true,
             interfaces: Vec::new(),
             cache_size: None,
+            store_cap: None,
         }
     }
 }
@@ -95,8 +99,11 @@ impl Node {
         tune: impl FnOnce(&mut NodeConfig),
     ) -> Result<Node, NodeError> {
         let leases = Leases::new();
-        let store: Arc<dyn SegmentStore> =
-            Arc::from(open_store(data_dir, opts.cache_size, leases.clone())?);
+        let store: Arc<dyn SegmentStore> = Arc::from(open_store(
+            data_dir,
+            opts.cache_size.or(opts.store_cap),
+            leases.clone(),
+        )?);
         let name = opts.name.unwrap_or_else(host_name);
         let discovery: Option<Arc<dyn Discovery>> = if opts.mdns {
             Some(Arc::new(MdnsDiscovery::new(&opts.interfaces, &name)?))
