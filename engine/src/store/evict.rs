@@ -272,6 +272,16 @@ impl<S: SegmentStore> SegmentStore for CappedStore<S> {
         self.inner.get_block(id, block)
     }
 
+    fn get_blocks(
+        &self,
+        id: &ContentId,
+        first: crate::content::BlockIdx,
+        count: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // Forwarded, not the trait's block-by-block default: the store reads a run at once.
+        self.inner.get_blocks(id, first, count)
+    }
+
     fn present(
         &self,
         id: &ContentId,
