@@ -125,12 +125,10 @@ pub fn storable(
     resp: &http::response::Parts,
     max_object: u64,
 ) -> Option<CachePolicy> {
-    // A response that sets a cookie is one client's (RFC 9111 §3, §7.3): a shared cache
-    // that stored it would hand the cookie to others. nginx and Varnish do not store it either.
     if req.method != Method::GET
         || resp.status != StatusCode::OK
         || resp.headers.contains_key(CONTENT_RANGE)
-        || resp.headers.contains_key(SET_COOKIE)
+        || one_clients(&resp.headers)
     {
         return None;
     }
@@ -142,6 +140,14 @@ pub fn storable(
         .is_some_and(|n| n > max_object);
     let policy = CachePolicy::new(req, resp);
     (!too_long && policy.is_storable()).then_some(policy)
+}
+
+/// Whether a response with these headers belongs to the one client it answered, whatever its
+/// caching directives: it sets a cookie (RFC 9111 §3, §7.3), and a shared cache that stored
+/// it, or took it from a peer, would hand the cookie to others. nginx and Varnish do not store
+/// it either.
+pub fn one_clients(headers: &HeaderMap) -> bool {
+    headers.contains_key(SET_COOKIE)
 }
 
 /// What a miss is for.

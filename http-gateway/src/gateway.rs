@@ -156,8 +156,18 @@ const MAX_REFUSING: usize = 64;
 /// How long a connection being refused is given to read the answer.
 const REFUSE_LINGER: Duration = Duration::from_secs(2);
 
-/// The whole answer to a connection over the limit.
-const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nCache-Status: pdist; detail=error-503\r\nContent-Type: text/plain\r\nContent-Length: 53\r\nConnection: close\r\n\r\npdist gateway: too busy: every connection slot taken\n";
+/// The body of the answer to a connection over the limit.
+const FULL: &str = "pdist gateway: too busy: every connection slot taken\n";
+
+/// The whole answer to a connection over the limit, its length counted.
+fn full_answer() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+         Cache-Status: pdist; detail=error-503\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{FULL}",
+        FULL.len()
+    )
+}
 
 async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
     let conns = Arc::clone(&sh.conns);
@@ -230,7 +240,7 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
 async fn refuse(mut stream: tokio::net::TcpStream, _slot: OwnedSemaphorePermit) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(REFUSE_LINGER, async {
-        stream.write_all(FULL).await?;
+        stream.write_all(full_answer().as_bytes()).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
         while stream.read(&mut sink).await? > 0 {}

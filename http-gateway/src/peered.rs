@@ -107,8 +107,7 @@ pub(crate) async fn confirm(
         AfterResponse::NotModified(p, head) => (p, head),
         AfterResponse::Modified(..) => return Ok(None),
     };
-    // Never a cookie from a claim: what sets one is one client's (as in `decide::storable`).
-    if !policy.is_storable() || head.headers.contains_key(http::header::SET_COOKIE) {
+    if !policy.is_storable() || crate::decide::one_clients(&head.headers) {
         return Ok(None);
     }
     Ok(Some((policy, head)))

@@ -162,7 +162,11 @@ impl ContentKeys {
 /// open group every message opens under public keys, and a seed would otherwise hand the
 /// ticket to anyone listening.
 #[derive(Clone)]
-pub struct SeedKey(x25519_dalek::StaticSecret);
+pub struct SeedKey {
+    secret: x25519_dalek::StaticSecret,
+    /// Its public half, computed once (every hello carries it).
+    public: [u8; SEED_KEY_LEN],
+}
 
 impl fmt::Debug for SeedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,12 +187,14 @@ fn seed_aead_key(shared: &[u8; 32], eph: &[u8; 32], to_pub: &[u8; 32], to: &Node
 impl SeedKey {
     /// A new key pair.
     pub fn generate() -> SeedKey {
-        SeedKey(x25519_dalek::StaticSecret::from(random_bytes::<32>()))
+        let secret = x25519_dalek::StaticSecret::from(random_bytes::<32>());
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        SeedKey { secret, public }
     }
 
     /// Its public half (what hellos carry).
     pub fn public(&self) -> [u8; SEED_KEY_LEN] {
-        x25519_dalek::PublicKey::from(&self.0).to_bytes()
+        self.public
     }
 
     /// Opens a content ID sealed to this key for node `me` by [`seal_seed`].
@@ -200,7 +206,9 @@ impl SeedKey {
             return Err(refuse());
         }
         let eph: [u8; 32] = sealed[..SEED_KEY_LEN].try_into().expect("32 bytes");
-        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(eph));
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(eph));
         if !shared.was_contributory() {
             return Err(refuse());
         }
