@@ -181,8 +181,7 @@ async fn over_the_connection_limit_clients_get_503_and_slow_heads_lose_their_slo
         "the slow client had a slot: {}",
         String::from_utf8_lossy(&said)
     );
-    let h = ask(TcpStream::connect(p).await.unwrap()).await;
-    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    all_served(p, 1).await;
 
     // The tunnel still works, and closing it frees its slot.
     tunnel.write_all(b"pong").await.unwrap();
@@ -190,21 +189,10 @@ async fn over_the_connection_limit_clients_get_503_and_slow_heads_lose_their_slo
     tunnel.read_exact(&mut b).await.unwrap();
     assert_eq!(&b, b"pong");
     drop(tunnel);
-    // Its slot frees once both ends of the tunnel have closed: a client is served within 5 s.
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let h = ask(TcpStream::connect(p).await.unwrap()).await;
-        if h.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(Instant::now() < end, "{h}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let a = TcpStream::connect(p).await.unwrap();
-    let b2 = TcpStream::connect(p).await.unwrap();
-    let (ha, hb) = tokio::join!(ask(a), ask(b2));
-    assert!(ha.starts_with("HTTP/1.1 200"), "{ha}");
-    assert!(hb.starts_with("HTTP/1.1 200"), "{hb}");
+    // Its slot frees once both ends of the tunnel have closed: within 5 s, two clients at once
+    // are both served. (A server notices a client's close a moment after the client made it, so
+    // a slot is not free the instant a client hangs up: ask until it is, within a bound.)
+    all_served(p, 2).await;
 
     gw.shutdown().await;
     n.shutdown().await;
@@ -269,4 +257,36 @@ async fn a_stalled_origin_is_abandoned_and_the_next_client_gets_a_fresh_download
 
     gw.shutdown().await;
     n.shutdown().await;
+}
+
+/// Asserts that within 5 s, `n` clients asking at once all get a 200.
+async fn all_served(p: SocketAddr, n: usize) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut asks = Vec::new();
+        for _ in 0..n {
+            asks.push(tokio::spawn(async move {
+                let mut s = TcpStream::connect(p).await.unwrap();
+                s.write_all(
+                    b"GET http://origin.test/x HTTP/1.1\r\nHost: origin.test\r\n\
+                      Connection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let h = head(&mut s).await;
+                // Reads to the close, so this client's slot is given back before the next try.
+                let _ = closed_within(&mut s, Duration::from_secs(5)).await;
+                h
+            }));
+        }
+        let mut heads = Vec::new();
+        for a in asks {
+            heads.push(a.await.unwrap());
+        }
+        if heads.iter().all(|h| h.starts_with("HTTP/1.1 200")) {
+            return;
+        }
+        assert!(Instant::now() < end, "{heads:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
