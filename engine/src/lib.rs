@@ -60,6 +60,7 @@
 pub mod codec;
 pub mod content;
 pub mod formats;
+pub mod limit;
 pub mod pccrc;
 pub mod store;
 

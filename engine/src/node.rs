@@ -213,6 +213,7 @@ impl Node {
                 name: cfg.name.clone(),
                 cache: cfg.cache,
                 corrupt_blocks: cfg.corrupt_blocks,
+                ..ServeOptions::default()
             },
             cfg.cache.then_some(seed_tx),
         )?;

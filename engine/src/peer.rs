@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use client::{Holdings, PeerClient, PeerError, TailChunk};
-pub use service::{PeerService, ServeOptions, ServiceStats};
+pub use service::{PeerService, REQUESTS_PER_SENDER, ServeOptions, ServiceStats};
 pub use tail::TailSource;
 
 /// Records other components file on a node for its peers to look up by key

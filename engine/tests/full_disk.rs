@@ -3,58 +3,19 @@
 //! names the cause, and what is stored keeps being served.
 #![cfg(all(feature = "rocksdb", target_os = "linux"))]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use fixtures::disk::Tmpfs;
 use pdist_engine::content::{HashOptions, ServerSecret, hash_reader};
 use pdist_engine::store::{Origin, RocksStore, RocksStoreOptions, SegmentStore, StoreError};
 
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "pdist-test"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Fills the filesystem of `dir` to its last byte with a file named `filler`.
-fn fill(dir: &Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
-    let chunk = vec![0u8; 4096];
-    while f.write_all(&chunk).is_ok() {}
-    while f.write_all(&chunk[..1]).is_ok() {}
-    let _ = f.sync_all();
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 #[test]
 fn a_full_disk_leaves_the_store_consistent_and_serving() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let Some(_mount) = Mount::tmpfs(dir.path(), "4m") else {
-        eprintln!("SKIPPED: could not mount a tmpfs (no CAP_SYS_ADMIN in this container?)");
-        return;
+    let disk = match Tmpfs::mount(dir.path(), "4m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
     };
     let store = RocksStore::open(&dir.path().join("store"), RocksStoreOptions::default()).unwrap();
     let data = fixtures::content(9, 8 << 20);
@@ -94,7 +55,7 @@ fn a_full_disk_leaves_the_store_consistent_and_serving() {
     // Reads record their time at most once a second (for eviction order); past that second,
     // with the disk full to the last byte, that record cannot be written, and reads go on
     // regardless.
-    fill(dir.path());
+    disk.fill();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // Consistent: exactly the blocks that were stored are present, and each one serves right.
     let r = store.record(&id).unwrap().unwrap();
@@ -107,7 +68,7 @@ fn a_full_disk_leaves_the_store_consistent_and_serving() {
         info.verify_block(*b, &bytes).unwrap();
     }
     // Space freed by removing content makes the store writable again.
-    std::fs::remove_file(dir.path().join("filler")).unwrap();
+    disk.unfill();
     assert!(store.remove(&id).unwrap());
     store.put_content(&info, "big", Origin::Fetched).unwrap();
     let b0 = layout.block_at(0).unwrap();

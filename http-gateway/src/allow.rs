@@ -3,10 +3,8 @@
 //! client address (a token bucket), and the targets `CONNECT` may reach ([`ConnectPolicy`]).
 //! Pure: addresses and instants in, decisions out.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use ipnet::{AddrParseError, IpNet};
 
@@ -69,47 +67,7 @@ pub fn parse_net(v: &str) -> Result<IpNet, AddrParseError> {
         .or_else(|e| v.parse::<IpAddr>().map(IpNet::from).map_err(|_| e))
 }
 
-/// Requests per second each client address may make, with bursts of up to one second's worth.
-#[derive(Debug)]
-pub struct RateLimit {
-    per_sec: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-/// Most client addresses tracked; idle ones are forgotten first when it is reached.
-const MAX_CLIENTS: usize = 4096;
-
-impl RateLimit {
-    /// `per_sec` requests per second per client; 0 turns the limit off.
-    pub fn new(per_sec: u32) -> RateLimit {
-        RateLimit {
-            per_sec: per_sec.into(),
-            buckets: Mutex::default(),
-        }
-    }
-
-    /// Takes one request's token for `ip` at `now`; `false` when it has none left.
-    pub fn take(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.per_sec == 0.0 {
-            return true;
-        }
-        let mut b = self.buckets.lock().expect("rate lock");
-        if b.len() >= MAX_CLIENTS && !b.contains_key(&ip) {
-            let full = Duration::from_secs(1);
-            b.retain(|_, (_, at)| now.saturating_duration_since(*at) < full);
-        }
-        let (tokens, at) = b.entry(ip).or_insert((self.per_sec, now));
-        let refill = now.saturating_duration_since(*at).as_secs_f64() * self.per_sec;
-        *tokens = (*tokens + refill).min(self.per_sec);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+pub use engine::limit::RateLimit;
 
 /// Where `CONNECT` may go, and how long a tunnel may sit idle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,20 +162,6 @@ mod tests {
         assert!(!AllowList::loopback().allows("10.1.0.1".parse().unwrap()));
         assert!(AllowList::parse(&["10.0.0.0/33"]).is_err());
         assert!(AllowList::parse(&["example.com"]).is_err());
-    }
-
-    #[test]
-    fn rate_limit_allows_a_burst_then_refills() {
-        let r = RateLimit::new(10);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let t0 = Instant::now();
-        assert!((0..10).all(|_| r.take(ip, t0)));
-        assert!(!r.take(ip, t0));
-        // Another client has its own bucket.
-        assert!(r.take("10.0.0.2".parse().unwrap(), t0));
-        assert!(r.take(ip, t0 + Duration::from_millis(150)));
-        assert!(!r.take(ip, t0 + Duration::from_millis(150)));
-        assert!(RateLimit::new(0).take(ip, t0));
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub(crate) async fn join_crediting(
         );
         return Ok(Some(r));
     }
-    let body = match crate::spool::tail(sh, &head, rx, credit) {
+    let body = match crate::spool::tail(sh, &head, f, rx, credit) {
         Ok(b) => b,
         // Finished and removed meanwhile: it is in the store now.
         Err(_) => return Ok(None),

@@ -329,6 +329,15 @@ async fn lead_with(
             CacheStatus::Miss,
         ));
     };
+    let Ok(file) = spool::create(sh) else {
+        // A full disk: served all the same.
+        led.abandon("no spool");
+        return Ok(passed(
+            sh,
+            Response::from_parts(head, body),
+            CacheStatus::Miss,
+        ));
+    };
     let mut headers = head.headers.clone();
     headers::strip_hop_by_hop(&mut headers);
     let sel = selection(&req.headers, &headers);
@@ -345,7 +354,7 @@ async fn lead_with(
         spool::Share::No
     };
     let feed = spool::Feed::Origin(body);
-    if let Err(source) = spool::start(sh, led, url, spooled, feed, share) {
+    if let Err(source) = spool::start(sh, led, url, spooled, feed, share, file) {
         led.abandon("no spool");
         return Err(GatewayError::Spool {
             dir: sh.cfg.spool.clone(),

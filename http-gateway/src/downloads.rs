@@ -66,17 +66,9 @@ pub enum DownloadError {
         /// Bytes announced.
         expected: u64,
     },
-    /// The spool file could not be written.
-    #[error("writing the spool file {}: {source}", .path.display())]
-    Spool {
-        /// The spool file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The complete body could not be kept.
+    /// The spool failed and the rest could not be passed through.
     #[error(transparent)]
-    Keep(#[from] crate::keep::KeepError),
+    Relay(#[from] crate::relay::RelayError),
 }
 
 impl From<engine::node::TailError> for DownloadError {
@@ -96,7 +88,7 @@ impl From<engine::fetch::OriginError> for DownloadError {
 pub struct Snap {
     /// The response head, once the origin answered with something storable.
     pub head: Option<Arc<Head>>,
-    /// Body bytes in the spool so far.
+    /// Body bytes its clients can read so far (in the spool, or past it in memory).
     pub written: u64,
     /// The end: `Ok` when the whole body is in the spool, `Err` when the transfer failed or
     /// is not shared (the client then asks the origin itself).
@@ -122,13 +114,21 @@ pub struct Head {
 #[derive(Debug)]
 pub struct InFlight {
     tx: watch::Sender<Snap>,
+    /// The body past a spool that failed.
+    relay: Arc<crate::relay::Relay>,
 }
 
 impl InFlight {
     fn new() -> InFlight {
         InFlight {
             tx: watch::Sender::new(Snap::default()),
+            relay: Arc::default(),
         }
+    }
+
+    /// The body past its spool, if the spool failed.
+    pub(crate) fn relay(&self) -> Arc<crate::relay::Relay> {
+        Arc::clone(&self.relay)
     }
 
     /// Its current state, and changes to come.

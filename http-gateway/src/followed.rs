@@ -78,6 +78,10 @@ pub(crate) async fn follow(
     peer: PeerRef,
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let addr = peer.addr;
+    // A full disk: the caller passes the origin's answer through.
+    let Ok(file) = spool::create(sh) else {
+        return Ok(None);
+    };
     let lookup = LookupKey(sh.urls.name_key(url));
     let seal = sh.urls.tail_key(url);
     let mut reader = sh
@@ -132,7 +136,7 @@ pub(crate) async fn follow(
         first,
         fallback,
     };
-    if let Err(source) = spool::start(sh, led, url, spooled, feed, spool::Share::No) {
+    if let Err(source) = spool::start(sh, led, url, spooled, feed, spool::Share::No, file) {
         led.abandon("no spool");
         return Err(GatewayError::Spool {
             dir: sh.cfg.spool.clone(),

@@ -69,6 +69,7 @@ impl Gateway {
             index,
             metrics: Arc::default(),
             downloads: Default::default(),
+            disk: Default::default(),
             urls,
             v2: Default::default(),
             tasks: TaskTracker::new(),

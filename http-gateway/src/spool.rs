@@ -3,7 +3,9 @@
 //! leader and those that joined, [`crate::downloads`]) reads the spool as it grows ([`tail`]),
 //! so one origin transfer feeds all of them and the first byte never waits for the whole. At
 //! the end the body is kept ([`crate::keep`]) and the spool removed. A transfer that fails or
-//! is cut short keeps nothing.
+//! is cut short keeps nothing. A spool that cannot be written (a full disk) does not cut its
+//! clients off: the rest of the body passes through to them from memory ([`crate::relay`]),
+//! uncached, and a body that cannot be kept was still served whole.
 //!
 //! The body comes from the origin, or from a peer gateway's download of the same URL followed
 //! as it arrives ([`Feed::Peer`], see [`crate::followed`]). In a group whose peers are trusted,
@@ -117,9 +119,34 @@ fn offerable(keys: &UrlKeys, url: &str, head: &Head) -> Option<Vec<u8>> {
     (meta.len() <= engine::wire::MAX_TAIL_META).then_some(meta)
 }
 
-/// Starts spooling a storable answer whose head is `head` (its spool path is set here) from
-/// `feed`, for the download `led` leads; its clients (the leader included) then [`tail`] it;
-/// peer gateways may follow it too if `share` says so.
+/// A new, empty spool file.
+pub(crate) struct SpoolFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+/// Creates a spool file; if that fails (a full or failing disk), the gateway's disk state
+/// hears of it and the caller passes its answer through uncached.
+pub(crate) fn create(sh: &Shared) -> Result<SpoolFile, std::io::Error> {
+    let path = sh.cfg.spool.join(format!("{:016x}.part", rand_u64()));
+    let made = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path);
+    match made {
+        Ok(file) => Ok(SpoolFile { path, file }),
+        Err(e) => {
+            sh.disk
+                .failed(&format_args!("creating {}: {e}", path.display()));
+            Err(e)
+        }
+    }
+}
+
+/// Starts spooling into `spool` a storable answer whose head is `head` (its spool path is set
+/// here) from `feed`, for the download `led` leads; its clients (the leader included) then
+/// [`tail`] it; peer gateways may follow it too if `share` says so.
 pub(crate) fn start(
     sh: &Arc<Shared>,
     led: &Led<'_>,
@@ -127,13 +154,9 @@ pub(crate) fn start(
     mut head: Head,
     feed: Feed,
     share: Share,
+    spool: SpoolFile,
 ) -> Result<(), std::io::Error> {
-    let path = sh.cfg.spool.join(format!("{:016x}.part", rand_u64()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
+    let SpoolFile { path, file } = spool;
     let meta = match &share {
         Share::Offer(_) => offerable(&sh.urls, url, &head),
         Share::No => None,
@@ -160,8 +183,8 @@ pub(crate) fn start(
     let busy = sh.busy();
     sh.tasks.spawn(async move {
         let _busy = busy;
-        let tail = offer.as_ref().map(|o| Arc::clone(&o.tail));
-        let r = download(&sh2, &url, &f, &head, feed, file, tail).await;
+        let mut offer = offer;
+        let r = download(&sh2, &url, &f, &head, feed, file, &mut offer).await;
         // A complete body stays offered for a while, even if keeping it here failed.
         if let Some(o) = offer.filter(|o| o.tail.is_complete()) {
             o.offer.linger(&sh2.node, OFFER_LINGER);
@@ -185,7 +208,9 @@ fn rand_u64() -> u64 {
 
 /// Takes the body from `feed` into the spool `file` through the engine's [`Download`] (each
 /// piece written and hashed on a blocking task while the next arrives, each byte announced to
-/// the download's clients and to the offer as it is written); then keeps it.
+/// the download's clients and to the offer as it is written); then keeps it. If the spool
+/// cannot be written, the offer ends and the rest passes through ([`relay`]); if the body
+/// cannot be kept, its clients were served all the same.
 async fn download(
     sh: &Arc<Shared>,
     url: &str,
@@ -193,17 +218,14 @@ async fn download(
     head: &Head,
     mut feed: Feed,
     file: std::fs::File,
-    offered: Option<Arc<engine::peer::TailSource>>,
+    offer: &mut Option<Offer>,
 ) -> Result<(), DownloadError> {
+    let offered = offer.as_ref().map(|o| Arc::clone(&o.tail));
     let expected = head
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let spool_err = |source| DownloadError::Spool {
-        path: head.path.clone(),
-        source,
-    };
     let limit = expected.map_or(sh.cfg.max_object, |e| e.min(sh.cfg.max_object));
     let file = Arc::new(file);
     let (f2, t2) = (Arc::clone(f), offered.clone());
@@ -215,27 +237,36 @@ async fn download(
     });
     let secret = sh.node.secret().clone();
     let mut body = Download::new(Arc::clone(&file), secret, limit, written);
-    let idle = sh.cfg.origin_read_timeout;
-    loop {
-        let next = tokio::select! {
-            _ = sh.stop.cancelled() => return Err(DownloadError::Stopping),
-            next = tokio::time::timeout(idle, feed.next(&sh.stop)) => next.map_err(|_| {
-                DownloadError::Stalled { secs: idle.as_secs().max(1) }
-            })?,
+    // The piece handed to the writer last: if writing it fails, it is relayed.
+    let mut last = Bytes::new();
+    let stopped = loop {
+        let Some(data) = next_piece(sh, &mut feed).await? else {
+            break None;
         };
-        let Some(data) = next else { break };
-        match body.put(data?).await {
-            Ok(()) => {}
+        match body.put(data.clone()).await {
+            Ok(()) => last = data,
             Err(PutError::TooLong { limit }) => return Err(DownloadError::TooLong { limit }),
-            // The writer stopped: finishing says why.
-            Err(_) => break,
+            // Writing the last piece failed: it and this one go on from memory.
+            Err(_) => break Some(data),
         }
-    }
+    };
     let got = body.len();
-    let info = match body.finish().await {
-        Ok(info) => info,
-        Err(FinishError::Io(e)) => return Err(spool_err(e)),
-        Err(e) => return Err(spool_err(std::io::Error::other(e))),
+    let at = got - last.len() as u64;
+    let info = match (stopped, body.finish().await) {
+        (None, Ok(info)) => info,
+        (stopped, r) => {
+            let why = match r {
+                Err(FinishError::Io(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+                Ok(_) => "a write failed".to_string(),
+            };
+            sh.disk
+                .failed(&format_args!("writing {}: {why}", head.path.display()));
+            // Peers following this download cannot get the rest from here.
+            *offer = None;
+            let pieces = [Some(last), stopped].into_iter().flatten();
+            return relay(sh, f, &mut feed, at, pieces, limit, expected).await;
+        }
     };
     if let Some(e) = expected
         && e != got
@@ -253,7 +284,66 @@ async fn download(
         claim: sh.cfg.trust_peers.then(|| sh.urls.clone()),
     };
     let index = Arc::clone(&sh.index);
-    crate::keep::keep(&sh.node, index, info, file, kept).await?;
+    match crate::keep::keep(&sh.node, index, info, file, kept).await {
+        Ok(()) => sh.disk.wrote(),
+        // Every client was served from the spool: only the cache lost it.
+        Err(e) => sh.disk.failed(&format_args!("keeping {url}: {e}")),
+    }
+    Ok(())
+}
+
+/// The next piece of the body, within the gateway's patience for a stalled feed.
+async fn next_piece(sh: &Shared, feed: &mut Feed) -> Result<Option<Bytes>, DownloadError> {
+    let idle = sh.cfg.origin_read_timeout;
+    tokio::select! {
+        _ = sh.stop.cancelled() => Err(DownloadError::Stopping),
+        next = tokio::time::timeout(idle, feed.next(&sh.stop)) => match next {
+            Err(_) => Err(DownloadError::Stalled { secs: idle.as_secs().max(1) }),
+            Ok(None) => Ok(None),
+            Ok(Some(r)) => r.map(Some),
+        },
+    }
+}
+
+/// Passes the rest of a body whose spool failed after `at` bytes to the download's clients
+/// from memory: first `pieces` (taken but not written), then the rest of `feed`. Nothing is
+/// kept; the body is still checked against its length and the largest allowed.
+async fn relay(
+    sh: &Shared,
+    f: &InFlight,
+    feed: &mut Feed,
+    at: u64,
+    pieces: impl Iterator<Item = Bytes>,
+    limit: u64,
+    expected: Option<u64>,
+) -> Result<(), DownloadError> {
+    let relay = f.relay();
+    relay.begin(at);
+    let patience = sh.cfg.origin_read_timeout;
+    let mut end = at;
+    let mut pieces = pieces.filter(|p| !p.is_empty());
+    loop {
+        let data = match pieces.next() {
+            Some(p) => p,
+            None => match next_piece(sh, feed).await? {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        if end + data.len() as u64 > limit {
+            return Err(DownloadError::TooLong { limit });
+        }
+        end = relay.push(data, patience).await?;
+        f.written(end);
+    }
+    if let Some(e) = expected
+        && e != end
+    {
+        return Err(DownloadError::Short {
+            got: end,
+            expected: e,
+        });
+    }
     Ok(())
 }
 
@@ -262,10 +352,17 @@ async fn download(
 pub(crate) fn tail(
     sh: &Arc<Shared>,
     head: &Head,
+    f: &InFlight,
     mut rx: watch::Receiver<Snap>,
     credit: fn(u64) -> Provenance,
 ) -> Result<Body, std::io::Error> {
+    let relay = f.relay();
     let file = std::fs::File::open(&head.path)?;
+    let Some(reader) = relay.reader() else {
+        return Err(std::io::Error::other(
+            "the download passed the disk by already",
+        ));
+    };
     let (tx, body) = channel(4);
     let metrics = Arc::clone(&sh.metrics);
     sh.tasks.spawn(async move {
@@ -273,8 +370,25 @@ pub(crate) fn tail(
         let mut off = 0u64;
         loop {
             let snap = rx.borrow_and_update().clone();
+            let from = relay.from();
+            if let Some(from) = from.filter(|&from| off >= from && off < snap.written) {
+                let Some(b) = reader.read(off, 1 << 20) else {
+                    let e = "fell behind a download passed through uncached";
+                    let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    return;
+                };
+                debug_assert!(!b.is_empty() && off >= from);
+                let n = b.len() as u64;
+                metrics.sent(credit(n));
+                off += n;
+                reader.passed(off);
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             if off < snap.written {
-                let n = (snap.written - off).min(1 << 20) as usize;
+                let n = (snap.written.min(from.unwrap_or(u64::MAX)) - off).min(1 << 20) as usize;
                 let f = Arc::clone(&file);
                 let read = tokio::task::spawn_blocking(move || {
                     let mut buf = vec![0u8; n];
@@ -287,6 +401,7 @@ pub(crate) fn tail(
                 if ok {
                     metrics.sent(credit(n as u64));
                     off += n as u64;
+                    reader.passed(off);
                 }
                 if tx.send(read).await.is_err() || !ok {
                     return;

@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     /// by a tunnel opened on it until the tunnel closes.
     pub conns: Arc<tokio::sync::Semaphore>,
     pub downloads: Downloads,
+    /// Whether the disk takes the spool's and the store's writes.
+    pub disk: crate::relay::DiskState,
     /// The keys of what this group's gateways say about URLs.
     pub urls: UrlKeys,
     pub v2: V2Cache,

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
 
 use crate::content::{ContentId, native};
+use crate::limit::{RateLimit, Share, Shares};
 use crate::store::SegmentStore;
 use crate::wire::{
     self, ContentKeys, GroupKeys, HaveEntry, HelloReply, LookupKey, NodeId, Reply, Request,
@@ -21,7 +22,7 @@ use crate::wire::{
 use super::{PeerAddr, PeerResponse, ReplyBody, TailSource};
 
 /// How this node serves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The name peers see (host name).
     pub name: String,
@@ -30,6 +31,20 @@ pub struct ServeOptions {
     /// For tests of fetchers only: flip a byte of every block before sealing it, as a malicious
     /// node that holds the content information would. Never set in normal use.
     pub corrupt_blocks: bool,
+    /// Requests per second one sender may make, in bursts of as many; more are answered 503
+    /// (busy). Default [`REQUESTS_PER_SENDER`].
+    pub requests_per_sender: u32,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            name: String::new(),
+            cache: false,
+            corrupt_blocks: false,
+            requests_per_sender: REQUESTS_PER_SENDER,
+        }
+    }
 }
 
 /// Byte counters, in total and per peer.
@@ -92,6 +107,9 @@ pub struct PeerService {
     seed_key: Option<wire::SeedKey>,
     tasks: TaskTracker,
     streams: Arc<tokio::sync::Semaphore>,
+    /// Each sender's request rate, and its share of the streams.
+    rate: RateLimit<Sender>,
+    shares: Shares<Sender>,
     /// Tags of requests seen within the freshness window, with their send times.
     seen: Mutex<HashMap<[u8; 16], u64>>,
     names: RwLock<Option<Arc<dyn super::NameIndex>>>,
@@ -110,6 +128,19 @@ const MAX_SEEN: usize = 1 << 16;
 
 /// Most block streams served at once; more get 503 and go to other peers.
 const MAX_STREAMS: usize = 128;
+/// Most of them one sender holds, so that one member of the group cannot take them all.
+const STREAMS_PER_SENDER: usize = MAX_STREAMS / 2;
+/// Requests per second one sender may make (a burst of as many); more get 503 (busy). A
+/// fetcher at full speed makes a few hundred; a busy gateway's lookups, up to one per miss.
+pub const REQUESTS_PER_SENDER: u32 = 2000;
+
+/// Who a request counts against for the fair shares: its address, or for a sender on this
+/// machine (which shares its loopback address with every node on it) the node it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Sender {
+    Addr(std::net::IpAddr),
+    Local(NodeId),
+}
 /// Blocks read from the store at once when serving a segment's blocks.
 const SERVE_RUN: u32 = 16;
 
@@ -123,6 +154,7 @@ impl PeerService {
         opts: ServeOptions,
         seeds: Option<mpsc::Sender<ContentId>>,
     ) -> Result<Arc<PeerService>, crate::store::StoreError> {
+        let rate = RateLimit::new(opts.requests_per_sender);
         let svc = PeerService {
             store,
             keys,
@@ -134,6 +166,8 @@ impl PeerService {
             seeds,
             tasks: TaskTracker::new(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            rate,
+            shares: Shares::new(STREAMS_PER_SENDER),
             seen: Mutex::default(),
             names: RwLock::default(),
             intents: Mutex::default(),
@@ -221,7 +255,7 @@ impl PeerService {
     /// [`wire::MAX_TAIL_CHUNK`] bytes read and sealed).
     fn tail(
         self: &Arc<Self>,
-        from: PeerAddr,
+        (from, sender): (PeerAddr, Sender),
         env: &wire::RequestEnvelope,
         lookup: LookupKey,
         offset: u64,
@@ -234,7 +268,7 @@ impl PeerService {
         }
         // Counted with the block streams, so that at most MAX_STREAMS replies are being read
         // and sealed at once.
-        let Ok(permit) = Arc::clone(&self.streams).try_acquire_owned() else {
+        let Some(permit) = self.stream(sender) else {
             return status(from, 503);
         };
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
@@ -255,6 +289,13 @@ impl PeerService {
             status: 200,
             body: ReplyBody::chan(from, rx),
         }
+    }
+
+    /// One of the streams for `sender`, if any is free and it holds less than its share.
+    fn stream(&self, sender: Sender) -> Option<(OwnedSemaphorePermit, Share<Sender>)> {
+        let share = self.shares.take(sender)?;
+        let permit = Arc::clone(&self.streams).try_acquire_owned().ok()?;
+        Some((permit, share))
     }
 
     fn reply(&self, from: PeerAddr, mac: &[u8; 16], reply: &Reply) -> PeerResponse {
@@ -366,6 +407,14 @@ impl PeerService {
             tracing::debug!("refused a stale or replayed request from {from}");
             return status(from, 403);
         }
+        let sender = match from.ip() {
+            ip if ip.is_loopback() => Sender::Local(env.from),
+            ip => Sender::Addr(ip),
+        };
+        if !self.rate.take(sender, std::time::Instant::now()) {
+            tracing::debug!("{from} asks faster than the requests a second it may make");
+            return status(from, 503);
+        }
         let reply = match env.request {
             Request::Hello => Reply::Hello(self.hello()),
             Request::Info { lookup } => self.info(&lookup),
@@ -379,11 +428,13 @@ impl PeerService {
                 seg,
                 first,
                 count,
-            } => return self.blocks(from, env.from, lookup, seg, first, count),
+            } => return self.blocks((from, sender), env.from, lookup, seg, first, count),
             Request::Seed { sealed_id } => self.seed(&sealed_id),
             Request::Name { key } => self.name(&key),
             Request::Intent { lookup } => self.intent(&lookup),
-            Request::Tail { lookup, offset } => return self.tail(from, &env, lookup, offset),
+            Request::Tail { lookup, offset } => {
+                return self.tail((from, sender), &env, lookup, offset);
+            }
         };
         self.reply(from, &env.mac, &reply)
     }
@@ -446,7 +497,7 @@ impl PeerService {
     /// thread; the stream ends early if the receiver goes away.
     fn blocks(
         self: &Arc<Self>,
-        from: PeerAddr,
+        (from, sender): (PeerAddr, Sender),
         peer: NodeId,
         lookup: LookupKey,
         seg: u32,
@@ -469,7 +520,7 @@ impl PeerService {
         if self.tasks.is_closed() {
             return status(from, 503);
         }
-        let Ok(permit) = Arc::clone(&self.streams).try_acquire_owned() else {
+        let Some(permit) = self.stream(sender) else {
             return status(from, 503);
         };
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
