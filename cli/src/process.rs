@@ -9,8 +9,16 @@ use engine::node::control::{ControlClient, ErrorKind, Failure};
 use crate::args::GlobalArgs;
 use crate::options::data_dir;
 
-/// A multi-threaded runtime for the commands that use the network.
+/// A multi-threaded runtime for the commands that use the network. They may hold many sockets
+/// and files at once (a gateway's 1,024 client connections, their origins and spools): the
+/// soft limit on open files is raised to the hard one first, as servers do.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
