@@ -190,8 +190,9 @@ pub struct GatewayArgs {
     #[arg(long = "connect-port", value_name = "PORT")]
     pub connect_ports: Vec<u16>,
 
-    /// Let CONNECT tunnels reach loopback, link-local and this machine's own addresses
-    /// (refused by default: they would expose services that listen only locally).
+    /// Let CONNECT tunnels, and the plain-HTTP requests of clients on other machines, reach
+    /// loopback, link-local and this machine's own addresses (refused by default: they would
+    /// expose services that listen only locally).
     #[arg(long)]
     pub connect_local: bool,
 

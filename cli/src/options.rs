@@ -199,5 +199,6 @@ pub fn gateway(global: &GlobalArgs, args: &GatewayArgs) -> anyhow::Result<Gatewa
     cfg.trust_peers = has_secret(global);
     cfg.origin_for_peered = !args.no_origin_for_peered;
     cfg.origin_info = !args.no_origin_info;
+    http_gateway::guard_origins(&mut cfg);
     Ok(cfg)
 }

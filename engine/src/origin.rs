@@ -48,15 +48,27 @@ pub trait HttpOrigin: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// [`HttpOrigin`] on hyper: one pool of HTTP/1.1 connections, `TCP_NODELAY`, plain HTTP.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HyperOrigin {
-    client: Client<HttpConnector, HttpBody>,
+    client: Client<HttpConnector<Resolver>, HttpBody>,
+    refuse: Option<Refuse>,
 }
+
+/// Says why an origin address may not be reached (`None`: it may).
+pub type Refuse = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
 
 impl HyperOrigin {
     /// A client whose connections must be made within `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> HyperOrigin {
-        let mut conn = HttpConnector::new();
+        Self::guarded(connect_timeout, None)
+    }
+
+    /// [`HyperOrigin::new`], that never connects to an address `refuse` refuses: a name is
+    /// resolved here and only the addresses allowed are tried (so a name cannot be made to
+    /// point elsewhere between a check and the connection); an address in the URL is checked
+    /// as it is.
+    pub fn guarded(connect_timeout: Duration, refuse: Option<Refuse>) -> HyperOrigin {
+        let mut conn = HttpConnector::new_with_resolver(Resolver(refuse.clone()));
         conn.set_connect_timeout(Some(connect_timeout));
         conn.set_nodelay(true);
         // A silent origin whose host vanished is noticed by the kernel, not only by our timers.
@@ -64,7 +76,71 @@ impl HyperOrigin {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(conn);
-        HyperOrigin { client }
+        HyperOrigin { client, refuse }
+    }
+}
+
+impl std::fmt::Debug for HyperOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HyperOrigin")
+            .field("guarded", &self.refuse.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An origin the gateway may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("not reaching {host}: {why}")]
+pub struct Refused {
+    /// The host asked for.
+    pub host: String,
+    /// Why (which address, and what it is).
+    pub why: String,
+}
+
+/// Resolves origin names, keeping only the addresses allowed.
+#[derive(Clone)]
+struct Resolver(Option<Refuse>);
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for Resolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, std::io::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::io::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let refuse = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let all: Vec<_> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let Some(refuse) = refuse else {
+                return Ok(all.into_iter());
+            };
+            let mut why = None;
+            let ok: Vec<_> = all
+                .into_iter()
+                .filter(|a| match refuse(a.ip()) {
+                    None => true,
+                    Some(w) => {
+                        why.get_or_insert(w);
+                        false
+                    }
+                })
+                .collect();
+            match why {
+                Some(why) if ok.is_empty() => Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    Refused { host, why },
+                )),
+                _ => Ok(ok.into_iter()),
+            }
+        })
     }
 }
 
@@ -74,6 +150,18 @@ impl HttpOrigin for HyperOrigin {
         req: http::Request<HttpBody>,
     ) -> BoxFuture<'_, Result<http::Response<HttpBody>, BoxError>> {
         Box::pin(async move {
+            // Addresses in URLs skip the resolver.
+            let literal = req
+                .uri()
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+            if let (Some(refuse), Some(ip)) = (&self.refuse, literal)
+                && let Some(why) = refuse(ip)
+            {
+                let host = ip.to_string();
+                return Err(Box::new(Refused { host, why }) as BoxError);
+            }
             let resp = self.client.request(req).await?;
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
         })

@@ -55,6 +55,11 @@ impl AllowList {
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
+    /// Whether it serves loopback clients only (the clients of this machine).
+    pub fn only_loopback(&self) -> bool {
+        self.nets.iter().all(|n| n.network().is_loopback())
+    }
+
     /// The networks, for logs.
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
@@ -123,7 +128,13 @@ pub fn check_target(
     if policy.local {
         return Ok(());
     }
-    let ip = addr.ip().to_canonical();
+    check_address(addr.ip(), is_own)
+}
+
+/// Whether `ip` is another machine's unicast address: not loopback, link-local (where cloud
+/// metadata services answer), unspecified, broadcast, multicast, or this machine's own.
+pub fn check_address(ip: IpAddr, is_own: impl Fn(IpAddr) -> bool) -> Result<(), Refusal> {
+    let ip = ip.to_canonical();
     let link_local = match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,

@@ -61,3 +61,4 @@ pub use gateway::{Gateway, METRICS_PATH, REVERSE_METRICS_PATH};
 pub use keep::KeepError;
 pub use relay::RelayError;
 pub use state::{DEFAULT_PORT, GatewayConfig};
+pub use tunnel::guard_origins;

@@ -8,6 +8,9 @@
 //! control ports, databases, metadata endpoints). The target's name is resolved once, every
 //! address it resolves to is checked, and the tunnel connects to a checked address (a second
 //! resolution could answer differently).
+//!
+//! The same addresses are kept from plain-HTTP requests of clients on other machines
+//! ([`guard_origins`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -34,6 +37,29 @@ pub(crate) type ConnSlot = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemapho
 /// Whether `ip` is an address of this machine: a socket can be bound to it.
 pub(crate) fn is_own_address(ip: IpAddr) -> bool {
     std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Keeps clients on other machines from reaching, through a forward proxy's plain-HTTP
+/// requests, what only this machine may: services listening on loopback, the link's
+/// link-local addresses (cloud metadata), this machine's own addresses. When `cfg` serves
+/// clients beyond loopback in proxy mode, without `connect.local`, origins are reached
+/// through a client that refuses those addresses ([`engine::origin::HyperOrigin::guarded`]:
+/// names are checked as resolved, so they cannot be re-pointed between check and connect);
+/// otherwise `cfg` is left as it is (a loopback client can reach them anyway, and origin mode's
+/// backend is the admin's choice). Call it once `allow`, `reverse` and `connect` are set.
+pub fn guard_origins(cfg: &mut crate::GatewayConfig) {
+    if cfg.reverse.is_some() || cfg.connect.local || cfg.allow.only_loopback() {
+        return;
+    }
+    let refuse: engine::origin::Refuse = Arc::new(|ip| {
+        crate::allow::check_address(ip, is_own_address)
+            .err()
+            .map(|r| format!("{r} (--connect-local allows it)"))
+    });
+    cfg.origin = Arc::new(engine::origin::HyperOrigin::guarded(
+        cfg.origin_timeout,
+        Some(refuse),
+    ));
 }
 
 /// Opens a `CONNECT` tunnel: checks and connects to the target first (so a refusal is a clear

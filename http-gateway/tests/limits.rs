@@ -290,3 +290,79 @@ async fn all_served(p: SocketAddr, n: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_other_machines_cannot_reach_local_services_through_the_proxy() {
+    use pdist_http_gateway::allow::AllowList;
+    // A service that listens only on loopback, and counts who connects.
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    local.set_nonblocking(true).unwrap();
+    let port = local.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(b"g", dir.path(), vec![]).await;
+    let lan = || AllowList::new(vec!["10.0.0.0/8".parse().unwrap()]);
+    let guarded = gateway(&n, &dir.path().join("a"), |c| {
+        c.allow = lan();
+        pdist_http_gateway::guard_origins(c);
+    })
+    .await;
+    let ask = |p: SocketAddr, url: String| async move {
+        let mut s = TcpStream::connect(p).await.unwrap();
+        let host = url.split('/').nth(2).unwrap().to_string();
+        let req = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://[::1]:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let got = ask(guarded.addr(), url.clone()).await;
+        assert!(got.starts_with("HTTP/1.1 502"), "{url}: {got}");
+        assert!(got.contains("--connect-local"), "{url}: says why: {got}");
+    }
+    assert_eq!(
+        local.accept().map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock),
+        "nothing reached the local service"
+    );
+
+    // With --connect-local (or loopback clients only) the proxy reaches it.
+    let open = gateway(&n, &dir.path().join("b"), |c| {
+        c.allow = lan();
+        c.connect.local = true;
+        pdist_http_gateway::guard_origins(c);
+    })
+    .await;
+    let served = tokio::spawn(async move {
+        let got = ask(open.addr(), format!("http://127.0.0.1:{port}/")).await;
+        open.shutdown().await;
+        got
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    let (mut conn, _) = loop {
+        match local.accept() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < end, "the local service was never asked");
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    std::io::Write::write_all(
+        &mut conn,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .unwrap();
+    drop(conn);
+    let got = served.await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    guarded.shutdown().await;
+    n.shutdown().await;
+}
