@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{NodeProc, json, ok, run};
 
 #[test]
@@ -185,4 +187,59 @@ fn a_killed_fetch_resumes_from_what_it_verified() {
         .sum();
     assert_eq!(present + fetched, data.len() as u64);
     assert_eq!(std::fs::read(&out).unwrap(), data);
+}
+
+#[test]
+fn verify_runs_through_a_running_node_and_scratch_is_cleaned_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let da = dir.path().join("a");
+    // What a killed run left of a whole download is removed at start.
+    std::fs::create_dir_all(da.join("tmp")).unwrap();
+    std::fs::write(da.join("tmp").join("origin-stale"), vec![7u8; 5000]).unwrap();
+    let mut a = NodeProc::start(&[], &da, &["--listen", "127.0.0.1:0", "--no-mdns"]);
+    // (`status` answers from the store before the node has it: wait for the node's word.)
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !a.log().contains("removed 1 scratch files (5000 bytes)") {
+        assert!(std::time::Instant::now() < end, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!da.join("tmp").join("origin-stale").exists());
+    let data = fixtures::content(8, 200_000);
+    let file = dir.path().join("v.bin");
+    std::fs::write(&file, &data).unwrap();
+    let rows = json(&da, &["publish", "--json", file.to_str().unwrap()]);
+    let ticket = rows[0]["ticket"].as_str().unwrap().to_string();
+    let out = ok(&da, &["verify"]);
+    assert!(out.contains("4/4 blocks good"), "{out}");
+
+    // A byte of the published file changes, its size and time kept: the node stops serving
+    // that block, and says so.
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut changed = data.clone();
+    changed[70_000] ^= 1;
+    std::fs::write(&file, &changed).unwrap();
+    let f = std::fs::File::options().write(true).open(&file).unwrap();
+    f.set_modified(mtime).unwrap();
+    let out = run(&da, &["verify", &ticket]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3/4 blocks good, 1 no longer match"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 blocks no longer matched"), "{err}");
+    // Restored: the node serves it again.
+    std::fs::write(&file, &data).unwrap();
+    let f = std::fs::File::options().write(true).open(&file).unwrap();
+    f.set_modified(mtime).unwrap();
+    let v = json(&da, &["verify", &ticket, "--json"]);
+    assert_eq!(v[0]["blocks_good"], 4);
+    assert_eq!(v[0]["blocks_restored"], 1);
+    assert_eq!(
+        a.status()["usage"]["contents"],
+        1,
+        "the node ran throughout"
+    );
+    a.stop();
 }

@@ -426,6 +426,15 @@ impl Node {
         self.inner.store.remove(id)
     }
 
+    /// Checks every block of `only` (or of every content), repairing which blocks the store
+    /// counts as present: a damaged block is no longer served, a restored one is again.
+    pub fn verify(
+        &self,
+        only: Option<&ContentId>,
+    ) -> Result<Vec<crate::store::Verified>, StoreError> {
+        crate::store::verify(self.inner.store.as_ref(), only)
+    }
+
     /// The store's records.
     pub fn list(&self) -> Result<Vec<ContentRecord>, StoreError> {
         self.inner.store.list()

@@ -76,6 +76,31 @@ pub fn open_store(
     })
 }
 
+/// Where whole downloads without an output file are written while they arrive.
+const SCRATCH_DIR: &str = "tmp";
+
+/// Removes the scratch files a killed run left (whole downloads cut short, which a new run
+/// starts again); logs what it freed.
+fn clean_scratch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for e in entries.flatten() {
+        let len = e.metadata().map_or(0, |m| m.len());
+        if e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
+            files += 1;
+            bytes += len;
+        }
+    }
+    if files > 0 {
+        tracing::info!(
+            "removed {files} scratch files ({bytes} bytes) a previous run left in {}",
+            dir.display()
+        );
+    }
+}
+
 /// The host's name, as peers see a node by default.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -104,6 +129,8 @@ impl Node {
             opts.cache_size.or(opts.store_cap),
             leases.clone(),
         )?);
+        // The store is ours (its lock is held): scratch files are from a run that was killed.
+        clean_scratch(&data_dir.join(SCRATCH_DIR));
         let name = opts.name.unwrap_or_else(host_name);
         let discovery: Option<Arc<dyn Discovery>> = if opts.mdns {
             Some(Arc::new(MdnsDiscovery::new(&opts.interfaces, &name)?))
@@ -118,7 +145,7 @@ impl Node {
             static_peers: opts.peers,
             probe_interval: PROBE_INTERVAL,
             hello_timeout: HELLO_TIMEOUT,
-            scratch: data_dir.join("tmp"),
+            scratch: data_dir.join(SCRATCH_DIR),
             corrupt_blocks: false,
             leases,
         };

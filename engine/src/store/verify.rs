@@ -7,7 +7,7 @@ use crate::content::ContentId;
 use super::{ContentRecord, SegmentStore, StoreError};
 
 /// What checking one content found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Verified {
     /// The content.
     pub id: ContentId,

@@ -8,6 +8,7 @@
 //! | `GET /v1/ls` | – | `[`[`ContentRecord`]`]` |
 //! | `POST /v1/publish` | [`PublishRequest`] | `[`[`Published`]`]` |
 //! | `POST /v1/rm` | [`RmRequest`] | `[`[`Removed`]`]` |
+//! | `POST /v1/verify` | [`VerifyRequest`] | `[`[`Verified`]`]` |
 //! | `POST /v1/seed` | [`SeedRequest`] | `[`[`SeedResult`]`]` |
 //! | `POST /v1/fetch` | [`FetchRequest`] | JSON lines of [`FetchLine`], the last `done` or `error` |
 //! | `GET /v1/content/TICKET` | – | the content's bytes |
@@ -25,7 +26,7 @@ use crate::origin::OriginError;
 use crate::store::StoreError;
 
 pub use super::super::{NodeStatus, PeerView, SeedResult};
-pub use crate::store::ContentRecord;
+pub use crate::store::{ContentRecord, Verified};
 
 /// The socket's file name in the data directory.
 pub const SOCKET_NAME: &str = "node.sock";
@@ -231,6 +232,13 @@ pub struct Removed {
     pub ticket: String,
     /// Whether it was in the store.
     pub removed: bool,
+}
+
+/// A request to check what the store holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// One content's ticket; `None`: every content.
+    pub ticket: Option<String>,
 }
 
 /// A request to seed cache nodes.

@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 
 use super::api::{
     ContentRecord, Failure, FetchLine, FetchRequest, NodeStatus, PeerView, PublishRequest,
-    Published, Removed, RmRequest, SOCKET_NAME, SeedRequest, SeedResult,
+    Published, Removed, RmRequest, SOCKET_NAME, SeedRequest, SeedResult, Verified, VerifyRequest,
 };
 
 /// Largest JSON answer the client reads.
@@ -135,6 +135,11 @@ impl ControlClient {
     /// Removes contents.
     pub async fn rm(&self, r: &RmRequest) -> Result<Vec<Removed>, ControlError> {
         self.call(Method::POST, "/v1/rm", Some(r)).await
+    }
+
+    /// Checks every block the store holds (or one content's), repairing which are present.
+    pub async fn verify(&self, r: &VerifyRequest) -> Result<Vec<Verified>, ControlError> {
+        self.call(Method::POST, "/v1/verify", Some(r)).await
     }
 
     /// Asks cache nodes to fetch and keep content.

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::super::Node;
 use super::api::{
     ErrorKind, Failure, FetchDone, FetchLine, FetchRequest, PublishRequest, Published, Removed,
-    RmRequest, SeedRequest,
+    RmRequest, SeedRequest, VerifyRequest,
 };
 use crate::content::{HashOptions, Ticket};
 use crate::fetch::{FetchError, FetchOptions};
@@ -130,6 +130,7 @@ async fn route(node: Node, req: Request<Incoming>) -> Result<Response<Body>, Inf
         },
         (Method::POST, "/v1/publish") => publish(node, req).await,
         (Method::POST, "/v1/rm") => rm(node, req).await,
+        (Method::POST, "/v1/verify") => verify(node, req).await,
         (Method::POST, "/v1/seed") => seed(node, req).await,
         (Method::POST, "/v1/fetch") => fetch(node, req).await,
         (Method::GET, p) if p.starts_with("/v1/content/") => {
@@ -168,6 +169,26 @@ async fn rm(node: Node, req: Request<Incoming>) -> Answer {
             removed,
         });
     }
+    ok(&rows)
+}
+
+/// Checks the store on a blocking thread (every block is read and hashed) while the node goes
+/// on serving.
+async fn verify(node: Node, req: Request<Incoming>) -> Answer {
+    let r: VerifyRequest = body_json(req).await?;
+    let only = r.ticket.as_deref().map(ticket).transpose()?;
+    let rows = tokio::task::spawn_blocking(move || {
+        let id = only.map(|t| t.content_id());
+        node.verify(id.as_ref()).map_err(|e| match e {
+            crate::store::StoreError::UnknownContent { id } => Failure::new(
+                ErrorKind::Unavailable,
+                format!("{} is not in the store", id.ticket()),
+            ),
+            e => Failure::of_store(&e),
+        })
+    })
+    .await
+    .map_err(|e| Failure::new(ErrorKind::Failure, e))??;
     ok(&rows)
 }
 
