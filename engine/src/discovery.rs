@@ -1,10 +1,11 @@
 //! How nodes find each other: the [`Discovery`] seam, its mDNS implementation ([`mdns`]) and
 //! its in-memory twin ([`MemDiscovery`]).
 //!
-//! A node advertises only what others need to reach it: its random node ID, whether it is a
-//! cache node, and its port. Nothing in it derives from the group secret, so a listener cannot
-//! test guesses of the secret against it; whether a node is of the group is learnt from its
-//! hello, over the peer protocol, where everything is authenticated.
+//! A node advertises only what others need to reach it: its random node ID and its port.
+//! Nothing in it derives from the group secret, so a listener cannot test guesses of the secret
+//! against it; whether a node is of the group, and whether it is a cache node, is learnt from
+//! its hello, over the peer protocol, where everything is authenticated (and, in a group with a
+//! secret, sealed).
 
 pub mod mdns;
 
@@ -26,8 +27,6 @@ pub struct Advert {
     pub node: NodeId,
     /// Port of its peer protocol endpoint.
     pub port: u16,
-    /// Whether it is a cache node.
-    pub cache: bool,
 }
 
 /// A change in who is around.

@@ -270,7 +270,6 @@ impl Node {
             let events = d.start(Advert {
                 node: id,
                 port: addr.port(),
-                cache: node.inner.cfg.cache,
             })?;
             node.tasks.spawn(node.clone().pump_discovery(events));
         }

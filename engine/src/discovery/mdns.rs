@@ -60,14 +60,12 @@ fn parse(info: &mdns_sd::ResolvedService) -> Option<DiscoveryEvent> {
         return None;
     }
     let node = NodeId::from_hex(info.get_property_val_str("id")?)?;
-    let cache = info.get_property_val_str("c") == Some("1");
     let mut addrs: Vec<std::net::IpAddr> = info.addresses.iter().map(|a| a.to_ip_addr()).collect();
     addrs.sort();
     Some(DiscoveryEvent::Up {
         advert: Advert {
             node,
             port: info.get_port(),
-            cache,
         },
         addrs,
         host: info.host.clone(),
@@ -78,11 +76,7 @@ impl Discovery for MdnsDiscovery {
     fn start(&self, me: Advert) -> Result<mpsc::Receiver<DiscoveryEvent>, DiscoveryError> {
         let instance = me.node.to_hex();
         let host = format!("{}-{}.local.", self.host, &instance[..8]);
-        let props = [
-            ("v", ADVERT_VERSION.to_string()),
-            ("id", instance.clone()),
-            ("c", if me.cache { "1" } else { "0" }.to_string()),
-        ];
+        let props = [("v", ADVERT_VERSION.to_string()), ("id", instance.clone())];
         let info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, "", me.port, &props[..])
             .map_err(err)?
             .enable_addr_auto();

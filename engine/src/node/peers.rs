@@ -146,7 +146,7 @@ impl PeerTable {
                 addrs,
                 host,
             } => {
-                let Advert { node, port, cache } = advert;
+                let Advert { node, port } = advert;
                 if node == self.me {
                     return;
                 }
@@ -165,7 +165,6 @@ impl PeerTable {
                             e.skip_until = None;
                         }
                         e.addrs = addrs;
-                        e.cache = cache;
                         e.host = host;
                         e.last_seen = Some(SystemTime::now());
                     }
@@ -179,7 +178,8 @@ impl PeerTable {
                         good: None,
                         skip_until: None,
                         via_static: false,
-                        cache,
+                        // Learnt from its hello.
+                        cache: false,
                         hello: None,
                         failures: 0,
                         last_seen: Some(SystemTime::now()),
