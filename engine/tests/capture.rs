@@ -1,7 +1,8 @@
 //! What an observer of the wire learns: every message of an open-group swarm (an election, a
 //! download followed as it arrives, block fetches) and of a seed is captured and opened with
 //! the keys an outsider has (the open group's are public), and neither a byte of the content
-//! nor the ticket is found in anything that opens.
+//! nor the ticket is found in anything that opens. In a group with its own secret, nothing
+//! opens at all for an outsider (not even with a guess of the secret one bit off).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,7 +42,12 @@ impl Windows {
     }
 }
 
-async fn open_group_nodes(dir: &Path, n: usize, log: &Arc<Mutex<Vec<Exchange>>>) -> Vec<Node> {
+async fn group_nodes(
+    secret: &ServerSecret,
+    dir: &Path,
+    n: usize,
+    log: &Arc<Mutex<Vec<Exchange>>>,
+) -> Vec<Node> {
     let addrs: Vec<SocketAddr> = (0..n)
         .map(|_| fixtures::free_loopback_addr().unwrap())
         .collect();
@@ -56,7 +62,7 @@ async fn open_group_nodes(dir: &Path, n: usize, log: &Arc<Mutex<Vec<Exchange>>>)
         };
         let cfg = NodeConfig {
             name: format!("n{i}"),
-            secret: ServerSecret::open_group(),
+            secret: secret.clone(),
             listen: Listen::Tcp(*a),
             cache,
             static_peers: addrs.iter().filter(|p| *p != a).copied().collect(),
@@ -80,27 +86,34 @@ async fn open_group_nodes(dir: &Path, n: usize, log: &Arc<Mutex<Vec<Exchange>>>)
     nodes
 }
 
-fn id_of(data: &[u8]) -> ContentId {
-    pdist_engine::content::hash_reader(
-        data,
-        &ServerSecret::open_group(),
-        &HashOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap()
-    .id()
+fn id_of(data: &[u8], secret: &ServerSecret) -> ContentId {
+    pdist_engine::content::hash_reader(data, secret, &HashOptions::default(), &mut |_| {})
+        .unwrap()
+        .id()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_open_group_observer_reads_no_content_and_no_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let nodes = open_group_nodes(dir.path(), 3, &log).await;
+/// What a swarm and a seed moved: each content and its ID.
+struct Moved {
+    swarm: Vec<u8>,
+    swarm_id: ContentId,
+    seeded: Vec<u8>,
+    seeded_id: ContentId,
+}
+
+/// Three nodes of the group of `secret` (the last a cache node), their traffic logged into
+/// `log`: all three want a file at once from a slow origin (one downloads it, the others follow
+/// its download as it arrives), then a file published on one is seeded to the cache node.
+async fn swarm_and_seed(
+    secret: &ServerSecret,
+    dir: &Path,
+    log: &Arc<Mutex<Vec<Exchange>>>,
+) -> Moved {
+    let nodes = group_nodes(secret, dir, 3, log).await;
 
     // A swarm: all three want the same file at once from a slow origin; one downloads it, the
     // others follow its download as it arrives.
     let swarm = fixtures::content(31, (6 << 20) + 777);
-    let swarm_id = id_of(&swarm);
+    let swarm_id = id_of(&swarm, secret);
     let origin = MemOrigin::new();
     origin.put(
         "/f.bin",
@@ -136,7 +149,7 @@ async fn an_open_group_observer_reads_no_content_and_no_ticket() {
 
     // A seed: a file published on one node, seeded to the cache node, which fetches it.
     let seeded = fixtures::content(32, (3 << 20) + 99);
-    let path = dir.path().join("seeded.bin");
+    let path = dir.join("seeded.bin");
     std::fs::write(&path, &seeded).unwrap();
     let (info, _) = nodes[0]
         .publish(&path, false, &HashOptions::default())
@@ -158,6 +171,24 @@ async fn an_open_group_observer_reads_no_content_and_no_ticket() {
     for n in &nodes {
         n.shutdown().await;
     }
+    Moved {
+        swarm,
+        swarm_id,
+        seeded,
+        seeded_id,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_group_observer_reads_no_content_and_no_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let Moved {
+        swarm,
+        swarm_id,
+        seeded,
+        seeded_id,
+    } = swarm_and_seed(&ServerSecret::open_group(), dir.path(), &log).await;
 
     // The audit, with the open group's keys: what opens holds no content and no ticket.
     let outsider = GroupKeys::new(&ServerSecret::open_group());
@@ -230,5 +261,68 @@ async fn an_open_group_observer_reads_no_content_and_no_ticket() {
     assert_eq!(
         &plain[..],
         &swarm[*offset as usize..*offset as usize + plain.len()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_of_a_group_with_a_secret_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let secret = ServerSecret::new(b"capture test: a group's own 256-bit secret".to_vec());
+    let moved = swarm_and_seed(&secret, dir.path(), &log).await;
+    let contents = [Windows::of(&moved.swarm), Windows::of(&moved.seeded)];
+    let ids = [moved.swarm_id, moved.seeded_id];
+    // Outsiders: the open group's keys, and a guess of the secret that is off by one byte.
+    let mut guess = b"capture test: a group's own 256-bit secret".to_vec();
+    guess[0] ^= 1;
+    let outsiders = [
+        GroupKeys::new(&ServerSecret::open_group()),
+        GroupKeys::new(&ServerSecret::new(guess)),
+    ];
+    let member = GroupKeys::new(&secret);
+    let exchanges = log.lock().unwrap().clone();
+    let mut replies = 0;
+    for x in &exchanges {
+        let reply = x.reply.lock().unwrap().clone();
+        for bytes in [&x.request, &reply] {
+            assert!(
+                !contents.iter().any(|w| w.found_in(bytes)),
+                "content on the wire"
+            );
+            assert!(
+                !ids.iter()
+                    .any(|id| bytes.windows(32).any(|w| w == id.as_hash().0)),
+                "a content ID on the wire"
+            );
+        }
+        for k in &outsiders {
+            assert!(
+                wire::open_plain(k, &x.request, None).is_err(),
+                "a request opened"
+            );
+        }
+        // So the check can fail: a member opens it.
+        let env = wire::decode_request(&member, &x.request).expect("a member opens requests");
+        if x.status != 200 || reply.is_empty() || matches!(env.request, Request::Blocks { .. }) {
+            continue;
+        }
+        for k in &outsiders {
+            assert!(
+                wire::open_plain(k, &reply, Some(&x.request)).is_err(),
+                "a reply opened"
+            );
+        }
+        wire::open_plain(&member, &reply, Some(&x.request)).expect("a member opens replies");
+        replies += 1;
+    }
+    eprintln!(
+        "captured {} exchanges of a group with a secret ({replies} replies): none opens with the \
+         open group's keys or a near guess of the secret",
+        exchanges.len()
+    );
+    assert!(
+        exchanges.len() > 50 && replies > 20,
+        "{} exchanges",
+        exchanges.len()
     );
 }

@@ -355,6 +355,23 @@ async fn clients_on_other_machines_cannot_reach_local_services_through_the_proxy
         }
     };
     conn.set_nonblocking(false).unwrap();
+    // The request first (an answer before it would be one to nothing).
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            std::io::Read::read(&mut conn, &mut b).unwrap(),
+            1,
+            "a whole request"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"GET / HTTP/1.1"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     std::io::Write::write_all(
         &mut conn,
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
