@@ -131,6 +131,11 @@ impl InFlight {
         Arc::clone(&self.relay)
     }
 
+    /// How many clients follow it (each holds a subscription until it has read what it needs).
+    pub(crate) fn clients(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Its current state, and changes to come.
     pub fn subscribe(&self) -> watch::Receiver<Snap> {
         self.tx.subscribe()

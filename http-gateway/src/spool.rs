@@ -333,7 +333,11 @@ async fn relay(
         if end + data.len() as u64 > limit {
             return Err(DownloadError::TooLong { limit });
         }
-        end = relay.push(data, patience).await?;
+        // Clients that joined hold a subscription until their reading ends.
+        if f.clients() == 0 {
+            return Err(crate::relay::RelayError::NoReaders.into());
+        }
+        end = relay.push(data, patience).await;
         f.written(end);
     }
     if let Some(e) = expected
