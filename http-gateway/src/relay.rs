@@ -141,26 +141,6 @@ impl Relay {
         s.trim();
     }
 
-    /// Up to `max` bytes of the body from `at` (which is past where relaying began), or `None`
-    /// if they were let go.
-    fn read(&self, at: u64, max: usize) -> Option<Bytes> {
-        let s = self.lock();
-        if at < s.base {
-            return None;
-        }
-        let mut start = s.base;
-        for c in &s.chunks {
-            let n = c.len() as u64;
-            if at < start + n {
-                let off = (at - start) as usize;
-                let take = (c.len() - off).min(max);
-                return Some(c.slice(off..off + take));
-            }
-            start += n;
-        }
-        Some(Bytes::new())
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("relay lock")
     }
@@ -176,12 +156,23 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// Up to `max` bytes from `at`, which must be past where relaying began; `None` if this
-    /// reader was cut off (it fell behind for too long).
+    /// reader was cut off (it fell behind for too long) or the bytes were let go.
     pub(crate) fn read(&self, at: u64, max: usize) -> Option<Bytes> {
-        if !self.relay.lock().readers.contains_key(&self.id) {
+        let s = self.relay.lock();
+        if !s.readers.contains_key(&self.id) || at < s.base {
             return None;
         }
-        self.relay.read(at, max)
+        let mut start = s.base;
+        for c in &s.chunks {
+            let n = c.len() as u64;
+            if at < start + n {
+                let off = (at - start) as usize;
+                let take = (c.len() - off).min(max);
+                return Some(c.slice(off..off + take));
+            }
+            start += n;
+        }
+        Some(Bytes::new())
     }
 
     /// This reader has read everything before `at`.
