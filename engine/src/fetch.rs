@@ -93,6 +93,9 @@ pub struct FetchOptions {
     pub chunk_timeout: Duration,
     /// Failed requests in a row after which a peer is dropped.
     pub max_failures: u32,
+    /// "Busy" answers in a row after which a peer is dropped (a peer that claims blocks and
+    /// then only says it is busy); a worker pauses 200 ms after each.
+    pub max_busy: u32,
     /// The HTTP origin for blocks no peer holds.
     pub origin: Option<OriginClient>,
     /// A file every verified run is also written into at its offset (see [`PartFile`]); blocks
@@ -116,6 +119,7 @@ impl Default for FetchOptions {
             origin_depth: 2,
             chunk_timeout: Duration::from_secs(10),
             max_failures: 3,
+            max_busy: sched::BUSY_LIMIT,
             origin: None,
             sink: None,
             only: None,

@@ -590,10 +590,15 @@ impl Node {
         self.inner.service.set_names(names);
     }
 
-    /// Asks every live peer of the group for the record filed under `key`, and returns the
-    /// first answer (within the hello timeout). A peer's record is only its claim: the caller
-    /// opens and checks it.
-    pub async fn ask_name(&self, key: [u8; 32]) -> Option<(PeerAddr, Vec<u8>)> {
+    /// Asks every live peer of the group for the record filed under `key` (each within the
+    /// hello timeout), and returns the first that `open` accepts, with the peer that sent it. A
+    /// peer's record is only its claim: `open` opens and checks it, so a peer answering with
+    /// what does not open cannot hide an honest peer's record.
+    pub async fn ask_name<T>(
+        &self,
+        key: [u8; 32],
+        open: impl Fn(PeerAddr, &[u8]) -> Option<T>,
+    ) -> Option<(PeerAddr, T)> {
         let mut asks = tokio::task::JoinSet::new();
         for p in self.inner.peers.fetch_peers() {
             let node = self.clone();
@@ -607,8 +612,10 @@ impl Node {
             });
         }
         while let Some(r) = asks.join_next().await {
-            if let Ok(Some(found)) = r {
-                return Some(found);
+            if let Ok(Some((peer, sealed))) = r
+                && let Some(opened) = open(peer, &sealed)
+            {
+                return Some((peer, opened));
             }
         }
         None

@@ -84,9 +84,11 @@ pub(crate) async fn follow(
     };
     let lookup = LookupKey(sh.urls.name_key(url));
     let seal = sh.urls.tail_key(url);
+    // A peer whose download gives no new byte for as long as a stalled origin may is given up.
     let mut reader = sh
         .node
-        .follow_tail(lookup, seal, peer, 0, sh.cfg.origin_timeout);
+        .follow_tail(lookup, seal, peer, 0, sh.cfg.origin_timeout)
+        .with_patience(sh.cfg.origin_read_timeout);
     let first: Option<Bytes> = match reader.next(&sh.stop).await {
         Ok(b) => b,
         Err(e) => {

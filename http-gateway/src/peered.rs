@@ -36,15 +36,15 @@ pub(crate) async fn claimed(
     if sh.node.peers().fetch_peers().is_empty() {
         return Ok(None);
     }
-    let Some((peer, sealed)) = sh.node.ask_name(sh.urls.name_key(url)).await else {
-        return Ok(None);
-    };
-    let claim = match Claim::open(&sh.urls, url, &sealed) {
-        Ok(c) => c,
+    let open = |peer, sealed: &[u8]| match Claim::open(&sh.urls, url, sealed) {
+        Ok(c) => Some(c),
         Err(e) => {
             tracing::info!("peer {peer}: ignoring its record of {url}: {e}");
-            return Ok(None);
+            None
         }
+    };
+    let Some((peer, claim)) = sh.node.ask_name(sh.urls.name_key(url), open).await else {
+        return Ok(None);
     };
     let (Some(id), Ok(stored)) = (claim.content_id(), claim.header_map()) else {
         return Ok(None);

@@ -204,7 +204,12 @@ async fn miss_then_hit_ranges_revalidation_vary_and_no_store() {
         1
     );
     let keys = UrlKeys::new(curious.secret());
-    assert!(curious.ask_name(keys.name_key(&url)).await.is_none());
+    assert!(
+        curious
+            .ask_name(keys.name_key(&url), |_, s| Some(s.to_vec()))
+            .await
+            .is_none()
+    );
     curious.shutdown().await;
 
     // Other methods pass through with their bodies.

@@ -63,9 +63,9 @@ struct PeerSlot {
     busy: u32,
 }
 
-/// Busy answers in a row after which a peer is dropped from the fetch (a peer that claims
-/// blocks and then only ever says it is busy would otherwise hold its units for ever): with
-/// the workers' 200 ms pause between tries, about 10 s of nothing but "busy".
+/// Busy answers in a row after which a peer is dropped from the fetch by default (a peer that
+/// claims blocks and then only ever says it is busy would otherwise hold its units for ever):
+/// with the workers' 200 ms pause between tries, about 10 s of nothing but "busy".
 pub const BUSY_LIMIT: u32 = 50;
 
 /// The scheduler's state.
@@ -76,6 +76,8 @@ pub struct Sched {
     holders: Vec<u32>,
     peers: Vec<PeerSlot>,
     max_failures: u32,
+    /// Busy answers in a row after which a peer is dropped.
+    max_busy: u32,
     origin: bool,
     origin_failures: u32,
     /// Holdings are asked again during the fetch.
@@ -122,11 +124,17 @@ impl Sched {
             holders: vec![0; n],
             peers: Vec::new(),
             max_failures,
+            max_busy: BUSY_LIMIT,
             origin,
             origin_failures: 0,
             refreshing: false,
             origin_start: 0,
         }
+    }
+
+    /// Drops a peer after `n` busy answers in a row (at least one) instead of [`BUSY_LIMIT`].
+    pub fn set_max_busy(&mut self, n: u32) {
+        self.max_busy = n.max(1);
     }
 
     /// Where the origin's work starts (a number this node draws, e.g. from its ID), so that
@@ -377,13 +385,14 @@ impl Sched {
     }
 
     /// `who` was too busy to take unit `u` (a peer serving its limit of streams): the unit goes
-    /// back to the pool. It counts against the peer only after [`BUSY_LIMIT`] such answers in a
-    /// row, when it is dropped; returns the reason then.
+    /// back to the pool. It counts against the peer only after [`BUSY_LIMIT`] (or the number
+    /// [`Sched::set_max_busy`] set) such answers in a row, when it is dropped; returns the
+    /// reason then.
     pub fn busy(&mut self, u: usize, who: Who) -> Option<String> {
         self.release(u, who);
         let Who::Peer(p) = who else { return None };
         self.peers[p].busy += 1;
-        if self.peers[p].busy < BUSY_LIMIT {
+        if self.peers[p].busy < self.max_busy {
             return None;
         }
         let why = format!("busy for {} answers in a row", self.peers[p].busy);

@@ -179,6 +179,7 @@ pub(super) async fn run(
         opts.max_failures,
         opts.origin.is_some(),
     );
+    sched.set_max_busy(opts.max_busy);
     // What each peer holds.
     let mut haves = JoinSet::new();
     for (i, p) in peers.iter().enumerate() {
@@ -188,11 +189,18 @@ pub(super) async fn run(
         haves.spawn(async move { (i, have_map(&f, addr, lookup, &layout, timeout).await) });
     }
     let mut have_of = vec![None; peers.len()];
+    // Peers that did not say what they hold (stalled, or answered what does not open): left
+    // out of this fetch, and named in its report.
+    let mut silent = Vec::new();
     while let Some(r) = haves.join_next().await {
         if let Ok((i, r)) = r {
             match r {
                 Ok(h) => have_of[i] = Some(h),
-                Err(e) => tracing::info!("peer {}: {e}", peers[i].addr),
+                Err(HaveError::NotHere) => {}
+                Err(e) => {
+                    tracing::info!("peer {}: {e}", peers[i].addr);
+                    silent.push((i, format!("did not say what it holds: {e}")));
+                }
             }
         }
     }
@@ -209,6 +217,11 @@ pub(super) async fn run(
         }
         sched.add_peer(h);
     }
+    let mut dropped = Vec::new();
+    for (i, why) in silent {
+        sched.drop_peer(i, why.clone());
+        dropped.push((peers[i].addr, why));
+    }
     sched.split_for_partial_holders();
     (events)(FetchEvent::Started {
         len: layout.content_len(),
@@ -219,6 +232,7 @@ pub(super) async fn run(
         finish(f, &info, opts, Some(present)).await?;
         return Ok(FetchReport {
             present: present_bytes,
+            dropped,
             ..FetchReport::default()
         });
     }
@@ -240,7 +254,7 @@ pub(super) async fn run(
         generation,
         events,
         tally: Tally::default(),
-        dropped: Mutex::default(),
+        dropped: Mutex::new(dropped),
         fatal: Mutex::default(),
         cancel: cancel.child_token(),
         runs: Arc::new(RunWriter {
