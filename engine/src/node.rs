@@ -10,6 +10,7 @@ mod handle;
 #[cfg(feature = "rocksdb")]
 mod open;
 mod peers;
+mod repair;
 mod whole;
 
 use std::net::SocketAddr;

@@ -135,12 +135,17 @@ fn origin_for(origin: &MemOrigin) -> OriginClient {
     .unwrap()
 }
 
+/// The content of [`first_download_with`].
+fn first_content() -> Vec<u8> {
+    fixtures::content(44, (2 << 20) + 321)
+}
+
 /// Two honest nodes and a peer that lies as `lies` say want the same content from an origin at
 /// once; returns their reports, the hostile peer's address and the bytes the origin sent.
 async fn first_download_with(over: Over, lies: Lies) -> (Vec<FetchReport>, SocketAddr, u64, usize) {
     let dir = tempfile::tempdir().unwrap();
     let lan = lan(over, 2, 0, &[lies], dir.path()).await;
-    let data = fixtures::content(44, (2 << 20) + 321);
+    let data = first_content();
     let id = id_of(&data);
     let origin = MemOrigin::new();
     origin.put(
@@ -233,6 +238,23 @@ async fn offers_garbage(over: Over) {
     let (reports, liar, _, _) = first_download_with(over, lies).await;
     let why = why_dropped(&reports, liar);
     assert!(why.contains("do not open"), "{why}");
+}
+
+async fn offers_other_bytes_sealed_right(over: Over) {
+    let data = first_content();
+    let len = data.len() as u64;
+    let lies = downloading_forever(Lies {
+        wrong_tail: Some((id_of(&data), len)),
+        ..Lies::default()
+    });
+    let (reports, liar, sent, _) = first_download_with(over, lies).await;
+    let why = why_dropped(&reports, liar);
+    assert!(why.contains("did not hash to the ticket"), "{why}");
+    // What came from the hostile peer came again from the origin, by range; nothing more.
+    assert!(sent <= 2 * len, "the origin sent {sent} for {len}");
+    for r in &reports {
+        assert!(!r.by_source.contains_key(&Source::Peer(liar)), "{r:?}");
+    }
 }
 
 /// A fetch of known content: one honest node holds the first half of it, and a node that
@@ -348,5 +370,6 @@ over_both!(
     says_it_downloads_everything_and_offers_nothing,
     offers_a_download_that_never_grows,
     offers_garbage,
+    offers_other_bytes_sealed_right,
     a_fetch_among_peers_that_claim_everything,
 );

@@ -8,6 +8,7 @@
 //! range.
 
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ struct Intake<'a> {
     download: Download,
     report: FetchReport,
     events: &'a Events,
+    /// The byte ranges taken from each peer followed, in order.
+    from_peers: Vec<(PeerAddr, Range<u64>)>,
 }
 
 impl Intake<'_> {
@@ -78,6 +81,13 @@ impl Intake<'_> {
             Err(_) => return Ok(false),
         }
         *self.report.by_source.entry(source).or_default() += n;
+        if let Source::Peer(peer) = source {
+            let end = self.download.len();
+            match self.from_peers.last_mut() {
+                Some((p, r)) if *p == peer && r.end == end - n => r.end = end,
+                _ => self.from_peers.push((peer, end - n..end)),
+            }
+        }
         (self.events)(FetchEvent::Progress { source, bytes: n });
         Ok(true)
     }
@@ -150,9 +160,10 @@ impl Node {
         let secret = self.inner.cfg.secret.clone();
         let written: Written = Arc::new(move |n| offered.advance(n));
         let mut intake = Intake {
-            download: Download::new(file, secret, MAX_CONTENT_LEN, written),
+            download: Download::new(Arc::clone(&file), secret, MAX_CONTENT_LEN, written),
             report: FetchReport::default(),
             events,
+            from_peers: Vec::new(),
         };
         let (mut from, mut _wanting) = match elected {
             Ballot::Lead(w) => (Feed::Origin, w),
@@ -201,7 +212,13 @@ impl Node {
             }
         }
         let sent = intake.sent();
-        let info = match intake.download.finish().await {
+        let Intake {
+            download,
+            mut report,
+            from_peers,
+            ..
+        } = intake;
+        let mut info = match download.finish().await {
             Ok(info) => info,
             Err(FinishError::Io(e)) => {
                 return Err(StoreError::io("writing the download", e).into());
@@ -209,8 +226,21 @@ impl Node {
             Err(FinishError::Hash(e)) => return Err(OriginError::from(Mismatch::from(e)).into()),
             Err(e) => return Err(StoreError::io("hashing", io::Error::other(e)).into()),
         };
+        if info.id() != id && !from_peers.is_empty() {
+            // A peer followed sent other bytes than the origin's (its tail is sealed under a
+            // key every holder of the ticket has, so only the hash at the end can tell).
+            let repair = super::repair::Repair {
+                origin,
+                file: &file,
+                len: sent,
+                secret: &self.inner.cfg.secret,
+            };
+            if let Some(repaired) = repair.run(&from_peers, &mut report, cancel).await? {
+                info = repaired;
+            }
+        }
         if info.id() != id {
-            let from_origin = intake.report.by_source.get(&Source::Origin).copied();
+            let from_origin = report.by_source.get(&Source::Origin).copied();
             let other = Mismatch::OtherContent {
                 got: info.id(),
                 from_origin: from_origin.unwrap_or(0),
@@ -225,7 +255,7 @@ impl Node {
             // Peers a little behind finish from the file; then it is served as stored content.
             offer.linger(self, TAIL_LINGER);
         }
-        Ok(Whole::Done(info, intake.report))
+        Ok(Whole::Done(info, report))
     }
 
     /// Keeps verified whole content: in the store (copied from the file) unless it went into a
