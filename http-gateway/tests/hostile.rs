@@ -58,11 +58,15 @@ async fn liar(lies: Lies) -> HostilePeer {
         .unwrap()
 }
 
-/// A client's GET through `proxy`, which must be answered within 20 s.
-async fn bounded_get(proxy: SocketAddr) -> Got {
-    tokio::time::timeout(Duration::from_secs(20), via(proxy, get(URL, &[])))
+/// A client's GET of `url` through `proxy`, which must be answered within 20 s.
+async fn bounded_get_of(proxy: SocketAddr, url: &str) -> Got {
+    tokio::time::timeout(Duration::from_secs(20), via(proxy, get(url, &[])))
         .await
         .expect("answered within 20 s")
+}
+
+async fn bounded_get(proxy: SocketAddr) -> Got {
+    bounded_get_of(proxy, URL).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,4 +188,75 @@ async fn a_member_offering_nothing_holds_no_miss() {
         ..Lies::default()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vouched_miss_among_members_that_claim_every_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let len = 3_000_000;
+    let o = origin(len, false);
+    // A pdist origin (reverse proxy in front of the backend) vouches for the body's content.
+    let no = node(b"datacentre", &d("o"), vec![]).await;
+    let go = gateway(&no, &d("o"), |c| {
+        c.origin = Arc::new(o.clone());
+        c.reverse = Some("http://origin.test".parse().unwrap());
+    })
+    .await;
+    let claims = Lies {
+        claims_everything: true,
+        garbage_names: true,
+        ..Lies::default()
+    };
+    let busy = liar(Lies {
+        busy_forever: true,
+        ..claims
+    })
+    .await;
+    let garbage = liar(Lies {
+        garbage_blocks: true,
+        ..claims
+    })
+    .await;
+    // Branch gateways that do not trust claims, B and C, and the hostile members.
+    let nb = node(GROUP, &d("b"), vec![]).await;
+    let nc = node(GROUP, &d("c"), vec![nb.addr(), busy.addr(), garbage.addr()]).await;
+    let gb = gateway(&nb, &d("b"), |_| {}).await;
+    let gc = gateway(&nc, &d("c"), |_| {}).await;
+    let url = format!("http://{}/f.bin", go.addr());
+    // The origin hashes the body on its first request; B takes it by range, vouched for.
+    assert!(bounded_get_of(go.addr(), &url).await.body == content(len));
+    go.settled().await;
+    let b = bounded_get_of(gb.addr(), &url).await;
+    assert!(b.body == content(len), "B: the right bytes");
+    gb.settled().await;
+    let seen = nc
+        .wait_for_peers(3, Duration::from_secs(5), Duration::from_secs(5))
+        .await;
+    assert_eq!(seen, 3, "C sees B and both hostile members");
+    // C: the origin vouches again; the hostile members claim every block and send none, so
+    // the bytes come from B, checked against the origin's word.
+    let before = go.snapshot().bytes_store;
+    let c = bounded_get_of(gc.addr(), &url).await;
+    assert_eq!(c.status, 200);
+    assert!(c.body == content(len), "C: the right bytes");
+    assert!(
+        c.h("cache-status").contains("detail=origin-vouched"),
+        "{}",
+        c.h("cache-status")
+    );
+    assert_eq!(
+        go.snapshot().bytes_store,
+        before,
+        "the origin sent C no body bytes"
+    );
+    for l in [&busy, &garbage] {
+        assert!(l.asked("have") >= 1, "each hostile member was asked");
+    }
+    for g in [go, gb, gc] {
+        g.shutdown().await;
+    }
+    for n in [no, nb, nc] {
+        n.shutdown().await;
+    }
 }
