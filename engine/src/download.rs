@@ -94,6 +94,42 @@ impl Download {
         }
     }
 
+    /// A download that goes on from the first `have` bytes `file` holds already (left by an
+    /// earlier one that stopped): they are read back and hashed first, on a blocking task, and
+    /// `written` hears of them. Nothing vouches for them; the caller checks the whole at the
+    /// end as always. More than `limit` bytes: [`PutError::TooLong`] as an I/O error.
+    pub async fn resume(
+        file: Arc<File>,
+        secret: ServerSecret,
+        limit: u64,
+        written: Written,
+        have: u64,
+    ) -> Result<Download, FinishError> {
+        let mut d = Download::new(file, secret, limit, written);
+        if have == 0 {
+            return Ok(d);
+        }
+        if have > limit {
+            return Err(io::Error::other(PutError::TooLong { limit }).into());
+        }
+        let (file, mut hasher) = (Arc::clone(&d.file), d.hasher.take().expect("new"));
+        let hashed = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < have {
+                let n = (have - at).min(buf.len() as u64) as usize;
+                file.read_exact_at(&mut buf[..n], at)?;
+                hasher.update(&buf[..n]).map_err(io::Error::other)?;
+                at += n as u64;
+            }
+            Ok::<_, io::Error>(hasher)
+        });
+        d.hasher = Some(hashed.await??);
+        d.queued = have;
+        (d.written)(have);
+        Ok(d)
+    }
+
     /// Bytes taken so far.
     pub fn len(&self) -> u64 {
         self.queued
@@ -147,6 +183,12 @@ impl Download {
         }));
         self.queued += n;
         Ok(())
+    }
+
+    /// Waits for the write in flight, if any: a download given up leaves its file as written
+    /// so far, and nothing writes into it afterwards.
+    pub async fn stop(&mut self) {
+        self.settle().await;
     }
 
     /// Waits until every byte is written and hashed: the content information of all of it.
@@ -210,6 +252,38 @@ mod tests {
             Err(PutError::Stopped)
         );
         assert!(matches!(d.finish().await, Err(FinishError::Io(_))));
+    }
+
+    #[tokio::test]
+    async fn a_resumed_download_hashes_what_the_file_held_and_goes_on() {
+        let data = content(300_000);
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        file.write_all_at(&data[..123_457], 0).unwrap();
+        let secret = ServerSecret::open_group();
+        let seen = Arc::new(AtomicU64::new(0));
+        let s2 = Arc::clone(&seen);
+        let written: Written = Arc::new(move |n| s2.store(n, Ordering::Relaxed));
+        let mut d = Download::resume(Arc::clone(&file), secret.clone(), 1 << 20, written, 123_457)
+            .await
+            .unwrap();
+        assert_eq!((d.len(), seen.load(Ordering::Relaxed)), (123_457, 123_457));
+        d.put(Bytes::copy_from_slice(&data[123_457..]))
+            .await
+            .unwrap();
+        let info = d.finish().await.unwrap();
+        let want = hash_reader(&data[..], &secret, &HashOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!(info.id(), want.id());
+        // A file shorter than it is said to hold, or more than the limit: refused.
+        let short = Download::resume(
+            Arc::clone(&file),
+            secret.clone(),
+            1 << 20,
+            Arc::new(|_| {}),
+            400_000,
+        );
+        assert!(matches!(short.await, Err(FinishError::Io(_))));
+        let long = Download::resume(file, secret, 100, Arc::new(|_| {}), 123_457);
+        assert!(matches!(long.await, Err(FinishError::Io(_))));
     }
 
     fn content(len: usize) -> Vec<u8> {

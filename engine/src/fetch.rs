@@ -101,6 +101,11 @@ pub struct FetchOptions {
     /// A file every verified run is also written into at its offset (see [`PartFile`]); blocks
     /// that were in the store already are copied into it at the end.
     pub sink: Option<Arc<std::fs::File>>,
+    /// Bytes at the start of `sink` that an earlier fetch left there (a resumable output,
+    /// [`PartFile::resumable`]): a whole download of content known by its ticket only goes on
+    /// from them, hashing them first; if the whole then does not hash to the ticket they are
+    /// taken again from the origin. Ignored without a sink and for content peers know.
+    pub resumed: u64,
     /// Fetch only the blocks covering these bytes (a range a client asked for); the rest of
     /// the content stays missing. `None`: all of it.
     pub only: Option<std::ops::Range<u64>>,
@@ -122,6 +127,7 @@ impl Default for FetchOptions {
             max_busy: sched::BUSY_LIMIT,
             origin: None,
             sink: None,
+            resumed: 0,
             only: None,
             follow_patience: Duration::from_secs(15),
         }

@@ -31,7 +31,7 @@ use crate::fetch::{Events, FetchError, FetchOptions, FetchReport, Fetcher};
 use crate::peer::mem::MemNetwork;
 use crate::peer::{PeerAddr, PeerClient, PeerService, ServeOptions, Transport};
 use crate::store::{ContentRecord, SegmentStore, StoreError, Usage};
-use crate::wire::{GroupKeys, NodeId};
+use crate::wire::{ContentKeys, GroupKeys, NodeId};
 
 pub use elect::{Ballot, Stopped, TailError, TailOffer, TailReader, Wanting};
 pub use handle::{FetchHandle, InOrder, ReadError};
@@ -577,13 +577,38 @@ impl Node {
         events: Events,
         cancel: CancellationToken,
     ) -> Result<(Arc<ContentInfo>, FetchReport), FetchError> {
-        let part = output.map(crate::fetch::PartFile::create).transpose()?;
-        opts.sink = part.as_ref().map(crate::fetch::PartFile::sink);
-        let (info, report) = self.fetch(id, opts, events, cancel).await?;
-        if let Some(part) = part {
-            self.commit_output(part, &info).await?;
+        use crate::fetch::PartFile;
+        // Named after the content's lookup key (not secret: it is on the wire), so that the
+        // same fetch run again finds what this one leaves if it is stopped or killed.
+        let tag = hex::encode(&ContentKeys::new(&id).lookup.0[..8]);
+        let part = output.map(|o| PartFile::resumable(o, &tag)).transpose()?;
+        opts.sink = part.as_ref().map(PartFile::sink);
+        opts.resumed = part.as_ref().map_or(0, PartFile::held);
+        match self.fetch(id, opts, events, cancel).await {
+            Ok((info, report)) => {
+                if let Some(part) = part {
+                    self.commit_output(part, &info).await?;
+                }
+                Ok((info, report))
+            }
+            Err(e) => {
+                if let Some(part) = part {
+                    if matches!(
+                        e,
+                        FetchError::Origin(crate::origin::OriginError::Changed(_))
+                    ) {
+                        // Its bytes are not the content: nothing to go on from.
+                        part.discard();
+                    } else if part.held() > 0 {
+                        tracing::info!(
+                            "{} bytes fetched so far are kept for the same fetch to go on from",
+                            part.held()
+                        );
+                    }
+                }
+                Err(e)
+            }
         }
-        Ok((info, report))
     }
 
     /// Answers peers' [`crate::wire::Request::Name`] lookups from `names` (the gateway's URL records).

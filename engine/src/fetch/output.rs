@@ -115,12 +115,15 @@ pub fn write_content_atomically(
 /// (random name, created exclusively, with the permissions asked for), filled (a fetch
 /// writes verified runs of blocks into it at their offsets), then synced, renamed over the
 /// destination and the folder synced, so a reader sees the old file or the whole new one, also
-/// after a crash. Dropped without [`PartFile::commit`], it is removed.
+/// after a crash. Dropped without [`PartFile::commit`], it is removed, unless it was made to
+/// be resumed ([`PartFile::resumable`]).
 #[derive(Debug)]
 pub struct PartFile {
-    tmp: tempfile::NamedTempFile,
+    /// Taken by a commit (and by the drop of a resumable part, which keeps it).
+    tmp: Option<tempfile::NamedTempFile>,
     file: Arc<fs::File>,
     path: PathBuf,
+    resumable: bool,
 }
 
 impl PartFile {
@@ -154,10 +157,66 @@ impl PartFile {
                 .map_err(|e| StoreError::io("opening the temporary file", e))?,
         );
         Ok(PartFile {
-            tmp,
+            tmp: Some(tmp),
             file,
             path: path.to_path_buf(),
+            resumable: false,
         })
+    }
+
+    /// A part file for `path` that outlives the fetch that writes it (cancelled, failed or
+    /// killed): named after the destination and `tag` (`.NAME.TAG.pdist-part` beside it), so
+    /// the next fetch of the same content into the same path opens it again and goes on from
+    /// what it holds ([`PartFile::held`]). It is locked while open, so two fetches never write
+    /// one part. Dropped without a commit it stays; [`PartFile::discard`] removes it.
+    pub fn resumable(path: &Path, tag: &str) -> Result<PartFile, StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                let e = io::Error::new(io::ErrorKind::InvalidInput, "not a file name");
+                StoreError::io_at("writing", path, e)
+            })?;
+        let part = path.with_file_name(format!(".{name}.{tag}.pdist-part"));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)
+            .map_err(|e| StoreError::io_at("opening the part file", &part, e))?;
+        if let Err(e) = file.try_lock() {
+            let e = match e {
+                fs::TryLockError::WouldBlock => {
+                    io::Error::new(io::ErrorKind::WouldBlock, "another fetch is writing it")
+                }
+                fs::TryLockError::Error(e) => e,
+            };
+            return Err(StoreError::io_at("locking the part file", &part, e));
+        }
+        let sink = file
+            .try_clone()
+            .map_err(|e| StoreError::io_at("opening the part file", &part, e))?;
+        let path_of_part = tempfile::TempPath::try_from_path(&part)
+            .map_err(|e| StoreError::io_at("opening the part file", &part, e))?;
+        let tmp = tempfile::NamedTempFile::from_parts(file, path_of_part);
+        Ok(PartFile {
+            tmp: Some(tmp),
+            file: Arc::new(sink),
+            path: path.to_path_buf(),
+            resumable: true,
+        })
+    }
+
+    /// Bytes the part file holds now (what an earlier fetch into a resumable part left).
+    pub fn held(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+
+    /// Removes the part file (its bytes are known to be wrong, or not wanted).
+    pub fn discard(mut self) {
+        // A dropped temporary path removes its file.
+        drop(self.tmp.take());
     }
 
     /// The destination it is renamed to.
@@ -173,22 +232,20 @@ impl PartFile {
     /// [`PartFile::commit`], the file cut (or extended) to exactly `len` bytes first: an
     /// output is never committed longer than its content, whatever was written past its end.
     pub fn commit_len(self, len: u64) -> Result<(), StoreError> {
-        self.tmp
-            .as_file()
+        self.file
             .set_len(len)
             .map_err(|e| StoreError::io_at("setting the length of", &self.path, e))?;
         self.commit()
     }
 
     /// Syncs the file and renames it into place; a reader sees no file or the whole one.
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.tmp
-            .as_file()
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let tmp = self.tmp.take().expect("a part is committed once");
+        tmp.as_file()
             .sync_all()
             .map_err(|e| StoreError::io_at("syncing", &self.path, e))?;
-        let dir = self.tmp.path().parent().map(Path::to_path_buf);
-        self.tmp
-            .persist(&self.path)
+        let dir = tmp.path().parent().map(Path::to_path_buf);
+        tmp.persist(&self.path)
             .map_err(|e| StoreError::io_at("renaming into", &self.path, e.error))?;
         if let Some(dir) = dir {
             fs::File::open(&dir)
@@ -196,6 +253,17 @@ impl PartFile {
                 .map_err(|e| StoreError::io_at("syncing the folder of", &self.path, e))?;
         }
         Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take()
+            && self.resumable
+        {
+            // Kept for the next fetch to go on from.
+            let _ = tmp.keep();
+        }
     }
 }
 

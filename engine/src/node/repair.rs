@@ -3,7 +3,10 @@
 //! the ticket has, so a hostile member of the group can send other bytes than the origin's,
 //! sealed correctly; only the hash at the end tells, and it cannot say which bytes are wrong.
 //! What came from peers is therefore taken again from the origin, by range, written over what
-//! the peers sent, and the whole file is hashed again. It costs nothing unless the hash failed.
+//! the peers sent, and the whole file is hashed again. The same goes for what an earlier fetch
+//! into the same output left and this one went on from (the origin may have changed since, or
+//! the machine lost power before the bytes reached the disk). It costs nothing unless the hash
+//! failed.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -18,6 +21,15 @@ use crate::fetch::{FetchError, FetchReport, Source};
 use crate::origin::{Mismatch, OriginClient, OriginError};
 use crate::peer::PeerAddr;
 use crate::store::StoreError;
+
+/// Where bytes nothing vouched for came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// A peer's download, followed.
+    Peer(PeerAddr),
+    /// The output, as an earlier fetch left it.
+    Resumed,
+}
 
 /// Bytes asked of the origin at a time (each piece is held in memory while it is written).
 const PIECE: u64 = 8 << 20;
@@ -35,22 +47,22 @@ pub(super) struct Repair<'a> {
 }
 
 impl Repair<'_> {
-    /// Takes `from_peers`'s ranges again from the origin and hashes the file again: the
+    /// Takes the `unverified` ranges again from the origin and hashes the file again: the
     /// content information of what the file holds now, or `None` if the origin could not send
-    /// them (the caller reports the mismatch). The report moves those bytes from the peers to
-    /// the origin and names each peer whose bytes were replaced.
+    /// them (the caller reports the mismatch). The report moves those bytes from the peers (or
+    /// what was present) to the origin and names each peer whose bytes were replaced.
     pub async fn run(
         &self,
-        from_peers: &[(PeerAddr, Range<u64>)],
+        unverified: &[(Taken, Range<u64>)],
         report: &mut FetchReport,
         cancel: &CancellationToken,
     ) -> Result<Option<ContentInfo>, FetchError> {
-        let bytes: u64 = from_peers.iter().map(|(_, r)| r.end - r.start).sum();
+        let bytes: u64 = unverified.iter().map(|(_, r)| r.end - r.start).sum();
         tracing::warn!(
             "a download did not hash to its ticket: taking the {bytes} bytes that came from \
-             peers again from the origin"
+             peers or an earlier fetch again from the origin"
         );
-        for (_, r) in from_peers {
+        for (_, r) in unverified {
             match self.rewrite(r.clone(), cancel).await {
                 Ok(()) => {}
                 Err(FetchError::Origin(e)) => {
@@ -61,19 +73,25 @@ impl Repair<'_> {
             }
         }
         let info = self.hash().await?;
-        for (peer, r) in from_peers {
+        for (taken, r) in unverified {
             let n = r.end - r.start;
-            let by = &mut report.by_source;
-            if let Some(from_peer) = by.get_mut(&Source::Peer(*peer)) {
+            *report.by_source.entry(Source::Origin).or_default() += n;
+            let peer = match taken {
+                Taken::Peer(peer) => *peer,
+                Taken::Resumed => {
+                    report.present = report.present.saturating_sub(n);
+                    continue;
+                }
+            };
+            if let Some(from_peer) = report.by_source.get_mut(&Source::Peer(peer)) {
                 *from_peer = from_peer.saturating_sub(n);
             }
-            *by.entry(Source::Origin).or_default() += n;
             let why = format!(
                 "the download followed from it did not hash to the ticket: bytes {}..{} taken \
                  again from the origin",
                 r.start, r.end
             );
-            report.dropped.push((*peer, why));
+            report.dropped.push((peer, why));
         }
         report.by_source.retain(|_, n| *n > 0);
         Ok(Some(info))

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::repair::Taken;
 use super::{Ballot, Node, TailError};
 use crate::content::layout::MAX_CONTENT_LEN;
 use crate::content::{ContentId, ContentInfo};
@@ -63,8 +64,9 @@ struct Intake<'a> {
     download: Download,
     report: FetchReport,
     events: &'a Events,
-    /// The byte ranges taken from each peer followed, in order.
-    from_peers: Vec<(PeerAddr, Range<u64>)>,
+    /// The byte ranges nothing vouches for until the end: resumed from an earlier fetch, or
+    /// taken from each peer followed; in order.
+    unverified: Vec<(Taken, Range<u64>)>,
 }
 
 impl Intake<'_> {
@@ -83,9 +85,9 @@ impl Intake<'_> {
         *self.report.by_source.entry(source).or_default() += n;
         if let Source::Peer(peer) = source {
             let end = self.download.len();
-            match self.from_peers.last_mut() {
-                Some((p, r)) if *p == peer && r.end == end - n => r.end = end,
-                _ => self.from_peers.push((peer, end - n..end)),
+            match self.unverified.last_mut() {
+                Some((Taken::Peer(p), r)) if *p == peer && r.end == end - n => r.end = end,
+                _ => self.unverified.push((Taken::Peer(peer), end - n..end)),
             }
         }
         (self.events)(FetchEvent::Progress { source, bytes: n });
@@ -95,6 +97,18 @@ impl Intake<'_> {
     /// Bytes taken so far.
     fn sent(&self) -> u64 {
         self.download.len()
+    }
+
+    /// Whether every byte taken so far was resumed (none arrived in this fetch).
+    fn only_resumed(&self) -> bool {
+        matches!(self.unverified.as_slice(), [(Taken::Resumed, r)] if r.end == self.sent())
+    }
+
+    /// Drops what was resumed and takes everything anew into `download`.
+    fn start_over(&mut self, download: Download) {
+        self.download = download;
+        self.report.present = 0;
+        self.unverified.clear();
     }
 }
 
@@ -150,21 +164,51 @@ impl Node {
                 (Arc::new(file), Some(tmp))
             }
         };
-        (events)(FetchEvent::Started {
-            len: 0,
-            present: 0,
-            peers: 0,
-        });
         let tail = TailSource::new(Arc::clone(&file), 0, TailKey::for_content(&id));
         let offered = Arc::clone(&tail);
         let secret = self.inner.cfg.secret.clone();
         let written: Written = Arc::new(move |n| offered.advance(n));
-        let mut intake = Intake {
-            download: Download::new(Arc::clone(&file), secret, MAX_CONTENT_LEN, written),
-            report: FetchReport::default(),
-            events,
-            from_peers: Vec::new(),
+        let fresh = || {
+            let written = Arc::clone(&written);
+            Download::new(Arc::clone(&file), secret.clone(), MAX_CONTENT_LEN, written)
         };
+        // What an earlier fetch into the same output left: gone on from (checked at the end
+        // like everything else).
+        let have = opts.sink.as_ref().map_or(0, |_| opts.resumed);
+        let resumed = Download::resume(
+            Arc::clone(&file),
+            secret.clone(),
+            MAX_CONTENT_LEN,
+            Arc::clone(&written),
+            have,
+        );
+        let (download, have) = match resumed.await {
+            Ok(d) => (d, have),
+            Err(e) => {
+                tracing::info!("not going on from what the output holds ({e}): starting over");
+                (fresh(), 0)
+            }
+        };
+        if have > 0 {
+            tracing::info!("{}: going on from byte {have}", id.ticket());
+        }
+        (events)(FetchEvent::Started {
+            len: 0,
+            present: have,
+            peers: 0,
+        });
+        let mut intake = Intake {
+            download,
+            report: FetchReport {
+                present: have,
+                ..FetchReport::default()
+            },
+            events,
+            unverified: Vec::new(),
+        };
+        if have > 0 {
+            intake.unverified.push((Taken::Resumed, 0..have));
+        }
         let (mut from, mut _wanting) = match elected {
             Ballot::Lead(w) => (Feed::Origin, w),
             Ballot::Follow(w, p) => (Feed::Peer(p), w),
@@ -174,48 +218,76 @@ impl Node {
         let mut offer = None;
         // Peers followed that failed this download: not followed again.
         let mut shun = Vec::new();
-        loop {
-            let ended = match &from {
-                Feed::Origin => {
-                    if offer.is_none() {
-                        offer = Some(self.offer_tail(key, Arc::clone(&tail)));
+        let fed: Result<Option<Whole>, FetchError> = async {
+            loop {
+                let ended = match &from {
+                    Feed::Origin => {
+                        if offer.is_none() {
+                            offer = Some(self.offer_tail(key, Arc::clone(&tail)));
+                        }
+                        match self.take_origin(origin, &mut intake, cancel).await {
+                            // An origin that will not go on from where the output stands (no
+                            // ranges, or the output is longer than the content now): start over.
+                            Err(FetchError::Origin(e)) if intake.only_resumed() => {
+                                tracing::info!(
+                                    "the origin cannot go on from byte {}: {e}",
+                                    intake.sent()
+                                );
+                                intake.start_over(fresh());
+                                continue;
+                            }
+                            r => r?,
+                        }
                     }
-                    self.take_origin(origin, &mut intake, cancel).await?
+                    Feed::Peer(p) => {
+                        let p = p.clone();
+                        self.follow_peer(id, p, &mut intake, opts, cancel).await?
+                    }
+                };
+                match ended {
+                    Ended::Complete => break Ok(None),
+                    Ended::Gone(peer, why) => {
+                        tracing::info!(
+                            "the download followed from {peer} stopped ({why}): electing again"
+                        );
+                        intake.report.dropped.push((peer, why));
+                        shun.push(peer);
+                        tokio::select! {
+                            _ = tokio::time::sleep(REELECT_PAUSE) => {}
+                            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                        }
+                        // The leader may have finished: then the content is known.
+                        if let Some(info) = self.known(id, opts).await {
+                            return Ok(Some(Whole::Known(info)));
+                        }
+                        match self.elect(id, opts, &shun, cancel).await? {
+                            Ballot::Lead(w) => (from, _wanting) = (Feed::Origin, w),
+                            Ballot::Follow(w, p) => (from, _wanting) = (Feed::Peer(p), w),
+                            Ballot::Found(info) => return Ok(Some(Whole::Known(info))),
+                        }
+                    }
                 }
-                Feed::Peer(p) => {
-                    let p = p.clone();
-                    self.follow_peer(id, p, &mut intake, opts, cancel).await?
-                }
-            };
-            match ended {
-                Ended::Complete => break,
-                Ended::Gone(peer, why) => {
-                    tracing::info!(
-                        "the download followed from {peer} stopped ({why}): electing again"
-                    );
-                    intake.report.dropped.push((peer, why));
-                    shun.push(peer);
-                    tokio::select! {
-                        _ = tokio::time::sleep(REELECT_PAUSE) => {}
-                        _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-                    }
-                    // The leader may have finished: then the content is known.
-                    if let Some(info) = self.known(id, opts).await {
-                        return Ok(Whole::Known(info));
-                    }
-                    match self.elect(id, opts, &shun, cancel).await? {
-                        Ballot::Lead(w) => (from, _wanting) = (Feed::Origin, w),
-                        Ballot::Follow(w, p) => (from, _wanting) = (Feed::Peer(p), w),
-                        Ballot::Found(info) => return Ok(Whole::Known(info)),
-                    }
-                }
+            }
+        }
+        .await;
+        match fed {
+            Ok(None) => {}
+            // Stopped, failed, or known now: the file keeps what was written (a resumable
+            // output goes on from it), with no write still in flight.
+            Ok(Some(known)) => {
+                intake.download.stop().await;
+                return Ok(known);
+            }
+            Err(e) => {
+                intake.download.stop().await;
+                return Err(e);
             }
         }
         let sent = intake.sent();
         let Intake {
             download,
             mut report,
-            from_peers,
+            unverified,
             ..
         } = intake;
         let mut info = match download.finish().await {
@@ -226,16 +298,17 @@ impl Node {
             Err(FinishError::Hash(e)) => return Err(OriginError::from(Mismatch::from(e)).into()),
             Err(e) => return Err(StoreError::io("hashing", io::Error::other(e)).into()),
         };
-        if info.id() != id && !from_peers.is_empty() {
+        if info.id() != id && !unverified.is_empty() {
             // A peer followed sent other bytes than the origin's (its tail is sealed under a
-            // key every holder of the ticket has, so only the hash at the end can tell).
+            // key every holder of the ticket has, so only the hash at the end can tell), or what
+            // an earlier fetch left is not what the origin has now.
             let repair = super::repair::Repair {
                 origin,
                 file: &file,
                 len: sent,
                 secret: &self.inner.cfg.secret,
             };
-            if let Some(repaired) = repair.run(&from_peers, &mut report, cancel).await? {
+            if let Some(repaired) = repair.run(&unverified, &mut report, cancel).await? {
                 info = repaired;
             }
         }
