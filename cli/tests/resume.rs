@@ -97,11 +97,9 @@ fn a_killed_first_download_goes_on_by_range() {
         nginx.log().into_iter().find(|l| l.status == 206)
     });
     assert_eq!(ranged.bytes, LEN - held, "the origin sent only the rest");
+    // The first, cut short by the kill (logged once nginx notices).
     let whole = nginx.log().iter().filter(|l| l.status == 200).count();
-    assert_eq!(
-        whole, 1,
-        "one whole answer: the first, cut short by the kill"
-    );
+    assert!(whole <= 1, "no second whole answer");
     eprintln!(
         "killed at {held} of {LEN} bytes; the second run took the other {} by range",
         LEN - held
