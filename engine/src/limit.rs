@@ -17,7 +17,8 @@ pub struct RateLimit<K = IpAddr> {
     buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-/// Most addresses tracked; idle ones are forgotten first when it is reached.
+/// Most addresses tracked; idle ones are forgotten when it is reached, and while every one is
+/// active a new sender is refused.
 const MAX_ADDRS: usize = 4096;
 
 impl<K: Hash + Eq + Copy> RateLimit<K> {
@@ -38,6 +39,11 @@ impl<K: Hash + Eq + Copy> RateLimit<K> {
         if b.len() >= MAX_ADDRS && !b.contains_key(&ip) {
             let full = Duration::from_secs(1);
             b.retain(|_, (_, at)| now.saturating_duration_since(*at) < full);
+            if b.len() >= MAX_ADDRS {
+                // Every tracked sender is active (a flood from many addresses): a new one
+                // waits until some go idle, so the table stays bounded.
+                return false;
+            }
         }
         let (tokens, at) = b.entry(ip).or_insert((self.per_sec, now));
         let refill = now.saturating_duration_since(*at).as_secs_f64() * self.per_sec;

@@ -420,6 +420,36 @@ async fn requests_are_sealed_and_cannot_be_replayed() {
     );
 }
 
+#[test]
+fn a_replay_is_refused_even_after_the_table_of_seen_requests_overflows() {
+    use pdist_engine::wire::{self, Request};
+    let net = MemNetwork::new();
+    let a = node(
+        &net,
+        1,
+        ServeOptions {
+            requests_per_sender: 0,
+            ..ServeOptions::default()
+        },
+    );
+    let keys = GroupKeys::new(&secret());
+    let me = NodeId::random();
+    let hello = || wire::encode_request(&keys, &me, &NodeId::ANY, &Request::Hello).0;
+    let from: SocketAddr = "10.0.0.9:7000".parse().unwrap();
+    let captured = hello();
+    assert_eq!(a.svc.handle(from, &captured).status, 200);
+    // More requests than the node remembers (65,536), all within the freshness window: it
+    // forgets the oldest, and from then on refuses anything sent no later than they were.
+    for _ in 0..(1 << 16) {
+        a.svc.handle(from, &hello());
+    }
+    assert_eq!(
+        a.svc.handle(from, &captured).status,
+        403,
+        "the captured request, replayed after its tag was forgotten"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_fetches_only_the_blocks_that_cover_it() {
     let net = MemNetwork::new();

@@ -16,6 +16,7 @@ use pdist_engine::peer::Transport;
 use pdist_engine::peer::http::HttpTransport;
 use pdist_engine::peer::mem::MemNetwork;
 use pdist_engine::store::{Leases, MemStore};
+use pdist_engine::wire::{ContentKeys, NodeId};
 use tokio_util::sync::CancellationToken;
 
 const GROUP: &[u8] = b"hostile test group";
@@ -34,8 +35,10 @@ enum Over {
 struct Lan {
     nodes: Vec<Node>,
     liars: Vec<SocketAddr>,
+    /// The hostile peers in memory.
+    hostile: HostileNet,
     /// The hostile peers on sockets (stopped when dropped).
-    _sockets: Vec<HostilePeer>,
+    sockets: Vec<HostilePeer>,
 }
 
 async fn lan(over: Over, nodes: usize, corrupt: usize, lies: &[Lies], dir: &Path) -> Lan {
@@ -103,11 +106,50 @@ async fn lan(over: Over, nodes: usize, corrupt: usize, lies: &[Lies], dir: &Path
     Lan {
         nodes: started,
         liars,
-        _sockets: sockets,
+        hostile,
+        sockets,
     }
 }
 
 impl Lan {
+    /// Gives every hostile peer a node ID that outranks every node in an election of `id`
+    /// (the lowest hash of node ID and lookup key), and waits until every node knows it.
+    async fn outrank(&self, id: &ContentId) {
+        let key = ContentKeys::new(id).lookup;
+        let rank = |node: &NodeId| {
+            let mut b = node.0.to_vec();
+            b.extend_from_slice(&key.0);
+            pdist_engine::content::sha256(&b).0
+        };
+        let best = self.nodes.iter().map(|n| rank(&n.id())).min().unwrap();
+        let mut liar_id = NodeId::random();
+        while rank(&liar_id) >= best {
+            liar_id = NodeId::random();
+        }
+        for (i, a) in self.liars.iter().enumerate() {
+            match self.sockets.get(i) {
+                Some(s) => s.set_id(liar_id),
+                None => self.hostile.set_id(*a, liar_id),
+            }
+        }
+        let hex = liar_id.to_hex();
+        let known = |n: &Node| {
+            n.peer_views()
+                .iter()
+                .filter(|v| v.id.as_deref() == Some(hex.as_str()))
+                .count()
+                == self.liars.len()
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while !self.nodes.iter().all(known) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        waited
+            .await
+            .expect("the nodes learn the new ID within 10 s");
+    }
+
     async fn shutdown(self) {
         for n in self.nodes {
             n.shutdown().await;
@@ -147,6 +189,9 @@ async fn first_download_with(over: Over, lies: Lies) -> (Vec<FetchReport>, Socke
     let lan = lan(over, 2, 0, &[lies], dir.path()).await;
     let data = first_content();
     let id = id_of(&data);
+    if lies.wants_forever {
+        lan.outrank(&id).await;
+    }
     let origin = MemOrigin::new();
     origin.put(
         "/d.bin",
@@ -227,7 +272,7 @@ async fn offers_a_download_that_never_grows(over: Over) {
     });
     let (reports, liar, _, _) = first_download_with(over, lies).await;
     let why = why_dropped(&reports, liar);
-    assert!(why.contains("no new byte"), "{why}");
+    assert!(why.contains("less than 64 KiB in 1 s"), "{why}");
 }
 
 async fn offers_garbage(over: Over) {
@@ -255,6 +300,29 @@ async fn offers_other_bytes_sealed_right(over: Over) {
     for r in &reports {
         assert!(!r.by_source.contains_key(&Source::Peer(liar)), "{r:?}");
     }
+}
+
+async fn trickles_its_download(over: Over) {
+    let data = first_content();
+    let lies = downloading_forever(Lies {
+        wrong_tail: Some((id_of(&data), data.len() as u64)),
+        trickle: true,
+        ..Lies::default()
+    });
+    let (reports, liar, _, _) = first_download_with(over, lies).await;
+    let why = why_dropped(&reports, liar);
+    assert!(why.contains("less than 64 KiB in 1 s"), "{why}");
+}
+
+/// It outranks everyone in the election, says it wants the content, and never downloads it:
+/// left out of the election after a few seconds, and the honest nodes elect one of themselves.
+async fn wants_it_first_and_never_downloads(over: Over) {
+    let lies = Lies {
+        wants_forever: true,
+        ..Lies::default()
+    };
+    let (_, _, sent, len) = first_download_with(over, lies).await;
+    assert!(sent <= 2 * len as u64, "the origin sent {sent} for {len}");
 }
 
 /// A fetch of known content: one honest node holds the first half of it, and a node that
@@ -371,5 +439,7 @@ over_both!(
     offers_a_download_that_never_grows,
     offers_garbage,
     offers_other_bytes_sealed_right,
+    wants_it_first_and_never_downloads,
+    trickles_its_download,
     a_fetch_among_peers_that_claim_everything,
 );

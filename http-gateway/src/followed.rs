@@ -63,7 +63,8 @@ pub(crate) async fn elect(
     }
     let check = || async { crate::peered::claimed(sh, req, url).await.ok().flatten() };
     let key = LookupKey(sh.urls.name_key(url));
-    sh.node.elect_on(key, &[], check, &sh.stop).await.ok()
+    let shun = sh.shunned.now();
+    sh.node.elect_on(key, &shun, check, &sh.stop).await.ok()
 }
 
 /// Follows `peer`'s download of `url` for the clients waiting on this gateway's download of it,
@@ -92,14 +93,18 @@ pub(crate) async fn follow(
     let first: Option<Bytes> = match reader.next(&sh.stop).await {
         Ok(b) => b,
         Err(e) => {
-            tracing::info!("{url}: not following peer {addr}: {e}");
+            tracing::info!(
+                "{url}: not following peer {addr}, and leaving it out of elections for a while: {e}"
+            );
+            sh.shunned.add(addr);
             return Ok(None);
         }
     };
     let pending = match reader.meta().map(|m| Pending::open(&sh.urls, url, m)) {
         Some(Ok(p)) => p,
         Some(Err(e)) => {
-            tracing::info!("{url}: peer {addr}'s download: {e}");
+            tracing::info!("{url}: peer {addr}'s download, left out of elections for a while: {e}");
+            sh.shunned.add(addr);
             return Ok(None);
         }
         None => return Ok(None),

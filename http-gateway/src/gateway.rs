@@ -75,6 +75,7 @@ impl Gateway {
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
             busy: tokio::sync::watch::Sender::new(0),
+            shunned: Default::default(),
         });
         shared.node.add_status_part(
             "gateway",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::node::Node;
 use engine::origin::{HttpOrigin, HyperOrigin};
@@ -124,6 +124,41 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
     /// Downloads and peer fetches whose results are not yet recorded.
     pub busy: tokio::sync::watch::Sender<usize>,
+    /// Peers left out of this gateway's elections for a while.
+    pub shunned: Shunned,
+}
+
+/// How long a peer whose download of a URL could not be followed is left out of elections.
+const SHUN_FOR: Duration = Duration::from_secs(600);
+/// Most peers remembered as shunned.
+const MAX_SHUNNED: usize = 1024;
+
+/// Peers whose download of a URL this gateway could not follow (it offered nothing, stopped
+/// growing, or sent what does not open): left out of this gateway's elections for
+/// [`SHUN_FOR`], so that a member that says it downloads every URL costs one wait, not one per
+/// miss.
+#[derive(Debug, Default)]
+pub(crate) struct Shunned(Mutex<HashMap<SocketAddr, Instant>>);
+
+impl Shunned {
+    /// Leaves `peer` out from now on, for a while.
+    pub fn add(&self, peer: SocketAddr) {
+        let mut m = self.0.lock().expect("shunned lock");
+        if m.len() >= MAX_SHUNNED {
+            m.retain(|_, t| t.elapsed() < SHUN_FOR);
+            if m.len() >= MAX_SHUNNED {
+                return;
+            }
+        }
+        m.insert(peer, Instant::now());
+    }
+
+    /// The peers left out now.
+    pub fn now(&self) -> Vec<SocketAddr> {
+        let mut m = self.0.lock().expect("shunned lock");
+        m.retain(|_, t| t.elapsed() < SHUN_FOR);
+        m.keys().copied().collect()
+    }
 }
 
 impl Shared {

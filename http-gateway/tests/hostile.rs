@@ -32,7 +32,9 @@ fn origin(len: usize, paced: bool) -> MemOrigin {
     if paced {
         file = file.paced(Duration::from_millis(10));
     }
-    o.put("/f.bin", file);
+    for path in ["/f.bin", "/g.bin", "/h.bin"] {
+        o.put(path, file.clone());
+    }
     o
 }
 
@@ -144,14 +146,33 @@ async fn a_miss_with_a_member_that_says_it_downloads_everything(then: Lies) -> H
             .await;
         assert_eq!(seen, 2, "each sees the other and the hostile peer");
     }
+    // Each gateway alone misses a URL: the hostile peer is the only one downloading it, so
+    // each follows it, gives up on it, and takes the body from the origin.
+    for (g, url) in gws.iter().zip([URL, "http://origin.test/g.bin"]) {
+        let started = Instant::now();
+        let got = bounded_get_of(g.addr(), url).await;
+        assert_eq!(got.status, 200);
+        assert!(got.body == content(len), "the right bytes");
+        println!("{url}: served in {:?}", started.elapsed());
+    }
+    assert!(liar.asked("intent") >= 2, "the hostile peer was asked");
+    // Both miss a third URL at once: neither follows the hostile peer again (each left it out
+    // of its elections), and the origin sends the body once.
+    let asked = liar.asked("tail");
+    let url = "http://origin.test/h.bin";
     let started = Instant::now();
-    let (a, b) = tokio::join!(bounded_get(gws[0].addr()), bounded_get(gws[1].addr()));
+    let (a, b) = tokio::join!(
+        bounded_get_of(gws[0].addr(), url),
+        bounded_get_of(gws[1].addr(), url)
+    );
     for got in [&a, &b] {
         assert_eq!(got.status, 200);
         assert!(got.body == content(len), "the right bytes");
     }
-    println!("both clients served in {:?}", started.elapsed());
-    assert!(liar.asked("intent") >= 1, "the hostile peer was asked");
+    println!("{url}: both clients served in {:?}", started.elapsed());
+    assert_eq!(liar.asked("tail"), asked, "not followed again");
+    let h = o.served("/h.bin");
+    assert_eq!(h.bodies - h.ranges, 1, "the origin sent the third URL once");
     for g in gws {
         g.shutdown().await;
     }

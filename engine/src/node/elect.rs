@@ -24,8 +24,17 @@ use crate::wire::{Intent, LookupKey, TailKey};
 const ELECTION_WAIT: Duration = Duration::from_millis(500);
 /// How often a node waiting for another's download checks again.
 const ELECTION_POLL: Duration = Duration::from_millis(250);
-/// How long a follower waits for a new byte before giving up on the peer it follows.
+/// How long a follower waits for the next [`FOLLOW_STEP`] of the download before giving up on
+/// the peer it follows.
 const FOLLOW_PATIENCE: Duration = Duration::from_secs(15);
+/// The progress a followed download must make within the patience: a peer that trickles a byte
+/// now and then holds nobody.
+const FOLLOW_STEP: u64 = 64 << 10;
+/// How long a peer that outranks this node in an election may say it wants the content without
+/// downloading it, times one more than the wanting peers that outrank it (those it may itself
+/// be waiting for), before this node leaves it out of the election. An honest one leads within
+/// a poll or two of seeing itself first.
+const WANTING_PATIENCE: Duration = Duration::from_secs(3);
 /// How long a node that has caught up with the download it follows waits before asking again.
 const TAIL_POLL: Duration = Duration::from_millis(40);
 
@@ -136,12 +145,12 @@ pub enum Stopped {
     /// and the group secret, or it tampered with them).
     #[error("its bytes do not open: {0}")]
     Sealed(crate::wire::WireError),
-    /// It sent no new byte for this long (it says it is downloading and offers nothing, or
-    /// its offer stopped growing).
-    #[error("no new byte for {secs} s")]
+    /// It sent less than 64 KiB in this long (it says it is downloading and offers nothing,
+    /// its offer stopped growing, or it trickles).
+    #[error("less than 64 KiB in {secs} s")]
     NoProgress {
-        /// The wait, in whole seconds.
-        secs: u64,
+        /// The wait, in seconds.
+        secs: f64,
     },
     /// It says the download is complete at another length than this node has taken.
     #[error("it has {have} bytes in all, this node {at}")]
@@ -163,14 +172,16 @@ pub struct TailReader {
     at: u64,
     meta: Option<Vec<u8>>,
     timeout: Duration,
-    /// Longest time without a new byte before giving up on the peer.
+    /// Longest time without [`FOLLOW_STEP`] new bytes before giving up on the peer.
     patience: Duration,
     last_progress: tokio::time::Instant,
+    /// Where the download stood at `last_progress`.
+    mark: u64,
 }
 
 impl TailReader {
-    /// The same reader, giving up on its peer after `patience` without a new byte (15 s by
-    /// default).
+    /// The same reader, giving up on its peer after `patience` without 64 KiB more of its
+    /// download (15 s by default).
     pub fn with_patience(mut self, patience: Duration) -> TailReader {
         self.patience = patience;
         self
@@ -182,7 +193,7 @@ impl TailReader {
             return Err(TailError::Gone {
                 peer: self.peer.addr,
                 why: Stopped::NoProgress {
-                    secs: self.patience.as_secs(),
+                    secs: self.patience.as_secs_f64(),
                 },
             });
         }
@@ -245,7 +256,14 @@ impl TailReader {
                     .open(self.at, &data)
                     .map_err(|e| gone(Stopped::Sealed(e)))?;
                 self.at += data.len() as u64;
-                self.last_progress = tokio::time::Instant::now();
+                if self.at - self.mark >= FOLLOW_STEP {
+                    self.last_progress = tokio::time::Instant::now();
+                    self.mark = self.at;
+                } else if self.last_progress.elapsed() >= self.patience {
+                    // It answers at once, with next to nothing each time.
+                    let secs = self.patience.as_secs_f64();
+                    return Err(gone(Stopped::NoProgress { secs }));
+                }
                 if let Some(node) = self.peer.node {
                     let stats = self.node.inner.service.stats();
                     stats.add_received(node, data.len() as u64);
@@ -305,6 +323,10 @@ impl Node {
             crate::content::sha256(&b).0
         };
         let mine = rank(&self.inner.id.0);
+        // When each peer that outranks this node was first seen wanting it, and those left
+        // out of the election for wanting it too long without downloading it.
+        let mut wanting_since = std::collections::HashMap::new();
+        let mut left_out = Vec::new();
         for round in 0u64.. {
             let first = round == 0;
             if !first {
@@ -335,22 +357,40 @@ impl Node {
                     }
                 });
             }
-            let (mut lowest, mut downloading, mut others) = (mine, None, false);
+            let (mut wants, mut downloading) = (Vec::new(), None);
             while let Some(r) = asks.join_next().await {
                 match r {
                     Ok(Some((Intent::Downloading, p))) => downloading = Some(p),
                     Ok(Some((Intent::Wants, p))) => {
-                        others = true;
                         let who = p
                             .node
                             .map_or_else(|| p.addr.to_string().into_bytes(), |n| n.0.to_vec());
-                        lowest = lowest.min(rank(&who));
+                        wants.push((p.addr, rank(&who)));
                     }
                     _ => {}
                 }
             }
             if let Some(p) = downloading {
                 return Ok(Ballot::Follow(wanting, p));
+            }
+            let others = !wants.is_empty();
+            wants.retain(|(p, r)| *r < mine && !left_out.contains(p));
+            let now = tokio::time::Instant::now();
+            let ranks: Vec<[u8; 32]> = wants.iter().map(|(_, r)| *r).collect();
+            let mut lowest = mine;
+            for (p, r) in wants {
+                let since = *wanting_since.entry(p).or_insert(now);
+                let ahead = ranks.iter().filter(|o| **o < r).count() as u32;
+                if now - since > WANTING_PATIENCE * (1 + ahead) {
+                    tracing::warn!(
+                        "peer {p} has wanted {key:?} for {:?} without downloading it: leaving \
+                         it out of the election",
+                        now - since
+                    );
+                    left_out.push(p);
+                    continue;
+                }
+                lowest = lowest.min(r);
             }
             if (first && !others) || (!first && lowest == mine) {
                 return Ok(Ballot::Lead(wanting.lead()));
@@ -389,6 +429,7 @@ impl Node {
             timeout,
             patience: FOLLOW_PATIENCE,
             last_progress: tokio::time::Instant::now(),
+            mark: at,
         }
     }
 }

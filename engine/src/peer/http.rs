@@ -41,6 +41,7 @@ pub async fn serve(
     tasks: TaskTracker,
 ) {
     let conns = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = crate::limit::Shares::new(MAX_CONNECTIONS / 8);
     loop {
         let (stream, from) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -58,11 +59,23 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        // One machine may hold an eighth of them (nodes on this machine share its address).
+        let share = if from.ip().is_loopback() {
+            None
+        } else {
+            match per_address.take(from.ip()) {
+                Some(s) => Some(s),
+                None => {
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let svc = Arc::clone(&service);
         let stop = stop.clone();
         tasks.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, share);
             let handler = service_fn(move |req| answer(Arc::clone(&svc), from, req));
             let conn = http1::Builder::new()
                 .max_buf_size(64 * 1024)

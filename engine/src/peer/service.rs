@@ -111,13 +111,21 @@ pub struct PeerService {
     rate: RateLimit<Sender>,
     shares: Shares<Sender>,
     /// Tags of requests seen within the freshness window, with their send times.
-    seen: Mutex<HashMap<[u8; 16], u64>>,
+    seen: Mutex<Seen>,
     names: RwLock<Option<Arc<dyn super::NameIndex>>>,
     /// What this node wants from an origin, by key: how many fetches want it, and how many of
     /// them lead its download.
     intents: Mutex<HashMap<LookupKey, (u32, u32)>>,
     /// Downloads from an origin that peers may take as they arrive.
     tails: Mutex<HashMap<LookupKey, Arc<TailSource>>>,
+}
+
+/// Tags of requests seen, each with its send time, and the latest send time of a tag
+/// forgotten because the table was full (requests sent no later than it are refused).
+#[derive(Debug, Default)]
+struct Seen {
+    tags: HashMap<[u8; 16], u64>,
+    floor: u64,
 }
 
 /// How far a request's send time may be from our clock (seconds); older requests, and
@@ -371,17 +379,27 @@ impl PeerService {
             return false;
         }
         let mut seen = self.seen.lock().expect("seen lock");
-        if seen.len() >= MAX_SEEN {
-            seen.retain(|_, t| t.abs_diff(now) <= FRESHNESS_SECS);
-            if seen.len() >= MAX_SEEN {
-                // Still full of fresh tags: forget the oldest half.
-                let mut times: Vec<u64> = seen.values().copied().collect();
+        if env.sent_at <= seen.floor {
+            // Sent no later than a tag forgotten: it may be a replay of it.
+            return false;
+        }
+        if seen.tags.len() >= MAX_SEEN {
+            seen.tags.retain(|_, t| t.abs_diff(now) <= FRESHNESS_SECS);
+            if seen.tags.len() >= MAX_SEEN {
+                // Still full of fresh tags: forget the oldest half, and from now on refuse
+                // whatever was sent no later than they were (the window shrinks to what is
+                // remembered; requests sent now pass).
+                let mut times: Vec<u64> = seen.tags.values().copied().collect();
                 times.sort_unstable();
                 let cut = times[times.len() / 2];
-                seen.retain(|_, t| *t > cut);
+                seen.tags.retain(|_, t| *t > cut);
+                seen.floor = seen.floor.max(cut);
+                if env.sent_at <= seen.floor {
+                    return false;
+                }
             }
         }
-        seen.insert(env.mac, env.sent_at).is_none()
+        seen.tags.insert(env.mac, env.sent_at).is_none()
     }
 
     fn lookup(&self, k: &LookupKey) -> Option<ContentId> {
@@ -529,6 +547,10 @@ impl PeerService {
         let rt = tokio::runtime::Handle::current();
         let rt2 = rt.clone();
         self.stats.busy.fetch_add(1, Ordering::Relaxed);
+        // A reader that takes the stream slowly holds its slot for a bounded time: 30 s, plus
+        // a second a block (64 KiB/s).
+        let deadline =
+            std::time::Instant::now() + FRAME_WAIT + std::time::Duration::from_secs(count.into());
         self.tasks.spawn_blocking_on(
             move || {
                 let _permit = permit;
@@ -563,7 +585,7 @@ impl PeerService {
                             break;
                         }
                     }
-                    if !send_bounded(&rt2, &tx, Bytes::from(out)) {
+                    if !send_bounded(&rt2, &tx, Bytes::from(out), deadline) {
                         break;
                     }
                 }
@@ -578,14 +600,23 @@ impl PeerService {
     }
 }
 
-/// Sends a frame, giving up (the stream ends) if the peer has not taken it within 30 s.
+/// Longest a served stream waits for the peer to take a frame.
+const FRAME_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends a frame, giving up (the stream ends) if the peer has not taken it within
+/// [`FRAME_WAIT`] or by the stream's `deadline`.
 fn send_bounded(
     rt: &tokio::runtime::Handle,
     tx: &mpsc::Sender<io::Result<Bytes>>,
     frame: Bytes,
+    deadline: std::time::Instant,
 ) -> bool {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return false;
+    }
     rt.block_on(async {
-        tx.send_timeout(Ok(frame), std::time::Duration::from_secs(30))
+        tx.send_timeout(Ok(frame), FRAME_WAIT.min(left))
             .await
             .is_ok()
     })
