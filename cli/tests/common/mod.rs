@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use engine::store::{RocksStore, SegmentStore};
+
 pub fn pdist_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pdist")
 }
@@ -171,4 +173,39 @@ pub fn signal(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// Checks every record and every present block of the store in `data`.
+pub fn check_store(data: &Path, round: usize) -> u64 {
+    let store = RocksStore::open(data, Default::default()).unwrap_or_else(|e| {
+        panic!("round {round}: store does not open after a kill or a power cut: {e}")
+    });
+    let mut present_total = 0;
+    for r in store.list().unwrap() {
+        let info = store
+            .content_info(&r.id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("round {round}: record without content information"));
+        let layout = info.layout();
+        let mut present = 0u64;
+        for seg in layout.segments() {
+            let set = store.present(&r.id, seg).unwrap();
+            for i in set.iter() {
+                let block = layout.block(seg, i).unwrap();
+                let bytes = store
+                    .get_block(&r.id, block)
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("round {round}: present block {block:?} unreadable"));
+                info.verify_block(block, &bytes)
+                    .unwrap_or_else(|e| panic!("round {round}: present block is wrong: {e}"));
+            }
+            present += u64::from(set.count());
+        }
+        assert_eq!(
+            r.blocks_present, present,
+            "round {round}: record count and bitmaps agree"
+        );
+        present_total += present;
+    }
+    present_total
 }

@@ -124,7 +124,7 @@ impl RocksStore {
     /// Opens (creating if needed) the store in `dir`. A directory another process has open is
     /// refused with an error that says so.
     pub fn open(dir: &Path, opts: RocksStoreOptions) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io_at("creating", dir, e))?;
+        create_dirs(dir, opts.sync).map_err(|e| StoreError::io_at("creating", dir, e))?;
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -147,6 +147,10 @@ impl RocksStore {
         let blocks_dir = dir.join("blocks");
         fs::create_dir_all(&blocks_dir)
             .map_err(|e| StoreError::io_at("creating", &blocks_dir, e))?;
+        if opts.sync {
+            // The entries of `db` and `blocks` (a power cut must not lose either folder).
+            sync_dir(dir).map_err(|e| StoreError::io_at("syncing", dir, e))?;
+        }
         let store = RocksStore {
             db,
             blocks_dir,
@@ -506,6 +510,27 @@ fn write_all_at(file: &fs::File, data: &[u8], offset: u64) -> std::io::Result<()
         f.seek(std::io::SeekFrom::Start(offset))?;
         f.write_all(data)
     }
+}
+
+/// Creates `dir` and its missing parents; with `durable`, syncs the parent of each folder
+/// created, so that its entry survives a power cut.
+fn create_dirs(dir: &Path, durable: bool) -> std::io::Result<()> {
+    let mut created = Vec::new();
+    let mut p = Some(dir);
+    while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        created.push(d);
+        p = d.parent();
+    }
+    fs::create_dir_all(dir)?;
+    if durable {
+        for d in created.iter().rev() {
+            match d.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+                _ => sync_dir(Path::new("."))?,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
