@@ -15,6 +15,8 @@
 //! * The same content ID is stored once, however often it is added.
 
 pub mod blockset;
+#[cfg(feature = "rocksdb")]
+mod durable;
 pub mod evict;
 pub mod mem;
 mod publish;

@@ -20,6 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::durable::{create_dirs, sync_dir};
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use super::{
@@ -509,39 +510,6 @@ fn write_all_at(file: &fs::File, data: &[u8], offset: u64) -> std::io::Result<()
         let mut f = file;
         f.seek(std::io::SeekFrom::Start(offset))?;
         f.write_all(data)
-    }
-}
-
-/// Creates `dir` and its missing parents; with `durable`, syncs the parent of each folder
-/// created, so that its entry survives a power cut.
-fn create_dirs(dir: &Path, durable: bool) -> std::io::Result<()> {
-    let mut created = Vec::new();
-    let mut p = Some(dir);
-    while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        created.push(d);
-        p = d.parent();
-    }
-    fs::create_dir_all(dir)?;
-    if durable {
-        for d in created.iter().rev() {
-            match d.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
-                _ => sync_dir(Path::new("."))?,
-            }
-        }
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
     }
 }
 
