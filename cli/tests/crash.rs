@@ -9,7 +9,7 @@ use std::time::Duration;
 use engine::store::{RocksStore, SegmentStore};
 
 mod common;
-use common::check_store;
+use common::{check_store, randoms};
 
 #[test]
 fn sigkill_at_random_points_never_leaves_a_wrong_block() {
@@ -28,17 +28,7 @@ fn sigkill_at_random_points_never_leaves_a_wrong_block() {
         c
     };
     // Deterministic pseudo-random kill times (splitmix64); override with PDIST_CRASH_SEED.
-    let mut state: u64 = std::env::var("PDIST_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut next = randoms(0x5eed);
     let hashed = Command::new(env!("CARGO_BIN_EXE_pdist"))
         .arg("hash")
         .arg(&big)

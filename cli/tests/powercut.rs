@@ -7,26 +7,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fixtures::nginx::{Nginx, free_port};
 use fixtures::powercut::PowerCut;
 
 mod common;
-use common::check_store;
-
-/// Deterministic pseudo-random numbers (splitmix64); `PDIST_CRASH_SEED` changes the seed.
-fn randoms() -> impl FnMut() -> u64 {
-    let mut state: u64 = std::env::var("PDIST_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0xc0ffee);
-    move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+use common::{check_store, randoms, rate_limited_nginx};
 
 fn skip(what: &str) -> bool {
     assert!(
@@ -61,7 +45,7 @@ fn power_cuts_at_random_points_never_leave_a_wrong_block_or_output() {
             .stderr(Stdio::null());
         c
     };
-    let mut next = randoms();
+    let mut next = randoms(0xc0ffee);
     let ticket_of = |path: &std::path::Path| {
         let out = pdist()
             .arg("hash")
@@ -126,16 +110,7 @@ fn power_cuts_at_random_points_never_leave_a_wrong_block_or_output() {
     std::fs::create_dir_all(&www).unwrap();
     let other = fixtures::content(13, 16 << 20);
     std::fs::write(www.join("other.bin"), &other).unwrap();
-    let port = free_port().unwrap();
-    let _nginx = Nginx::start(
-        &[],
-        &dir.path().join("nginx"),
-        1,
-        &format!("127.0.0.1:{port}"),
-        "",
-        &format!("root {}; limit_rate 16m;", www.display()),
-    )
-    .unwrap();
+    let (_nginx, port) = rate_limited_nginx(dir.path(), &www, "16m");
     let ticket = ticket_of(&www.join("other.bin"));
     let out = mnt.join("other.bin");
     let url = format!("http://127.0.0.1:{port}/other.bin");

@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use fixtures::nginx::{Nginx, free_port};
-
 mod common;
-use common::{cmd, ok, poll};
+use common::{cmd, ok, poll, rate_limited_nginx};
 
 const LEN: u64 = 24 << 20;
 
@@ -45,16 +43,7 @@ fn a_killed_first_download_goes_on_by_range() {
     let content = fixtures::content(5, LEN);
     let file = www.join("big.bin");
     std::fs::write(&file, &content).unwrap();
-    let port = free_port().unwrap();
-    let nginx = Nginx::start(
-        &[],
-        &dir.path().join("nginx"),
-        1,
-        &format!("127.0.0.1:{port}"),
-        "",
-        &format!("root {}; limit_rate 8m;", www.display()),
-    )
-    .unwrap();
+    let (nginx, port) = rate_limited_nginx(dir.path(), &www, "8m");
     let data = dir.path().join("data");
     let ticket = ok(&data, &["hash", file.to_str().unwrap()]);
     let ticket = ticket.lines().next().unwrap().to_string();

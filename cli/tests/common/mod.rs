@@ -209,3 +209,35 @@ pub fn check_store(data: &Path, round: usize) -> u64 {
     }
     present_total
 }
+
+/// Deterministic pseudo-random numbers (splitmix64) from `seed`, or from `PDIST_CRASH_SEED`
+/// when set (to replay or vary the random moments of the crash tests).
+pub fn randoms(seed: u64) -> impl FnMut() -> u64 {
+    let mut state: u64 = std::env::var("PDIST_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(seed);
+    move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// nginx serving the files of `www` on a free loopback port at `rate` (a `limit_rate`
+/// value, as over a WAN link), its files under `dir`; and its port.
+pub fn rate_limited_nginx(dir: &Path, www: &Path, rate: &str) -> (fixtures::nginx::Nginx, u16) {
+    let port = fixtures::nginx::free_port().unwrap();
+    let nginx = fixtures::nginx::Nginx::start(
+        &[],
+        &dir.join("nginx"),
+        1,
+        &format!("127.0.0.1:{port}"),
+        "",
+        &format!("root {}; limit_rate {rate};", www.display()),
+    )
+    .unwrap();
+    (nginx, port)
+}
