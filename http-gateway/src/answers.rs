@@ -13,6 +13,7 @@ use crate::conditional;
 use crate::downloads::InFlight;
 use crate::error::GatewayError;
 use crate::headers::{self, CacheStatus, Provenance};
+use crate::policy::Reuse;
 use crate::record::selection;
 use crate::state::Shared;
 use crate::upstream::{client_head, origin_request};
@@ -76,10 +77,19 @@ pub(crate) async fn join_crediting(
             return pass(sh, req, CacheStatus::Miss).await.map(Some);
         }
     };
-    // The answer is fresh from the origin: it serves every request it was selected for (its
-    // `Vary` fields agree), whatever its lifetime.
-    if head.selection != selection(&req.headers, &head.headers) {
-        return pass(sh, req, CacheStatus::Miss).await.map(Some);
+    // The answer is the leader's own. Another request may use it only as it could use the
+    // stored response (RFC 9111 §4): its `Vary` selection, and its own and the request's
+    // directives, decide; else that request asks the origin itself.
+    let mut served = head.headers.clone();
+    if lead.is_none() {
+        let mut as_get = req.clone();
+        as_get.method = http::Method::GET;
+        match head.policy.reuse(&as_get, std::time::SystemTime::now()) {
+            Reuse::Fresh(h) if head.selection == selection(&req.headers, &head.headers) => {
+                served = h.headers;
+            }
+            _ => return pass(sh, req, CacheStatus::Miss).await.map(Some),
+        }
     }
     let (status, credit): (CacheStatus, fn(u64) -> Provenance) = match lead {
         Some(st) => (st, lead_credit),
@@ -88,7 +98,7 @@ pub(crate) async fn join_crediting(
             ..Default::default()
         }),
     };
-    if let Some(mut r) = conditional::answer_instead(req, &head.headers) {
+    if let Some(mut r) = conditional::answer_instead(req, &served) {
         sh.metrics.request(status);
         client_head(
             r.headers_mut(),
@@ -104,7 +114,7 @@ pub(crate) async fn join_crediting(
         Err(_) => return Ok(None),
     };
     sh.metrics.request(status);
-    let mut h = head.headers.clone();
+    let mut h = served;
     client_head(&mut h, req.version, status, Some(head.status.as_u16()));
     add_provenance(&mut h, credit);
     let mut r = Response::new(body);

@@ -48,11 +48,11 @@ pub(crate) async fn get_parts(
     let mut as_get = parts.clone();
     as_get.method = Method::GET;
     for _ in 0..2 {
-        match lookup(sh, &as_get, &url, &key).await? {
+        let seen = match lookup(sh, &as_get, &url, &key).await? {
             Lookup::Stored(s) => return Ok(s.respond(sh, parts).await),
             Lookup::Answer(r) => return Ok(r),
-            Lookup::Nothing => {}
-        }
+            Lookup::Nothing(seen) => seen,
+        };
         let answer = match decide::miss(parts, &sh.setup()) {
             Plan::Pass => return pass(sh, parts, CacheStatus::Miss).await,
             Plan::Miss {
@@ -62,7 +62,7 @@ pub(crate) async fn get_parts(
             Plan::Miss {
                 target: Target::Whole,
                 steps,
-            } => miss_whole(sh, parts, &url, &key, &steps).await?,
+            } => miss_whole(sh, parts, &url, &key, &steps, Some(&seen)).await?,
         };
         if let Some(r) = answer {
             return Ok(r);
@@ -100,8 +100,8 @@ pub(crate) enum Lookup {
     Stored(Stored),
     /// The stored response was stale and had changed: the origin's new answer.
     Answer(Response<Body>),
-    /// Nothing stored fits.
-    Nothing,
+    /// Nothing stored fits; the URL's record as it was read (`None`: there was none).
+    Nothing(Option<Vec<u8>>),
 }
 
 /// The stored variant that answers `req` (revalidated first when stale), if one fits.
@@ -112,7 +112,7 @@ pub(crate) async fn lookup(
     key: &[u8],
 ) -> Result<Lookup, GatewayError> {
     let Some(bytes) = sh.index.get(key)? else {
-        return Ok(Lookup::Nothing);
+        return Ok(Lookup::Nothing(None));
     };
     let mut record = UrlRecord::from_bytes(&bytes);
     // Variants whose content is no longer complete in the store (evicted) are forgotten first,
@@ -137,13 +137,14 @@ pub(crate) async fn lookup(
             }));
         }
         Reuse::Stale { variant, request } => (variant, request),
-        Reuse::None => return Ok(Lookup::Nothing),
+        Reuse::None => return Ok(Lookup::Nothing(Some(record.to_bytes()))),
     };
     // Stale: ask the origin whether it changed.
+    let sent = SystemTime::now();
     let resp = sh.upstream.send(origin_request(&cond, empty())).await?;
     let (head, body) = resp.into_parts();
     let policy = &record.variants[i].policy;
-    match decide::revalidated(policy, req, &cond.headers, &head, SystemTime::now()) {
+    match decide::revalidated(policy, &head, sent, SystemTime::now()) {
         Revalidated::Unchanged(new_policy, head) => {
             record.variants[i].policy = *new_policy;
             sh.index.put(key, &record.to_bytes())?;
@@ -158,9 +159,9 @@ pub(crate) async fn lookup(
             // A 304 that does not match what is stored: fetch the whole body again.
             drop(body);
             let steps = decide::refetch_steps(Target::Whole, &sh.setup());
-            Ok(miss_whole(sh, req, url, key, &steps)
+            Ok(miss_whole(sh, req, url, key, &steps, None)
                 .await?
-                .map_or(Lookup::Nothing, Lookup::Answer))
+                .map_or(Lookup::Nothing(None), Lookup::Answer))
         }
         Revalidated::Replaced => {
             // Changed (or the origin ignored the condition): this answer replaces the stored one.
@@ -183,13 +184,16 @@ fn reuse(record: &UrlRecord, req: &http::request::Parts) -> Reuse {
 }
 
 /// A miss of a whole body, looked for in the order of `steps`. `None` when the download it
-/// joined ended before its head could be used (the caller looks again: it is stored now).
+/// joined ended before its head could be used, or when the URL's record is no longer `seen`
+/// (the record the lookup found wanting) once this request would lead a download: a download
+/// kept its answer meanwhile, and the caller looks again.
 async fn miss_whole(
     sh: &Arc<Shared>,
     req: &http::request::Parts,
     url: &str,
     key: &[u8],
     steps: &[Step],
+    seen: Option<&Option<Vec<u8>>>,
 ) -> Result<Option<Response<Body>>, GatewayError> {
     let mut led: Option<Led<'_>> = None;
     let mut wanting = None;
@@ -202,7 +206,14 @@ async fn miss_whole(
             }
             Step::Coalesce => match sh.downloads.join_or_lead(key) {
                 Role::Join(f) => return join(sh, req, &f, None).await,
-                Role::Lead(l) => led = Some(l),
+                Role::Lead(l) => {
+                    // A download may have been kept, and left the registry, since the lookup.
+                    if seen.is_some_and(|s| sh.index.get(key).ok().as_ref() != Some(s)) {
+                        l.abandon("kept meanwhile");
+                        return Ok(None);
+                    }
+                    led = Some(l);
+                }
             },
             Step::Elect => {
                 let Some(l) = &led else { continue };
@@ -321,7 +332,9 @@ async fn lead_with(
     wanting: Option<engine::node::Wanting>,
 ) -> Result<Response<Body>, GatewayError> {
     let (head, body) = resp.into_parts();
-    let Some(policy) = decide::storable(req, &head, sh.cfg.max_object) else {
+    let now = SystemTime::now();
+    let targeted = sh.setup().reverse;
+    let Some(policy) = decide::storable(req, &head, sh.cfg.max_object, targeted, (now, now)) else {
         led.abandon("not storable");
         return Ok(passed(
             sh,

@@ -1,19 +1,18 @@
 //! The cache's decisions, pure: from a request, the stored responses' policies, what the gateway
 //! is set up to ask (trusted peers, origins for content information) and the clock, what to do.
-//! RFC 9111 freshness and revalidation are `http-cache-semantics`'s (shared-cache mode); this
-//! module decides which stored response answers, whether an origin's answer may be stored, what
-//! a revalidation's answer means, and the one order in which a miss looks for the body.
+//! RFC 9111 for one stored response is [`crate::policy`]'s; this module decides which stored
+//! response answers, whether an origin's answer may be stored, what a revalidation's answer
+//! means, and the one order in which a miss looks for the body.
 //!
 //! Nothing here does I/O: the `cache` module carries the plans out, and the tests below are one
 //! row per case.
 
 use std::time::SystemTime;
 
-use http::header::{
-    CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE, SET_COOKIE,
-};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};
-use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+
+use crate::policy::{self, Policy};
 
 /// What the decisions depend on besides the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +34,11 @@ pub enum Reuse {
     Fresh {
         /// Its index among the policies given.
         variant: usize,
-        /// The response head to serve (`Age` updated).
+        /// The response head to serve (`Age` set).
         head: http::response::Parts,
     },
-    /// Stored response `variant` matches but is stale: ask the origin with `request` (its
-    /// validators added) whether it changed.
+    /// Stored response `variant` matches but may not be served without asking the origin:
+    /// send `request` (its validators added).
     Stale {
         /// Its index among the policies given.
         variant: usize,
@@ -55,78 +54,64 @@ pub enum Reuse {
 /// matches, to revalidate.
 pub fn reuse<'a>(
     req: &http::request::Parts,
-    policies: impl IntoIterator<Item = &'a CachePolicy>,
+    policies: impl IntoIterator<Item = &'a Policy>,
     now: SystemTime,
 ) -> Reuse {
+    let mut stale = None;
     for (variant, policy) in policies.into_iter().enumerate() {
-        match policy.before_request(req, now) {
-            BeforeRequest::Fresh(head) => return Reuse::Fresh { variant, head },
-            BeforeRequest::Stale {
-                request,
-                matches: true,
-            } => return Reuse::Stale { variant, request },
-            BeforeRequest::Stale { matches: false, .. } => {}
+        match policy.reuse(req, now) {
+            policy::Reuse::Fresh(head) => return Reuse::Fresh { variant, head },
+            policy::Reuse::Stale(request) if stale.is_none() => {
+                stale = Some(Reuse::Stale { variant, request });
+            }
+            policy::Reuse::Stale(_) | policy::Reuse::Mismatch => {}
         }
     }
-    Reuse::None
+    stale.unwrap_or(Reuse::None)
 }
 
 /// What a stale response's revalidation found.
 #[derive(Debug)]
 pub enum Revalidated {
     /// Not modified: serve the stored body under the updated policy and head.
-    Unchanged(Box<CachePolicy>, http::response::Parts),
+    Unchanged(Box<Policy>, http::response::Parts),
     /// A 304 that does not match what is stored: fetch the body again.
     Refetch,
     /// Changed (or the origin ignored the condition): its answer replaces the stored one.
     Replaced,
 }
 
-/// What the origin's answer `resp` to the conditional request `sent` (made from `policy`'s
-/// stored response for `req`) means. A 304 that leaves the validators out still answers the
-/// validators sent, which are the stored response's (some origins do that).
+/// What the origin's answer `resp` to the conditional request made from `policy`'s stored
+/// response means, the request sent at `sent` and the answer received at `now`.
 pub fn revalidated(
-    policy: &CachePolicy,
-    req: &http::request::Parts,
-    sent: &HeaderMap,
+    policy: &Policy,
     resp: &http::response::Parts,
+    sent: SystemTime,
     now: SystemTime,
 ) -> Revalidated {
-    let not_modified = resp.status == StatusCode::NOT_MODIFIED;
-    let mut answer = http::Response::new(());
-    *answer.status_mut() = resp.status;
-    *answer.headers_mut() = resp.headers.clone();
-    if not_modified {
-        let pairs = [
-            (ETAG, IF_NONE_MATCH),
-            (http::header::LAST_MODIFIED, IF_MODIFIED_SINCE),
-        ];
-        let h = answer.headers_mut();
-        for (name, cond) in pairs {
-            if !h.contains_key(&name)
-                && let Some(v) = sent.get(&cond)
-            {
-                h.insert(name, v.clone());
-            }
-        }
+    if resp.status != StatusCode::NOT_MODIFIED {
+        return Revalidated::Replaced;
     }
-    match policy.after_response(req, &answer, now) {
-        AfterResponse::NotModified(p, head) => Revalidated::Unchanged(Box::new(p), head),
-        AfterResponse::Modified(..) if not_modified => Revalidated::Refetch,
-        AfterResponse::Modified(..) => Revalidated::Replaced,
+    if !policy.validated_by(&resp.headers) {
+        return Revalidated::Refetch;
     }
+    let next = policy.updated(&resp.headers, sent, now);
+    let head = next.head(next.age(now).unwrap_or(0));
+    Revalidated::Unchanged(Box::new(next), head)
 }
 
-/// Whether an origin's answer `resp` to `req` may be stored, and its policy: a 200 to a GET,
-/// not a range, not longer than `max_object` by its `Content-Length`, and storable by RFC 9111
-/// in a shared cache.
+/// Whether an origin's answer `resp` to `req` (sent at `sent`, received at `now`) may be
+/// stored, and its policy: a 200 to a GET, not a range, not longer than `max_object` by its
+/// `Content-Length`, not one client's ([`one_clients`]), and storable by RFC 9111 in a shared
+/// cache ([`policy::storable`]; `targeted` in origin mode).
 pub fn storable(
     req: &http::request::Parts,
     resp: &http::response::Parts,
     max_object: u64,
-) -> Option<CachePolicy> {
-    if req.method != Method::GET
-        || resp.status != StatusCode::OK
+    targeted: bool,
+    (sent, now): (SystemTime, SystemTime),
+) -> Option<Policy> {
+    if resp.status != StatusCode::OK
         || resp.headers.contains_key(CONTENT_RANGE)
         || one_clients(&resp.headers)
     {
@@ -138,8 +123,10 @@ pub fn storable(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > max_object);
-    let policy = CachePolicy::new(req, resp);
-    (!too_long && policy.is_storable()).then_some(policy)
+    if too_long || policy::storable(req, resp, targeted).is_err() {
+        return None;
+    }
+    Some(Policy::new(req, resp, sent, now, targeted))
 }
 
 /// Whether a response with these headers belongs to the one client it answered, whatever its

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::policy::Policy;
 use http::{HeaderMap, StatusCode};
-use http_cache_semantics::CachePolicy;
 use tokio::sync::watch;
 
 /// Why a download was not kept (or not shared): what its waiting clients are told.
@@ -103,7 +103,7 @@ pub struct Head {
     /// Its end-to-end headers.
     pub headers: HeaderMap,
     /// Its caching policy.
-    pub policy: CachePolicy,
+    pub policy: Policy,
     /// The spool file (set when spooling starts).
     pub path: PathBuf,
     /// The request headers that select this response (see [`crate::record::selection`]).
@@ -114,6 +114,8 @@ pub struct Head {
 #[derive(Debug)]
 pub struct InFlight {
     tx: watch::Sender<Snap>,
+    /// An unsafe request invalidated its URL meanwhile: the body is not kept.
+    invalidated: std::sync::atomic::AtomicBool,
     /// The body past a spool that failed.
     relay: Arc<crate::relay::Relay>,
 }
@@ -122,6 +124,7 @@ impl InFlight {
     fn new() -> InFlight {
         InFlight {
             tx: watch::Sender::new(Snap::default()),
+            invalidated: Default::default(),
             relay: Arc::default(),
         }
     }
@@ -129,6 +132,11 @@ impl InFlight {
     /// The body past its spool, if the spool failed.
     pub(crate) fn relay(&self) -> Arc<crate::relay::Relay> {
         Arc::clone(&self.relay)
+    }
+
+    /// Whether its URL was invalidated while it ran (its body must not be kept).
+    pub(crate) fn invalidated(&self) -> bool {
+        self.invalidated.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many clients follow it (each holds a subscription until it has read what it needs).
@@ -194,6 +202,15 @@ impl Downloads {
             key: key.to_vec(),
             f,
         })
+    }
+
+    /// An unsafe request invalidated `key`: its download in flight, if any, is not kept, and
+    /// later requests do not join it.
+    pub(crate) fn invalidate(&self, key: &[u8]) {
+        if let Some(f) = self.lock().remove(key) {
+            f.invalidated
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Forgets the download of `key` if it is `f` (it ended).

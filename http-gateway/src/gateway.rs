@@ -310,7 +310,7 @@ async fn route(
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return crate::cache::get(sh, req).await;
     }
-    crate::passthrough::forward(sh, req, CacheStatus::Bypass).await
+    crate::passthrough::forward(sh, req, CacheStatus::Bypass, None).await
 }
 
 fn metrics(sh: &Shared) -> Response<Body> {

@@ -16,8 +16,9 @@ pub const BYTES_HEADER: &str = "pdist-bytes";
 pub const PDIST_INFO_CODING: &str = "x-pdist-info";
 
 /// Fields that belong to one connection and are never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
+    "proxy-authentication-info",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",

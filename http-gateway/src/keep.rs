@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use crate::policy::Policy;
 use engine::{ContentId, ContentInfo};
 use http::{HeaderMap, StatusCode};
-use http_cache_semantics::CachePolicy;
 
 use engine::node::Node;
 
@@ -36,7 +36,7 @@ pub(crate) struct Kept {
     /// The URL.
     pub url: String,
     /// Its caching policy.
-    pub policy: CachePolicy,
+    pub policy: Policy,
     /// Its end-to-end headers (those a claim carries).
     pub headers: HeaderMap,
     /// The request headers that select it.

@@ -5,11 +5,11 @@
 //! byte does not wait for the whole file; the URL is recorded when the fetch ends. A range
 //! fetches only the blocks covering it and is answered from the store like a hit.
 
+use crate::policy::Policy;
 use engine::fetch::{Events, FetchOptions};
 use engine::node::InOrder;
 use http::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
 use http::{Response, StatusCode};
-use http_cache_semantics::CachePolicy;
 use std::sync::Arc;
 
 use crate::body::{Body, channel};
@@ -38,7 +38,7 @@ pub(crate) struct Known {
     /// The content.
     pub found: Found,
     /// The answer's caching policy.
-    pub policy: CachePolicy,
+    pub policy: Policy,
     /// The answer's head.
     pub head: http::response::Parts,
 }

@@ -17,9 +17,11 @@
 //!   multipart), `answers` (an origin's answer passed back; a download read as it grows),
 //!   `spool` (a download written to a spool file and hashed as it arrives), `keep` (a finished
 //!   body into the store, then the URL's record and claim).
+//! * `invalidate`: what a successful unsafe request makes the cache forget (RFC 9111 §4.4).
 //! * `downloads` (the registry of downloads in flight, one per URL) and `state` (what every
 //!   handler shares, [`GatewayConfig`]), `upstream` (the client to origins).
-//! * The pure ground floor: [`decide`] (the cache's decisions), [`range`], [`conditional`],
+//! * The pure ground floor: [`decide`] (the cache's decisions), [`policy`] (RFC 9111 for one
+//!   stored response) and [`directives`] (its header fields), [`range`], [`conditional`],
 //!   [`headers`], [`record`] (URL records, claims, pending downloads), [`allow`], [`metrics`],
 //!   [`body`], [`error`], and the [`index`] seam (RocksDB and in-memory).
 //!
@@ -33,17 +35,20 @@ pub mod body;
 mod cache;
 pub mod conditional;
 pub mod decide;
+pub mod directives;
 mod downloads;
 pub mod error;
 mod followed;
 mod gateway;
 pub mod headers;
 pub mod index;
+pub mod invalidate;
 mod keep;
 mod known;
 pub mod metrics;
 mod passthrough;
 mod peered;
+pub mod policy;
 pub mod range;
 pub mod record;
 mod relay;

@@ -1,5 +1,6 @@
 //! What the cache does not handle, passed through: other methods forwarded to the origin with
-//! their bodies streamed both ways (`CONNECT` tunnels are [`crate::tunnel`]'s).
+//! their bodies streamed both ways (`CONNECT` tunnels are [`crate::tunnel`]'s); what a
+//! successful unsafe one changed is forgotten ([`crate::invalidate`]).
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -16,6 +17,7 @@ pub(crate) async fn forward(
     sh: &Shared,
     req: Request<Incoming>,
     status: CacheStatus,
+    alias: Option<&str>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = req.into_parts();
     let body = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
@@ -25,6 +27,9 @@ pub(crate) async fn forward(
     let resp = sh.upstream.send(origin_request(&parts, body)).await?;
     sh.metrics.request(status);
     let (mut head, body) = resp.into_parts();
+    let stale =
+        crate::invalidate::targets(&parts.method, &parts.uri, alias, head.status, &head.headers);
+    crate::invalidate::forget(sh, &stale);
     let code = head.status.as_u16();
     client_head(&mut head.headers, head.version, status, Some(code));
     Ok(Response::from_parts(

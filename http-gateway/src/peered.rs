@@ -13,16 +13,17 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::StatusCode;
 use http::header::{
     ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
     RANGE,
 };
-use http::{Response, StatusCode};
-use http_cache_semantics::{AfterResponse, CachePolicy};
 
 use crate::body::empty;
+use crate::decide::Revalidated;
 use crate::error::GatewayError;
 use crate::known::{Found, Known};
+use crate::policy::{self, Policy};
 use crate::record::Claim;
 use crate::state::Shared;
 use crate::upstream::origin_request;
@@ -75,7 +76,7 @@ pub(crate) async fn confirm(
     req: &http::request::Parts,
     url: &str,
     stored: http::HeaderMap,
-) -> Result<Option<(CachePolicy, http::response::Parts)>, GatewayError> {
+) -> Result<Option<(Policy, http::response::Parts)>, GatewayError> {
     let mut cond = origin_request(req, empty());
     let h = cond.headers_mut();
     for n in [
@@ -95,20 +96,28 @@ pub(crate) async fn confirm(
     } else {
         return Ok(None);
     }
+    let sent = SystemTime::now();
     let resp = sh.upstream.send(cond).await?;
     if resp.status() != StatusCode::NOT_MODIFIED {
         tracing::debug!("{url}: the origin did not confirm a peer's answer");
         return Ok(None);
     }
-    let mut claimed = Response::new(());
-    *claimed.headers_mut() = stored;
-    let base = CachePolicy::new(req, &claimed);
-    let (policy, head) = match base.after_response(req, &resp, SystemTime::now()) {
-        AfterResponse::NotModified(p, head) => (p, head),
-        AfterResponse::Modified(..) => return Ok(None),
+    let now = SystemTime::now();
+    let (answer, _) = resp.into_parts();
+    let (mut claimed, ()) = http::Response::new(()).into_parts();
+    claimed.headers = stored;
+    let targeted = sh.setup().reverse;
+    let base = Policy::new(req, &claimed, sent, now, targeted);
+    let Revalidated::Unchanged(policy, head) =
+        crate::decide::revalidated(&base, &answer, sent, now)
+    else {
+        return Ok(None);
     };
-    if !policy.is_storable() || crate::decide::one_clients(&head.headers) {
+    claimed.headers = policy.headers();
+    if policy::storable(req, &claimed, targeted).is_err()
+        || crate::decide::one_clients(&head.headers)
+    {
         return Ok(None);
     }
-    Ok(Some((policy, head)))
+    Ok(Some((*policy, head)))
 }

@@ -13,8 +13,9 @@ use engine::content::{Hash, ServerSecret, hmac_sha256};
 use engine::wire::TailKey;
 use engine::{ContentId, Ticket};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http_cache_semantics::CachePolicy;
 use serde::{Deserialize, Serialize};
+
+use crate::policy::Policy;
 
 /// Most stored variants of one URL; the oldest goes first.
 pub const MAX_VARIANTS: usize = 4;
@@ -28,7 +29,7 @@ pub const MAX_RECORD_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Variant {
     /// Its caching policy (request and response headers, times).
-    pub policy: CachePolicy,
+    pub policy: Policy,
     /// The ticket of the content holding its body.
     pub ticket: String,
     /// The body's length.
@@ -481,7 +482,13 @@ mod tests {
         let req = http::Request::get("http://a/").body(()).unwrap();
         let res = http::Response::builder().status(200).body(()).unwrap();
         let v = |t: &str| Variant {
-            policy: CachePolicy::new(&req, &res),
+            policy: Policy::new(
+                &req.clone().into_parts().0,
+                &res.clone().into_parts().0,
+                std::time::SystemTime::now(),
+                std::time::SystemTime::now(),
+                false,
+            ),
             ticket: t.into(),
             len: 0,
             selection: t.into(),

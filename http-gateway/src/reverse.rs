@@ -83,8 +83,25 @@ fn wanted(h: &http::HeaderMap) -> Option<Want> {
     Some(Want::PeerDist { version, v2 })
 }
 
-/// Answers a request in origin mode.
+/// Answers a request in origin mode. As the origin's own cache (a surrogate) it tells the
+/// backend so (`Surrogate-Capability`), and keeps `Surrogate-Control`, which is for it alone,
+/// from clients.
 pub(crate) async fn handle(
+    sh: &Arc<Shared>,
+    backend: &Uri,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    req.headers_mut().append(
+        "surrogate-capability",
+        HeaderValue::from_static(crate::policy::SURROGATE_CAPABILITY),
+    );
+    let mut r = answer(sh, backend, req).await?;
+    r.headers_mut().remove("surrogate-control");
+    Ok(r)
+}
+
+/// [`handle`]'s answer, before `Surrogate-Control` is removed.
+async fn answer(
     sh: &Arc<Shared>,
     backend: &Uri,
     mut req: Request<Incoming>,
@@ -101,7 +118,13 @@ pub(crate) async fn handle(
     );
     *req.uri_mut() = uri.parse()?;
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return crate::passthrough::forward(sh, req, CacheStatus::Bypass).await;
+        // Clients name the origin by this gateway's address: their URLs are the backend's.
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        return crate::passthrough::forward(sh, req, CacheStatus::Bypass, host.as_deref()).await;
     }
     let (mut parts, _) = req.into_parts();
     let Some(want) = wanted(&parts.headers) else {
@@ -136,7 +159,7 @@ pub(crate) async fn handle(
         }
         Lookup::Stored(s) => Ok(s.respond(sh, &parts).await),
         Lookup::Answer(r) => Ok(pending(r, &want)),
-        Lookup::Nothing => Ok(pending(cache::get_parts(sh, &parts).await?, &want)),
+        Lookup::Nothing(_) => Ok(pending(cache::get_parts(sh, &parts).await?, &want)),
     }
 }
 

@@ -283,8 +283,16 @@ async fn download(
         selection: head.selection.clone(),
         claim: sh.cfg.trust_peers.then(|| sh.urls.clone()),
     };
+    if f.invalidated() {
+        return Ok(());
+    }
     let index = Arc::clone(&sh.index);
     match crate::keep::keep(&sh.node, index, info, file, kept).await {
+        Ok(()) if f.invalidated() => {
+            // Invalidated while it was being kept: forgotten after all.
+            crate::invalidate::forget(sh, &[url.to_string()]);
+            sh.disk.wrote();
+        }
         Ok(()) => sh.disk.wrote(),
         // Every client was served from the spool: only the cache lost it.
         Err(e) => sh.disk.failed(&format_args!("keeping {url}: {e}")),

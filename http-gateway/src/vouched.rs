@@ -103,7 +103,14 @@ pub(crate) async fn vouched_for(
         return Ok(None);
     }
     head.headers = body_head(&head.headers, len);
-    let Some(policy) = crate::decide::storable(req, &head, sh.cfg.max_object) else {
+    let now = std::time::SystemTime::now();
+    let Some(policy) = crate::decide::storable(
+        req,
+        &head,
+        sh.cfg.max_object,
+        sh.setup().reverse,
+        (now, now),
+    ) else {
         return Ok(None);
     };
     let store = Arc::clone(sh.node.store());

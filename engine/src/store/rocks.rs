@@ -453,6 +453,8 @@ impl RocksStore {
     }
 
     /// Bytes of the `present` blocks of `info`: full blocks, except a present short last block.
+    /// `present` may be older than the block sets (a record read before a write that marked
+    /// blocks present): the result is then short for a moment, never wrapped.
     fn present_bytes(&self, info: &ContentInfo, present: u64) -> Result<u64, StoreError> {
         let layout = info.layout();
         let mut bytes = present * u64::from(layout.block_size());
@@ -464,7 +466,7 @@ impl RocksStore {
                     .present(&info.id(), last.segment())?
                     .contains(last.index_in_segment())
             {
-                bytes -= u64::from(short);
+                bytes = bytes.saturating_sub(u64::from(short));
             }
         }
         Ok(bytes)
@@ -842,8 +844,17 @@ impl SegmentStore for RocksStore {
             match r.origin {
                 Origin::Published { .. } => u.in_place_bytes += r.len,
                 _ => {
-                    let info = self.info_or_unknown(&r.id)?;
-                    u.stored_bytes += self.present_bytes(&info, r.blocks_present)?;
+                    // Content removed since the list was read (evicted by another writer)
+                    // counts for nothing.
+                    let bytes = self
+                        .content_info(&r.id)?
+                        .map(|info| self.present_bytes(&info, r.blocks_present))
+                        .transpose();
+                    match bytes {
+                        Ok(b) => u.stored_bytes += b.unwrap_or(0),
+                        Err(StoreError::UnknownContent { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -856,6 +867,39 @@ mod tests {
     use super::*;
     use crate::content::{HashOptions, ServerSecret, hash_reader};
 
+    /// The open group's content information of `data`.
+    fn info_of(data: &[u8]) -> ContentInfo {
+        hash_reader(
+            data,
+            &ServerSecret::open_group(),
+            &HashOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap()
+    }
+
+    /// A usage count taken from a record older than its block sets (another writer marked the
+    /// short last block present in between) is short, never wrapped: a wrapped count evicted
+    /// everything evictable.
+    #[test]
+    fn a_stale_count_never_wraps_the_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), RocksStoreOptions { sync: false }).unwrap();
+        let data = fixtures::content(71, 100);
+        let info = info_of(&data);
+        store.put_content(&info, "short", Origin::Fetched).unwrap();
+        store
+            .put_blocks(&info.id(), info.layout().block_at(0).unwrap(), &data)
+            .unwrap();
+        assert_eq!(store.present_bytes(&info, 1).unwrap(), 100);
+        assert_eq!(
+            store.present_bytes(&info, 0).unwrap(),
+            0,
+            "the count read before the write"
+        );
+        assert_eq!(store.usage().unwrap().stored_bytes, 100);
+    }
+
     /// Blocks stored before checksums were recorded (or whose checksums are lost) are checked
     /// against their SHA-256 instead: served when right, never when wrong.
     #[test]
@@ -863,13 +907,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(dir.path(), RocksStoreOptions { sync: false }).unwrap();
         let data = fixtures::content(70, 3 * 65_536);
-        let info = hash_reader(
-            &data[..],
-            &ServerSecret::open_group(),
-            &HashOptions::default(),
-            &mut |_| {},
-        )
-        .unwrap();
+        let info = info_of(&data);
         let id = info.id();
         store.put_content(&info, "old", Origin::Fetched).unwrap();
         let b0 = info.layout().block_at(0).unwrap();
