@@ -49,11 +49,26 @@ pdist_apt_install() {
     return $rc
 }
 
+# The HTTP caching test suite (https://cache-tests.fyi), from npm, pinned.
+CACHE_TESTS_VERSION="0.4.5"
+
 pdist_test_tools() {
     # The clients and servers the tests run pdist against: curl, wget and pip through the
-    # gateway, nginx as the origin.
+    # gateway, nginx as the origin; node and the HTTP caching test suite.
     pdist_apt_install curl wget nginx || return 1
+    # node and npm: Debian's, unless the machine has them already (from elsewhere, whose
+    # packages Debian's npm would conflict with).
+    pdist_need_cmd node || pdist_apt_install nodejs || return 1
+    pdist_need_cmd npm || pdist_apt_install npm || return 1
     python3 -m pip --version >/dev/null 2>&1 || pdist_apt_install python3-pip
+    local suite="$PDIST_CACHE/http-cache-tests-$CACHE_TESTS_VERSION"
+    if [ ! -f "$suite/node_modules/http-cache-tests/package.json" ]; then
+        pdist_log "installing the HTTP caching test suite (npm http-cache-tests@$CACHE_TESTS_VERSION)"
+        mkdir -p "$suite"
+        npm install --prefix "$suite" --no-audit --no-fund --silent \
+            "http-cache-tests@$CACHE_TESTS_VERSION" >&2 || return 1
+    fi
+    export PDIST_CACHE_TESTS="$suite/node_modules/http-cache-tests"
 }
 
 pdist_build_rocksdb() {

@@ -98,7 +98,9 @@ pub(crate) async fn join_crediting(
             ..Default::default()
         }),
     };
-    if let Some(mut r) = conditional::answer_instead(req, &served) {
+    if head.status == http::StatusCode::OK
+        && let Some(mut r) = conditional::answer_instead(req, &served)
+    {
         sh.metrics.request(status);
         client_head(
             r.headers_mut(),

@@ -101,7 +101,8 @@ pub fn revalidated(
 }
 
 /// Whether an origin's answer `resp` to `req` (sent at `sent`, received at `now`) may be
-/// stored, and its policy: a 200 to a GET, not a range, not longer than `max_object` by its
+/// stored, and its policy: an answer to a GET (a 200, or another status RFC 9111 lets a cache
+/// keep: with explicit freshness, or cacheable by default like a 404), not a range, not longer than `max_object` by its
 /// `Content-Length`, not one client's ([`one_clients`]), and storable by RFC 9111 in a shared
 /// cache ([`policy::storable`]; `targeted` in origin mode).
 pub fn storable(
@@ -111,10 +112,7 @@ pub fn storable(
     targeted: bool,
     (sent, now): (SystemTime, SystemTime),
 ) -> Option<Policy> {
-    if resp.status != StatusCode::OK
-        || resp.headers.contains_key(CONTENT_RANGE)
-        || one_clients(&resp.headers)
-    {
+    if resp.headers.contains_key(CONTENT_RANGE) || one_clients(&resp.headers) {
         return None;
     }
     let too_long = resp

@@ -76,6 +76,8 @@ pub(crate) fn record_variant(
     len: u64,
     kept: Kept,
 ) -> Result<(), KeepError> {
+    // Peers are told of 200s only: a claim is a body for the URL.
+    let ok = kept.policy.status() == StatusCode::OK;
     let key = index_key(&kept.url);
     let mut record = index
         .get(&key)?
@@ -91,7 +93,7 @@ pub(crate) fn record_variant(
     let h = &kept.headers;
     let validator =
         h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED);
-    if let Some(keys) = kept.claim.as_ref().filter(|_| validator) {
+    if let Some(keys) = kept.claim.as_ref().filter(|_| validator && ok) {
         let claim = Claim::new(id, len, StatusCode::OK, h);
         let (name, sealed) = (keys.name_key(&kept.url), claim.seal(keys, &kept.url));
         crate::index::file_claim(index, &name, &sealed)?;

@@ -107,7 +107,13 @@ pub fn storable(
     }
     let cc = response_directives(&resp.headers, targeted);
     let req_cc = Directives::of(&req.headers, http::header::CACHE_CONTROL);
-    if cc.has("no-store") || req_cc.has("no-store") {
+    // `must-understand` (§5.2.2.3): stored only with a status code whose caching rules this
+    // cache knows, and then in spite of the `no-store` that older caches are sent with it.
+    let must_understand = cc.has("must-understand");
+    if must_understand && !understood(code) {
+        return Err(Unstorable::Status(code));
+    }
+    if (cc.has("no-store") && !must_understand) || req_cc.has("no-store") {
         return Err(Unstorable::NoStore);
     }
     if cc.value("private").is_some_and(|v| v.is_none()) {
@@ -129,6 +135,11 @@ pub fn storable(
         return Err(Unstorable::NoFreshness(code));
     }
     Ok(())
+}
+
+/// The final status codes RFC 9110 defines, whose caching rules this cache follows.
+fn understood(code: u16) -> bool {
+    matches!(code, 200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505)
 }
 
 fn heuristic_status(code: u16) -> bool {

@@ -345,6 +345,21 @@ fn what_may_be_stored() {
             ok.to_vec(),
             Err(Unstorable::Status(206)),
         ),
+        ("an unknown status, fresh", vec![], 599, ok.to_vec(), Ok(())),
+        (
+            "must-understand, an unknown status",
+            vec![],
+            599,
+            vec![("cache-control", "max-age=60, must-understand")],
+            Err(Unstorable::Status(599)),
+        ),
+        (
+            "must-understand overrides no-store",
+            vec![],
+            200,
+            vec![("cache-control", "max-age=60, must-understand, no-store")],
+            Ok(()),
+        ),
         (
             "authorization",
             vec![("authorization", "Basic eDp5")],

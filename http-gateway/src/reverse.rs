@@ -146,7 +146,10 @@ async fn answer(
     parts.headers.remove("x-p2p-peerdistex");
     let url = parts.uri.to_string();
     match cache::lookup(sh, &parts, &url, &index_key(&url)).await? {
-        Lookup::Stored(s) if s.head.headers.get(CONTENT_ENCODING).is_none() => {
+        Lookup::Stored(s)
+            if s.head.status == StatusCode::OK
+                && s.head.headers.get(CONTENT_ENCODING).is_none() =>
+        {
             let v2 = match want {
                 Want::PeerDist { v2: true, .. } => match v2_info(sh, &s.info) {
                     Some(v2) => Some(v2),
@@ -215,6 +218,9 @@ fn v2_info(sh: &Arc<Shared>, info: &Arc<engine::ContentInfo>) -> Option<Arc<Cont
 
 /// The body is on its way and being hashed: say so, so the client asks again later.
 fn pending(mut r: Response<Body>, want: &Want) -> Response<Body> {
+    if r.status() != StatusCode::OK {
+        return r;
+    }
     let (k, v) = match want {
         Want::Native => ("pdist-info", "pending"),
         Want::PeerDist { .. } => ("x-p2p-peerdistex", "MakeHashRequest=true"),

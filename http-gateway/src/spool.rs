@@ -208,7 +208,9 @@ fn rand_u64() -> u64 {
 
 /// Takes the body from `feed` into the spool `file` through the engine's [`Download`] (each
 /// piece written and hashed on a blocking task while the next arrives, each byte announced to
-/// the download's clients and to the offer as it is written); then keeps it. If the spool
+/// the download's clients and to the offer as it is written, except that clients get the last
+/// byte only once the body is kept, so that the answer is in the store the moment a client has
+/// all of it); then keeps it. If the spool
 /// cannot be written, the offer ends and the rest passes through ([`relay`]); if the body
 /// cannot be kept, its clients were served all the same.
 async fn download(
@@ -229,8 +231,10 @@ async fn download(
     let limit = expected.map_or(sh.cfg.max_object, |e| e.min(sh.cfg.max_object));
     let file = Arc::new(file);
     let (f2, t2) = (Arc::clone(f), offered.clone());
+    // Clients get the last byte only once the body is kept (see the end): a client that has a
+    // whole answer and asks again finds it in the store.
     let written: Written = Arc::new(move |n| {
-        f2.written(n);
+        f2.written(n.saturating_sub(1));
         if let Some(t) = &t2 {
             t.advance(n);
         }
@@ -283,20 +287,20 @@ async fn download(
         selection: head.selection.clone(),
         claim: sh.cfg.trust_peers.then(|| sh.urls.clone()),
     };
-    if f.invalidated() {
-        return Ok(());
-    }
-    let index = Arc::clone(&sh.index);
-    match crate::keep::keep(&sh.node, index, info, file, kept).await {
-        Ok(()) if f.invalidated() => {
-            // Invalidated while it was being kept: forgotten after all.
-            crate::invalidate::forget(sh, &[url.to_string()]);
-            sh.disk.wrote();
+    if !f.invalidated() {
+        let index = Arc::clone(&sh.index);
+        match crate::keep::keep(&sh.node, index, info, file, kept).await {
+            Ok(()) if f.invalidated() => {
+                // Invalidated while it was being kept: forgotten after all.
+                crate::invalidate::forget(sh, &[url.to_string()]);
+                sh.disk.wrote();
+            }
+            Ok(()) => sh.disk.wrote(),
+            // Every client is served from the spool all the same: only the cache lost it.
+            Err(e) => sh.disk.failed(&format_args!("keeping {url}: {e}")),
         }
-        Ok(()) => sh.disk.wrote(),
-        // Every client was served from the spool: only the cache lost it.
-        Err(e) => sh.disk.failed(&format_args!("keeping {url}: {e}")),
     }
+    f.written(got);
     Ok(())
 }
 

@@ -69,16 +69,22 @@ pub(crate) async fn respond(
 ) -> Response<Body> {
     let status = label.status;
     let len = info.layout().content_len();
+    // Preconditions and ranges apply to a 200 (RFC 9110 §13.2.1, §14.2); another stored status
+    // (a 404, a 301) is served whole, as stored.
+    let ok = head.status == StatusCode::OK;
+    let stored_status = head.status;
     let h = &mut head.headers;
     headers::strip_hop_by_hop(h);
     headers::add_via(h, req.version);
     headers::add_cache_status(h, &status.entry(label.fwd, label.detail));
-    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if ok {
+        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
     sh.metrics.request(status);
-    if let Some(r) = crate::conditional::answer_instead(req, h) {
+    if ok && let Some(r) = crate::conditional::answer_instead(req, h) {
         return r;
     }
-    let plan = if req.method == Method::GET {
+    let plan = if req.method == Method::GET && ok {
         let etag = h.get(http::header::ETAG).and_then(|v| v.to_str().ok());
         let lm = h
             .get(http::header::LAST_MODIFIED)
@@ -96,7 +102,7 @@ pub(crate) async fn respond(
     };
     let head_only = req.method == Method::HEAD;
     let (code, parts, frame) = match plan {
-        RangePlan::Full => (StatusCode::OK, std::iter::once(0..len).collect(), None),
+        RangePlan::Full => (stored_status, std::iter::once(0..len).collect(), None),
         RangePlan::Unsatisfiable => {
             let h = &mut head.headers;
             h.insert(

@@ -120,8 +120,10 @@ async fn a_follower_whose_leader_stops_takes_the_rest_from_the_origin_by_range()
     until("A to lead", || sent(&o).0 > 0).await;
     let (pb, u) = (gb.addr(), URL);
     let second = tokio::spawn(async move { via(pb, get(u, &[])).await });
+    // (B's client has all of it but the last byte, which a gateway hands on only once the body
+    // is kept.)
     until("B to take all A has", || {
-        gb.snapshot().bytes_peers >= len as u64 / 2
+        gb.snapshot().bytes_peers >= len as u64 / 2 - 1
     })
     .await;
     // A stops mid-way: its download ends unfinished and is no longer offered.
