@@ -186,6 +186,13 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub origin_read_timeout: u64,
 
+    /// Seconds past its freshness a stored response may still be served when its origin cannot
+    /// be reached or answers with a server error (unless the response forbids it with
+    /// must-revalidate, proxy-revalidate, s-maxage or no-cache; stale-if-error sets its own
+    /// bound). 0: never
+    #[arg(long, default_value_t = 7 * 24 * 3600, value_name = "SECS")]
+    pub max_stale: u64,
+
     /// A port CONNECT tunnels may reach (repeatable; default 443 only).
     #[arg(long = "connect-port", value_name = "PORT")]
     pub connect_ports: Vec<u16>,

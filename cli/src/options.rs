@@ -191,6 +191,7 @@ pub fn gateway(global: &GlobalArgs, args: &GatewayArgs) -> anyhow::Result<Gatewa
     cfg.max_connections = args.max_connections;
     cfg.head_timeout = std::time::Duration::from_secs(args.head_timeout.max(1));
     cfg.origin_read_timeout = std::time::Duration::from_secs(args.origin_read_timeout.max(1));
+    cfg.max_stale = std::time::Duration::from_secs(args.max_stale);
     if !args.connect_ports.is_empty() {
         cfg.connect.ports = args.connect_ports.clone();
     }

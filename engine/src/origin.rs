@@ -9,6 +9,7 @@
 //! transport security is not needed for integrity.
 
 pub mod mem;
+pub mod retry;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -57,6 +58,9 @@ pub struct HyperOrigin {
 /// Says why an origin address may not be reached (`None`: it may).
 pub type Refuse = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
 
+/// How long an idle connection to an origin is kept for the next request.
+pub const POOL_IDLE: Duration = Duration::from_secs(4);
+
 impl HyperOrigin {
     /// A client whose connections must be made within `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> HyperOrigin {
@@ -73,8 +77,11 @@ impl HyperOrigin {
         conn.set_nodelay(true);
         // A silent origin whose host vanished is noticed by the kernel, not only by our timers.
         conn.set_keepalive(Some(Duration::from_secs(30)));
+        // Idle connections are closed before the shortest keep-alive timeout origins commonly
+        // use (5 s: Apache's, Node's), so that few are closed under a request; a request that
+        // meets one anyway is sent again (see `send`).
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE)
             .build(conn);
         HyperOrigin { client, refuse }
     }
@@ -162,7 +169,26 @@ impl HttpOrigin for HyperOrigin {
                 let host = ip.to_string();
                 return Err(Box::new(Refused { host, why }) as BoxError);
             }
-            let resp = self.client.request(req).await?;
+            // An idempotent request without a body is sent once more, on a fresh connection, if
+            // the pooled one it went out on was closed before an answer began.
+            let again = (retry::idempotent(req.method())
+                && http_body::Body::is_end_stream(req.body()))
+            .then(|| {
+                let mut r = http::Request::new(empty_body());
+                *r.method_mut() = req.method().clone();
+                *r.uri_mut() = req.uri().clone();
+                *r.version_mut() = req.version();
+                *r.headers_mut() = req.headers().clone();
+                r
+            });
+            let resp = match (self.client.request(req).await, again) {
+                (Ok(r), _) => r,
+                (Err(e), Some(again)) if retry::ended_before_answer(&e) => {
+                    tracing::debug!("origin {}: {e}; sending it again", again.uri());
+                    self.client.request(again).await?
+                }
+                (Err(e), _) => return Err(e.into()),
+            };
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
         })
     }

@@ -53,6 +53,9 @@ pub(crate) async fn get_parts(
             Lookup::Answer(r) => return Ok(r),
             Lookup::Nothing(seen) => seen,
         };
+        if only_if_cached(parts) {
+            return Ok(gateway_timeout(sh, parts));
+        }
         let answer = match decide::miss(parts, &sh.setup()) {
             Plan::Pass => return pass(sh, parts, CacheStatus::Miss).await,
             Plan::Miss {
@@ -69,6 +72,25 @@ pub(crate) async fn get_parts(
         }
     }
     pass(sh, parts, CacheStatus::Miss).await
+}
+
+/// Whether the client wants only a stored response (RFC 9111 §5.2.1.7).
+fn only_if_cached(req: &http::request::Parts) -> bool {
+    crate::directives::Directives::of(&req.headers, http::header::CACHE_CONTROL)
+        .has("only-if-cached")
+}
+
+/// The answer to `only-if-cached` when nothing stored fits: 504.
+fn gateway_timeout(sh: &Shared, req: &http::request::Parts) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = http::StatusCode::GATEWAY_TIMEOUT;
+    r.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from_static("0"),
+    );
+    sh.metrics.request(CacheStatus::Miss);
+    crate::upstream::client_head(r.headers_mut(), req.version, CacheStatus::Miss, None);
+    r
 }
 
 /// A stored response that answers a request, before its body is sent.
@@ -139,11 +161,31 @@ pub(crate) async fn lookup(
         Reuse::Stale { variant, request } => (variant, request),
         Reuse::None => return Ok(Lookup::Nothing(Some(record.to_bytes()))),
     };
-    // Stale: ask the origin whether it changed.
+    // Stale: ask the origin whether it changed. If it cannot say (unreachable, or a server
+    // error), the stored response is served stale where that is allowed (RFC 9111 §4.2.4).
     let sent = SystemTime::now();
-    let resp = sh.upstream.send(origin_request(&cond, empty())).await?;
-    let (head, body) = resp.into_parts();
     let policy = &record.variants[i].policy;
+    let resp = match sh.upstream.send(origin_request(&cond, empty())).await {
+        Ok(r) if !r.status().is_server_error() => r,
+        failed => {
+            let now = SystemTime::now();
+            let Some(head) = policy.stale_on_error(&req.headers, now, sh.cfg.max_stale) else {
+                return Ok(Lookup::Answer(passed(sh, failed?, CacheStatus::Miss)));
+            };
+            let fwd = failed.as_ref().ok().map(|r| r.status().as_u16());
+            match &failed {
+                Ok(r) => tracing::info!("{url}: the origin answered {}: served stale", r.status()),
+                Err(e) => tracing::info!("{url}: the origin failed ({e}): served stale"),
+            }
+            return Ok(Lookup::Stored(Stored {
+                head,
+                info: infos.swap_remove(i),
+                status: CacheStatus::StaleOnError,
+                fwd,
+            }));
+        }
+    };
+    let (head, body) = resp.into_parts();
     match decide::revalidated(policy, &head, sent, SystemTime::now()) {
         Revalidated::Unchanged(new_policy, head) => {
             record.variants[i].policy = *new_policy;

@@ -75,6 +75,8 @@ pub enum CacheStatus {
     Bypass,
     /// Joined another client's transfer of the same URL.
     Coalesced,
+    /// Served from the store stale: the origin could not be reached or failed.
+    StaleOnError,
 }
 
 impl CacheStatus {
@@ -89,6 +91,7 @@ impl CacheStatus {
             CacheStatus::StaleChanged => "; fwd=stale; stored",
             CacheStatus::Bypass => "; fwd=bypass",
             CacheStatus::Coalesced => "; fwd=uri-miss; collapsed",
+            CacheStatus::StaleOnError => "; hit; fwd=stale",
         });
         if let Some(code) = fwd_status {
             s.push_str(&format!("; fwd-status={code}"));
@@ -101,7 +104,10 @@ impl CacheStatus {
 
     /// Whether this counts as a hit in the metrics.
     pub fn is_hit(self) -> bool {
-        matches!(self, CacheStatus::Hit | CacheStatus::Revalidated)
+        matches!(
+            self,
+            CacheStatus::Hit | CacheStatus::Revalidated | CacheStatus::StaleOnError
+        )
     }
 
     /// Label for metrics.
@@ -114,6 +120,7 @@ impl CacheStatus {
             CacheStatus::StaleChanged => "stale-changed",
             CacheStatus::Bypass => "bypass",
             CacheStatus::Coalesced => "coalesced",
+            CacheStatus::StaleOnError => "stale-on-error",
         }
     }
 }

@@ -334,6 +334,31 @@ impl Policy {
         .any(|d| cc.has(d))
     }
 
+    /// The head to serve it under when its origin failed (§4.2.4), if it may be: it may be
+    /// served stale at all ([`Policy::may_serve_stale`]) and is no staler than the response's
+    /// or the request's `stale-if-error` (RFC 5861), or else `max_stale`, allow.
+    pub fn stale_on_error(
+        &self,
+        req: &HeaderMap,
+        now: SystemTime,
+        max_stale: Duration,
+    ) -> Option<http::response::Parts> {
+        if !self.may_serve_stale() {
+            return None;
+        }
+        let age = self.age(now)?;
+        let stale_for = age.saturating_sub(self.lifetime());
+        let window = |d: &Directives| match d.seconds("stale-if-error") {
+            Seconds::Valid(n) => Some(n),
+            _ => None,
+        };
+        let rcc = Directives::of(req, http::header::CACHE_CONTROL);
+        let bound = window(&rcc)
+            .or_else(|| window(&self.directives()))
+            .unwrap_or(max_stale.as_secs());
+        (stale_for <= bound).then(|| self.head(age))
+    }
+
     /// Whether the request's values of the fields its `Vary` names are those it was selected
     /// by (§4.1).
     pub fn matches(&self, req: &HeaderMap) -> bool {

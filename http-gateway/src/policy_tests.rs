@@ -430,6 +430,42 @@ fn hits_keep_date_and_say_their_age() {
 }
 
 #[test]
+fn stale_on_error_within_its_bound_unless_forbidden() {
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let at = |h: &[(&str, &str)], rh: &[(&str, &str)], after: u64| {
+        policy(h)
+            .stale_on_error(&req(rh).headers, t0() + Duration::from_secs(after), week)
+            .is_some()
+    };
+    let ma = [("cache-control", "max-age=60")];
+    assert!(at(&ma, &[], 3600), "an hour stale");
+    assert!(!at(&ma, &[], 8 * 24 * 3600), "past the week");
+    assert!(at(
+        &[("cache-control", "max-age=60, stale-if-error=9999999")],
+        &[],
+        8 * 24 * 3600
+    ));
+    assert!(!at(
+        &[("cache-control", "max-age=60, stale-if-error=10")],
+        &[],
+        100
+    ));
+    assert!(
+        !at(&ma, &[("cache-control", "stale-if-error=10")], 100),
+        "the client's bound"
+    );
+    for forbid in [
+        "must-revalidate",
+        "proxy-revalidate",
+        "s-maxage=60",
+        "no-cache",
+    ] {
+        let cc = format!("max-age=60, {forbid}");
+        assert!(!at(&[("cache-control", &cc)], &[], 100), "{forbid}");
+    }
+}
+
+#[test]
 fn vary_selects() {
     let en = req(&[("accept-language", "en")]);
     let p = Policy::new(

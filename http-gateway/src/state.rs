@@ -66,6 +66,10 @@ pub struct GatewayConfig {
     pub origin_read_timeout: Duration,
     /// Largest body cached; larger ones pass through.
     pub max_object: u64,
+    /// How stale a stored response may be served when its origin cannot be reached or answers
+    /// with a server error (RFC 9111 §4.2.4), unless its directives forbid it; a response's or
+    /// request's `stale-if-error` (RFC 5861) sets its own bound.
+    pub max_stale: Duration,
     /// How origins are reached: hyper's pooled HTTP/1.1 client, or a twin in tests
     /// ([`engine::origin::mem::MemOrigin`]). Everything the gateway asks of origins goes
     /// through it, block ranges of peered content included.
@@ -93,6 +97,7 @@ impl GatewayConfig {
             origin_timeout: Duration::from_secs(30),
             origin_read_timeout: Duration::from_secs(60),
             max_object: engine::content::layout::MAX_CONTENT_LEN,
+            max_stale: Duration::from_secs(7 * 24 * 3600),
             origin: Arc::new(HyperOrigin::new(Duration::from_secs(30))),
         }
     }

@@ -204,6 +204,17 @@ async fn what_is_stored_and_reused(r: Rig) {
     assert!(hit.h("cache-status").contains("hit"), "{:?}", hit.headers);
     assert_eq!(hit.h("date"), sent);
     assert!(hit.h("age").parse::<u64>().unwrap() >= 30);
+    // only-if-cached: what is stored, or 504 without asking the origin.
+    let cached = r
+        .get("/fresh", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(cached.status, 200);
+    put(&r, "/never-asked", 200, &[]);
+    let none = r
+        .get("/never-asked", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(none.status, 504);
+    assert!(r.asked("/never-asked").is_empty());
     let nf = r.get("/not-found", &[]).await;
     assert_eq!(nf.status, 404);
     assert_eq!(nf.body, b"body of /not-found");
@@ -348,7 +359,55 @@ async fn requests_in_every_phase_of_a_download(r: Rig) {
     assert_eq!(asked[1].headers["if-none-match"], "\"n\"");
 }
 
+async fn stale_when_the_origin_fails(r: Rig) {
+    let date =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - std::time::Duration::from_secs(100));
+    for (path, cc, down, served) in [
+        ("/down", "max-age=10", Fault::Refuse, true),
+        (
+            "/down-must",
+            "max-age=10, must-revalidate",
+            Fault::Refuse,
+            false,
+        ),
+        ("/error", "max-age=10", Fault::None, true),
+        (
+            "/error-bounded",
+            "max-age=10, stale-if-error=5",
+            Fault::None,
+            false,
+        ),
+    ] {
+        put(
+            &r,
+            path,
+            200,
+            &[("cache-control", cc), ("date", &date), ("etag", "\"e\"")],
+        );
+        // Stored, already stale (its Date is 100 s old).
+        r.get(path, &[]).await;
+        r.get(path, &[]).await;
+        let failing = Resource::new("sorry", &[])
+            .with_status(503)
+            .with_fault(down);
+        r.o.put(path, failing);
+        let got = r.get(path, &[]).await;
+        if served {
+            assert_eq!(got.status, 200, "{path}");
+            assert_eq!(got.body, format!("body of {path}").as_bytes());
+            assert!(
+                got.h("cache-status").contains("hit; fwd=stale"),
+                "{path}: {}",
+                got.h("cache-status")
+            );
+        } else {
+            assert!(got.status.is_server_error(), "{path}: {}", got.status);
+        }
+    }
+}
+
 both_modes! {
+    stale => stale_when_the_origin_fails;
     stored_and_reused => what_is_stored_and_reused;
     invalidation => unsafe_methods_invalidate;
     phases => requests_in_every_phase_of_a_download;
