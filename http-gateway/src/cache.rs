@@ -161,6 +161,19 @@ pub(crate) async fn lookup(
         Reuse::Stale { variant, request } => (variant, request),
         Reuse::None => return Ok(Lookup::Nothing(Some(record.to_bytes()))),
     };
+    // Stale, but within its stale-while-revalidate window: served now, revalidated meanwhile.
+    if let Some(head) = record.variants[i]
+        .policy
+        .while_revalidating(&req.headers, SystemTime::now())
+    {
+        revalidate_later(sh, req, key);
+        return Ok(Lookup::Stored(Stored {
+            head,
+            info: infos.swap_remove(i),
+            status: CacheStatus::StaleRevalidating,
+            fwd: None,
+        }));
+    }
     // Stale: ask the origin whether it changed. If it cannot say (unreachable, or a server
     // error), the stored response is served stale where that is allowed (RFC 9111 §4.2.4).
     let sent = SystemTime::now();
@@ -217,6 +230,46 @@ pub(crate) async fn lookup(
                 .map(Lookup::Answer)
         }
     }
+}
+
+/// Revalidates the URL of `req` in the background, once at a time per URL: the same request
+/// with `no-cache` goes through the cache (a 304 updates the record, a new answer replaces it),
+/// and its answer is read to the end and dropped.
+fn revalidate_later(sh: &Arc<Shared>, req: &http::request::Parts, key: &[u8]) {
+    if !sh
+        .revalidating
+        .lock()
+        .expect("revalidating lock")
+        .insert(key.to_vec())
+    {
+        return;
+    }
+    let mut again = req.clone();
+    again.method = Method::GET;
+    again.headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    again.headers.remove(http::header::RANGE);
+    crate::conditional::strip(&mut again.headers);
+    let (sh2, key) = (Arc::clone(sh), key.to_vec());
+    // Boxed: this future is part of `get_parts`'s own.
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+        Box::pin(async move { get_parts(&sh2, &again).await });
+    let sh3 = Arc::clone(sh);
+    sh.tasks.spawn(async move {
+        match fut.await {
+            Ok(r) => {
+                let mut body = r.into_body();
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            }
+            Err(e) => tracing::info!("revalidating in the background: {e}"),
+        }
+        sh3.revalidating
+            .lock()
+            .expect("revalidating lock")
+            .remove(&key);
+    });
 }
 
 /// Which of `record`'s variants answers `req` now.

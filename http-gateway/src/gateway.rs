@@ -76,6 +76,7 @@ impl Gateway {
             stop: CancellationToken::new(),
             busy: tokio::sync::watch::Sender::new(0),
             shunned: Default::default(),
+            revalidating: Default::default(),
         });
         shared.node.add_status_part(
             "gateway",

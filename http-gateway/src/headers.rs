@@ -77,6 +77,8 @@ pub enum CacheStatus {
     Coalesced,
     /// Served from the store stale: the origin could not be reached or failed.
     StaleOnError,
+    /// Served from the store stale while it is revalidated (`stale-while-revalidate`).
+    StaleRevalidating,
 }
 
 impl CacheStatus {
@@ -92,6 +94,7 @@ impl CacheStatus {
             CacheStatus::Bypass => "; fwd=bypass",
             CacheStatus::Coalesced => "; fwd=uri-miss; collapsed",
             CacheStatus::StaleOnError => "; hit; fwd=stale",
+            CacheStatus::StaleRevalidating => "; hit; detail=stale-while-revalidate",
         });
         if let Some(code) = fwd_status {
             s.push_str(&format!("; fwd-status={code}"));
@@ -106,7 +109,10 @@ impl CacheStatus {
     pub fn is_hit(self) -> bool {
         matches!(
             self,
-            CacheStatus::Hit | CacheStatus::Revalidated | CacheStatus::StaleOnError
+            CacheStatus::Hit
+                | CacheStatus::Revalidated
+                | CacheStatus::StaleOnError
+                | CacheStatus::StaleRevalidating
         )
     }
 
@@ -121,6 +127,7 @@ impl CacheStatus {
             CacheStatus::Bypass => "bypass",
             CacheStatus::Coalesced => "coalesced",
             CacheStatus::StaleOnError => "stale-on-error",
+            CacheStatus::StaleRevalidating => "stale-while-revalidate",
         }
     }
 }

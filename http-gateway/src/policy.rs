@@ -359,6 +359,34 @@ impl Policy {
         (stale_for <= bound).then(|| self.head(age))
     }
 
+    /// The head to serve it under, stale, while it is revalidated in the background (RFC 5861
+    /// `stale-while-revalidate`), if it may be: it may be served stale at all, is no staler
+    /// than the directive allows, and the request asks for nothing fresher (no `no-cache`,
+    /// `max-age`, `min-fresh` or `Pragma: no-cache`).
+    pub fn while_revalidating(
+        &self,
+        req: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<http::response::Parts> {
+        let Seconds::Valid(window) = self.directives().seconds("stale-while-revalidate") else {
+            return None;
+        };
+        let rcc = Directives::of(req, http::header::CACHE_CONTROL);
+        let pragma = directives::list(req, http::header::PRAGMA)
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case("no-cache"));
+        if !self.may_serve_stale()
+            || pragma
+            || ["no-cache", "max-age", "min-fresh"]
+                .iter()
+                .any(|d| rcc.has(d))
+        {
+            return None;
+        }
+        let age = self.age(now)?;
+        (age.saturating_sub(self.lifetime()) <= window).then(|| self.head(age))
+    }
+
     /// Whether the request's values of the fields its `Vary` names are those it was selected
     /// by (§4.1).
     pub fn matches(&self, req: &HeaderMap) -> bool {

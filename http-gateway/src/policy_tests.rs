@@ -466,6 +466,29 @@ fn stale_on_error_within_its_bound_unless_forbidden() {
 }
 
 #[test]
+fn stale_while_revalidate_within_its_window_for_plain_requests() {
+    let swr = [("cache-control", "max-age=60, stale-while-revalidate=30")];
+    let at = |h: &[(&str, &str)], rh: &[(&str, &str)], after: u64| {
+        policy(h)
+            .while_revalidating(&req(rh).headers, t0() + Duration::from_secs(after))
+            .is_some()
+    };
+    assert!(at(&swr, &[], 80));
+    assert!(!at(&swr, &[], 100), "past the window");
+    assert!(!at(&swr, &[("cache-control", "no-cache")], 80));
+    assert!(!at(&swr, &[("cache-control", "max-age=5")], 80));
+    assert!(
+        !at(&[("cache-control", "max-age=60")], &[], 80),
+        "not without the directive"
+    );
+    let must = [(
+        "cache-control",
+        "max-age=60, stale-while-revalidate=30, must-revalidate",
+    )];
+    assert!(!at(&must, &[], 80));
+}
+
+#[test]
 fn vary_selects() {
     let en = req(&[("accept-language", "en")]);
     let p = Policy::new(

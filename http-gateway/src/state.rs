@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     pub busy: tokio::sync::watch::Sender<usize>,
     /// Peers left out of this gateway's elections for a while.
     pub shunned: Shunned,
+    /// URLs (index keys) being revalidated in the background (`stale-while-revalidate`).
+    pub revalidating: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// How long a peer whose download of a URL could not be followed is left out of elections.

@@ -406,7 +406,30 @@ async fn stale_when_the_origin_fails(r: Rig) {
     }
 }
 
+async fn stale_while_revalidating(r: Rig) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+    let old = httpdate::fmt_http_date(old);
+    let h = [
+        ("cache-control", "max-age=10, stale-while-revalidate=3600"),
+        ("date", old.as_str()),
+        ("etag", "\"v\""),
+    ];
+    put(&r, "/swr", 200, &h);
+    r.get("/swr", &[]).await;
+    // Stale now: served at once, and the origin asked meanwhile, conditionally.
+    let got = r.get("/swr", &[]).await;
+    assert_eq!(got.body, b"body of /swr");
+    assert!(
+        got.h("cache-status").contains("stale-while-revalidate"),
+        "{}",
+        got.h("cache-status")
+    );
+    until_asked(&r, "/swr", 2).await;
+    assert_eq!(r.asked("/swr")[1].headers["if-none-match"], "\"v\"");
+}
+
 both_modes! {
+    swr => stale_while_revalidating;
     stale => stale_when_the_origin_fails;
     stored_and_reused => what_is_stored_and_reused;
     invalidation => unsafe_methods_invalidate;
