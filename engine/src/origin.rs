@@ -179,6 +179,7 @@ impl HttpOrigin for HyperOrigin {
                 *r.uri_mut() = req.uri().clone();
                 *r.version_mut() = req.version();
                 *r.headers_mut() = req.headers().clone();
+                *r.extensions_mut() = req.extensions().clone();
                 r
             });
             let resp = match (self.client.request(req).await, again) {

@@ -24,7 +24,10 @@ pub(crate) async fn pass(
     req: &http::request::Parts,
     status: CacheStatus,
 ) -> Result<Response<Body>, GatewayError> {
-    let resp = sh.upstream.send(origin_request(req, empty())).await?;
+    let resp = sh
+        .upstream
+        .send_for(req, origin_request(req, empty()))
+        .await?;
     Ok(passed(sh, resp, status))
 }
 

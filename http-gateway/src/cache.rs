@@ -246,6 +246,8 @@ fn revalidate_later(sh: &Arc<Shared>, req: &http::request::Parts, key: &[u8]) {
     }
     let mut again = req.clone();
     again.method = Method::GET;
+    // Its answers are for nobody: nothing is written to the client that caused it.
+    again.extensions = http::Extensions::new();
     again.headers.insert(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-cache"),
@@ -360,7 +362,11 @@ async fn from_origin(
     if vouch {
         crate::vouched::ask(&mut plain.headers);
     }
-    let resp = match sh.upstream.send(origin_request(&plain, empty())).await {
+    let resp = match sh
+        .upstream
+        .send_for(req, origin_request(&plain, empty()))
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             led.abandon("the origin failed");

@@ -217,13 +217,19 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
             let stop = sh2.stop.clone();
             let max_buf = sh2.cfg.max_header_bytes.max(8192);
             let head_timeout = sh2.cfg.head_timeout;
-            let handler =
-                service_fn(move |req| handle(Arc::clone(&sh2), from, Arc::clone(&slot), req));
+            let (io, dup) = crate::interim::track(stream);
+            let (_dup, socket) = dup.unzip();
+            let handler = service_fn(move |mut req: Request<Incoming>| {
+                if let Some(s) = &socket {
+                    req.extensions_mut().insert(s.clone());
+                }
+                handle(Arc::clone(&sh2), from, Arc::clone(&slot), req)
+            });
             let conn = http1::Builder::new()
                 .max_buf_size(max_buf)
                 .timer(TokioTimer::new())
                 .header_read_timeout(head_timeout)
-                .serve_connection(TokioIo::new(stream), handler)
+                .serve_connection(TokioIo::new(io), handler)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

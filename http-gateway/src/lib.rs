@@ -17,6 +17,7 @@
 //!   multipart), `answers` (an origin's answer passed back; a download read as it grows),
 //!   `spool` (a download written to a spool file and hashed as it arrives), `keep` (a finished
 //!   body into the store, then the URL's record and claim).
+//! * `interim`: 1xx answers from origins written to their clients before the final answer.
 //! * `invalidate`: what a successful unsafe request makes the cache forget (RFC 9111 §4.4).
 //! * `downloads` (the registry of downloads in flight, one per URL) and `state` (what every
 //!   handler shares, [`GatewayConfig`]), `upstream` (the client to origins).
@@ -42,6 +43,7 @@ mod followed;
 mod gateway;
 pub mod headers;
 pub mod index;
+mod interim;
 pub mod invalidate;
 mod keep;
 mod known;

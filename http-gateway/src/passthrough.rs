@@ -24,7 +24,10 @@ pub(crate) async fn forward(
         body,
         |e| -> crate::body::BoxError { e.into() },
     ));
-    let resp = sh.upstream.send(origin_request(&parts, body)).await?;
+    let resp = sh
+        .upstream
+        .send_for(&parts, origin_request(&parts, body))
+        .await?;
     sh.metrics.request(status);
     let (mut head, body) = resp.into_parts();
     let stale =

@@ -39,6 +39,50 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// [`Upstream::send`] for the client request `client`: interim (1xx) answers that come
+    /// before the final one are written to that client as they come ([`crate::interim`]).
+    pub(crate) async fn send_for(
+        &self,
+        client: &Parts,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let socket = client
+            .extensions
+            .get::<crate::interim::ClientSocket>()
+            .filter(|_| crate::interim::may_forward(client.version, &client.headers))
+            .cloned();
+        let Some(socket) = socket else {
+            return self.send(req).await;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(crate::interim::MAX_INTERIM);
+        hyper::ext::on_informational(&mut req, move |r| {
+            if crate::interim::forwarded(r.status()) {
+                let _ = tx.try_send(crate::interim::head_bytes(r.status(), r.headers()));
+            }
+        });
+        let answer = self.send(req);
+        tokio::pin!(answer);
+        loop {
+            tokio::select! {
+                biased;
+                Some(head) = rx.recv() => {
+                    if !socket.write_interim(&head).await {
+                        tracing::debug!("an interim answer was not passed on");
+                    }
+                }
+                r = &mut answer => {
+                    // Those that came with the final answer go before it.
+                    while let Ok(head) = rx.try_recv() {
+                        socket.write_interim(&head).await;
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+}
+
 /// The request to send to the origin for a client's request head: same method, URL and
 /// end-to-end fields; hop-by-hop fields removed; `Via` added.
 pub fn origin_request(parts: &Parts, body: Body) -> Request<Body> {
