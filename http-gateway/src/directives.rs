@@ -67,34 +67,22 @@ pub enum Seconds {
 impl Directives {
     /// The directives of every line of field `name`.
     pub fn of<K: AsHeaderName>(h: &HeaderMap, name: K) -> Directives {
-        let list = list(h, name)
-            .into_iter()
-            .filter_map(|m| {
-                let (name, arg) = match m.split_once('=') {
-                    Some((n, a)) => (n, Some(argument(a))),
-                    None => (m.as_str(), None),
-                };
-                is_token(name).then(|| (name.to_ascii_lowercase(), arg))
-            })
-            .collect();
+        let list = list(h, name).iter().filter_map(|m| directive(m)).collect();
         Directives { list }
     }
 
     /// The directives of field `name` meant for every recipient or for `token`: a member
     /// `d;token` is `d` for that recipient only (`Surrogate-Control`, Edge Architecture 1.0).
     pub fn targeted<K: AsHeaderName>(h: &HeaderMap, name: K, token: &str) -> Directives {
-        let mut only = HeaderMap::new();
-        for m in list(h, name) {
-            let d = match m.rsplit_once(';') {
-                Some((d, t)) if t.trim().eq_ignore_ascii_case(token) => d.to_owned(),
-                Some(_) => continue,
-                None => m,
-            };
-            if let Ok(v) = http::HeaderValue::from_str(&d) {
-                only.append(http::header::CACHE_CONTROL, v);
-            }
-        }
-        Directives::of(&only, http::header::CACHE_CONTROL)
+        let list = list(h, name)
+            .iter()
+            .filter_map(|m| match m.rsplit_once(';') {
+                Some((d, t)) if t.trim().eq_ignore_ascii_case(token) => directive(d.trim()),
+                Some(_) => None,
+                None => directive(m),
+            })
+            .collect();
+        Directives { list }
     }
 
     /// Whether there are none.
@@ -148,6 +136,16 @@ impl Directives {
             })
             .collect()
     }
+}
+
+/// One member of a directives field: its name (lowercase) and argument; `None` when the name is
+/// not a token.
+fn directive(m: &str) -> Option<(String, Argument)> {
+    let (name, arg) = match m.split_once('=') {
+        Some((n, a)) => (n, Some(argument(a))),
+        None => (m, None),
+    };
+    is_token(name).then(|| (name.to_ascii_lowercase(), arg))
 }
 
 /// A token (RFC 9110 §5.6.2).

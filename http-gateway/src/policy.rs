@@ -260,8 +260,11 @@ impl Policy {
         h
     }
 
-    fn directives(&self) -> Directives {
-        response_directives(&self.headers(), self.targeted)
+    /// Its headers and the directives that govern it, read once for a decision.
+    fn read(&self) -> Read {
+        let h = self.headers();
+        let cc = response_directives(&h, self.targeted);
+        Read { h, cc }
     }
 
     /// Its freshness lifetime in seconds, as a shared cache computes it (§4.2.1): `s-maxage`,
@@ -269,8 +272,10 @@ impl Policy {
     /// [`MAX_HEURISTIC`]) when the status code allows heuristics. Conflicting or invalid
     /// explicit values give 0.
     pub fn lifetime(&self) -> u64 {
-        let h = self.headers();
-        let cc = self.directives();
+        self.lifetime_of(&self.read())
+    }
+
+    fn lifetime_of(&self, Read { h, cc }: &Read) -> u64 {
         let from_cc = |name| match cc.seconds(name) {
             Seconds::Absent => None,
             Seconds::Valid(n) => Some(n),
@@ -282,9 +287,9 @@ impl Policy {
         if let Some(n) = from_cc("max-age") {
             return n;
         }
-        let date = self.date(&h);
+        let date = self.date(h);
         if h.contains_key(http::header::EXPIRES) {
-            return match directives::one_date(&h, http::header::EXPIRES) {
+            return match directives::one_date(h, http::header::EXPIRES) {
                 Some(exp) => secs_between(date, exp),
                 None => 0,
             };
@@ -292,7 +297,7 @@ impl Policy {
         if !(heuristic_status(self.status) || cc.has("public")) {
             return 0;
         }
-        match directives::one_date(&h, LAST_MODIFIED) {
+        match directives::one_date(h, LAST_MODIFIED) {
             Some(lm) => (secs_between(lm, date) / 10).min(MAX_HEURISTIC),
             None => 0,
         }
@@ -306,14 +311,17 @@ impl Policy {
     /// Its current age in seconds at `now` (§4.2.3), `None` when its `Age` cannot be read as one
     /// non-negative integer (then its age is unknown and it is stale).
     pub fn age(&self, now: SystemTime) -> Option<u64> {
-        let h = self.headers();
+        self.age_of(&self.headers(), now)
+    }
+
+    fn age_of(&self, h: &HeaderMap, now: SystemTime) -> Option<u64> {
         let age_value = match h.get_all(AGE).iter().count() {
             0 => 0,
             1 => directives::delta_seconds(h.get(AGE)?.as_bytes())?,
             _ => return None,
         };
         let response_time = at(self.response_time);
-        let apparent = secs_between(self.date(&h), response_time);
+        let apparent = secs_between(self.date(h), response_time);
         let delay = self.response_time.saturating_sub(self.request_time) / 1000;
         let initial = apparent.max(age_value.saturating_add(delay));
         let resident = secs_between(response_time, now);
@@ -323,15 +331,7 @@ impl Policy {
     /// Whether it may be served stale at all (§4.2.4): not under `must-revalidate`,
     /// `proxy-revalidate`, `s-maxage` or `no-cache`.
     pub fn may_serve_stale(&self) -> bool {
-        let cc = self.directives();
-        ![
-            "must-revalidate",
-            "proxy-revalidate",
-            "s-maxage",
-            "no-cache",
-        ]
-        .iter()
-        .any(|d| cc.has(d))
+        stale_allowed(&self.read().cc)
     }
 
     /// The head to serve it under when its origin failed (§4.2.4), if it may be: it may be
@@ -343,20 +343,21 @@ impl Policy {
         now: SystemTime,
         max_stale: Duration,
     ) -> Option<http::response::Parts> {
-        if !self.may_serve_stale() {
+        let r = self.read();
+        if !stale_allowed(&r.cc) {
             return None;
         }
-        let age = self.age(now)?;
-        let stale_for = age.saturating_sub(self.lifetime());
+        let age = self.age_of(&r.h, now)?;
+        let stale_for = age.saturating_sub(self.lifetime_of(&r));
         let window = |d: &Directives| match d.seconds("stale-if-error") {
             Seconds::Valid(n) => Some(n),
             _ => None,
         };
         let rcc = Directives::of(req, http::header::CACHE_CONTROL);
         let bound = window(&rcc)
-            .or_else(|| window(&self.directives()))
+            .or_else(|| window(&r.cc))
             .unwrap_or(max_stale.as_secs());
-        (stale_for <= bound).then(|| self.head(age))
+        (stale_for <= bound).then(|| self.head_from(r.h, age))
     }
 
     /// The head to serve it under, stale, while it is revalidated in the background (RFC 5861
@@ -368,14 +369,15 @@ impl Policy {
         req: &HeaderMap,
         now: SystemTime,
     ) -> Option<http::response::Parts> {
-        let Seconds::Valid(window) = self.directives().seconds("stale-while-revalidate") else {
+        let r = self.read();
+        let Seconds::Valid(window) = r.cc.seconds("stale-while-revalidate") else {
             return None;
         };
         let rcc = Directives::of(req, http::header::CACHE_CONTROL);
         let pragma = directives::list(req, http::header::PRAGMA)
             .iter()
             .any(|d| d.eq_ignore_ascii_case("no-cache"));
-        if !self.may_serve_stale()
+        if !stale_allowed(&r.cc)
             || pragma
             || ["no-cache", "max-age", "min-fresh"]
                 .iter()
@@ -383,8 +385,8 @@ impl Policy {
         {
             return None;
         }
-        let age = self.age(now)?;
-        (age.saturating_sub(self.lifetime()) <= window).then(|| self.head(age))
+        let age = self.age_of(&r.h, now)?;
+        (age.saturating_sub(self.lifetime_of(&r)) <= window).then(|| self.head_from(r.h, age))
     }
 
     /// Whether the request's values of the fields its `Vary` names are those it was selected
@@ -403,7 +405,8 @@ impl Policy {
             return Reuse::Mismatch;
         }
         let stale = || Reuse::Stale(self.revalidation(req));
-        let cc = self.directives();
+        let r = self.read();
+        let cc = &r.cc;
         let rcc = Directives::of(&req.headers, http::header::CACHE_CONTROL);
         let pragma = !req.headers.contains_key(http::header::CACHE_CONTROL)
             && directives::list(&req.headers, http::header::PRAGMA)
@@ -413,10 +416,10 @@ impl Policy {
         if cc.value("no-cache").is_some_and(|v| v.is_none()) || rcc.has("no-cache") || pragma {
             return stale();
         }
-        let Some(age) = self.age(now) else {
+        let Some(age) = self.age_of(&r.h, now) else {
             return stale();
         };
-        let life = self.lifetime();
+        let life = self.lifetime_of(&r);
         // `max-age=0` asks for a response validated now, whatever part of a second old.
         if let Seconds::Valid(max) = rcc.seconds("max-age")
             && (max == 0 || age > max)
@@ -430,14 +433,14 @@ impl Policy {
         }
         let fresh = life > age;
         let stale_ok = !fresh
-            && self.may_serve_stale()
+            && stale_allowed(cc)
             && match rcc.seconds("max-stale") {
                 Seconds::Valid(n) => age - life <= n,
                 Seconds::Invalid => rcc.value("max-stale").is_some_and(|v| v.is_none()),
                 Seconds::Absent => false,
             };
         if fresh || stale_ok {
-            Reuse::Fresh(self.head(age))
+            Reuse::Fresh(self.head_from(r.h, age))
         } else {
             stale()
         }
@@ -446,9 +449,14 @@ impl Policy {
     /// The head to serve it under, `age` seconds old: its status and headers, `Age` set, `Date`
     /// as the origin sent it.
     pub fn head(&self, age: u64) -> http::response::Parts {
+        self.head_from(self.headers(), age)
+    }
+
+    /// [`Policy::head`] with its headers already read.
+    fn head_from(&self, headers: HeaderMap, age: u64) -> http::response::Parts {
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = self.status();
-        parts.headers = self.headers();
+        parts.headers = headers;
         let age = age.min(directives::MAX_DELTA);
         parts.headers.insert(
             AGE,
@@ -528,6 +536,25 @@ impl Policy {
         next.response_time = millis(response_time.max(request_time));
         next
     }
+}
+
+/// A stored response's headers and governing directives, read once for one decision.
+struct Read {
+    h: HeaderMap,
+    cc: Directives,
+}
+
+/// Whether directives `cc` let a response be served stale at all (§4.2.4): not under
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`.
+fn stale_allowed(cc: &Directives) -> bool {
+    ![
+        "must-revalidate",
+        "proxy-revalidate",
+        "s-maxage",
+        "no-cache",
+    ]
+    .iter()
+    .any(|d| cc.has(d))
 }
 
 fn at(ms: u64) -> SystemTime {
